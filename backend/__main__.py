@@ -1,0 +1,131 @@
+"""gen4d backend command line: ``python -m backend serve | run | render``.
+
+- ``serve``: the ZeroMQ job server (see :mod:`backend.server`).
+- ``run``: one job without a server, through the same :func:`run_job` code path.
+- ``render``: render a result at the cameras and times of a transforms file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _parse_option(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--option expects KEY=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from backend.server import serve
+
+    serve(address=args.address, data_dir=args.data_dir)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from backend.errors import JobCancelled, JobError
+    from backend.pipeline.context import JobContext
+    from backend.pipeline.runner import run_job
+
+    bars: dict[str, tqdm] = {}
+
+    def on_progress(event) -> None:
+        bar = bars.get(event.stage)
+        if bar is None:
+            for other in bars.values():
+                other.close()
+            bar = bars[event.stage] = tqdm(total=event.total, desc=event.stage, unit="step", file=sys.stderr)
+        bar.n = event.step
+        if event.loss is not None:
+            bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
+        bar.refresh()
+
+    spec = {"job_type": "footage", "preset": args.preset, "options": dict(args.option or [])}
+    if args.frames:
+        spec["frame_count"] = args.frames
+    if args.fps:
+        spec["fps"] = args.fps
+    if args.preview:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    ctx = JobContext(on_progress=on_progress,
+                     on_preview=(lambda png: (Path(args.out) / "preview_latest.png").write_bytes(png))
+                     if args.preview else (lambda png: None))
+    try:
+        manifest = run_job(spec, Path(args.input), Path(args.out), ctx)
+    except JobError as exc:
+        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+        return 2
+    except (JobCancelled, KeyboardInterrupt):
+        print("cancelled", file=sys.stderr)
+        return 130
+    finally:
+        for bar in bars.values():
+            bar.close()
+    print(f"wrote {manifest['frame_count']} frames x {manifest['gaussian_count']} Gaussians to {args.out}")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from backend.errors import JobError
+    from backend.render.render_result import render_result_at_cameras
+
+    try:
+        written = render_result_at_cameras(Path(args.result), Path(args.cameras), Path(args.out))
+    except (JobError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(written)} images to {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser for all subcommands."""
+    from backend.server import default_data_dir
+
+    parser = argparse.ArgumentParser(prog="python -m backend", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the ZeroMQ job server")
+    p.add_argument("--address", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint to bind")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help=f"job store and key file (default $GEN4D_DATA_DIR or {default_data_dir()})")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("run", help="run one job without a server")
+    p.add_argument("--input", required=True, help="footage folder (transforms_train.json + images)")
+    p.add_argument("--out", required=True, help="result folder")
+    p.add_argument("--preset", default="cpu", help="tiny | cpu | gpu")
+    p.add_argument("--option", action="append", type=_parse_option, metavar="KEY=VALUE",
+                   help="override a reconstruction setting, e.g. iterations=3000 or motion=static")
+    p.add_argument("--frames", type=int, default=None, help="output frame count (default: input time steps)")
+    p.add_argument("--fps", type=float, default=None, help="playback fps recorded in the manifest (default 24)")
+    p.add_argument("--preview", action="store_true", help="keep writing preview_latest.png into --out")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("render", help="render a result at the cameras/times of a transforms file")
+    p.add_argument("--result", required=True, help="result folder (manifest.json + model.pt)")
+    p.add_argument("--cameras", required=True, help="transforms_*.json giving cameras and times")
+    p.add_argument("--out", required=True, help="output folder; PNGs named by each frame's file_path")
+    p.set_defaults(func=cmd_render)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

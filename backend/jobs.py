@@ -1,0 +1,279 @@
+"""The job store: one folder per job under ``<data_dir>/jobs/<job_id>/``.
+
+Layout of a job folder::
+
+    spec.json     the submitted spec
+    input/        the uploaded files (relative names, sanitized)
+    state.json    state, timestamps, error code/message, last progress, result file list
+    result/       what the pipeline wrote (manifest.json, frames/frame_0000.ply, ...)
+
+States: ``queued`` -> ``running`` -> ``completed`` | ``failed`` | ``cancelled`` (and
+``queued`` -> ``cancelled``). The store survives a restart: on load, jobs left ``running``
+become ``failed`` with code ``interrupted``, and ``queued`` jobs are handed back (in
+submission order) through :attr:`JobStore.pending` to be re-queued.
+
+All methods are thread-safe (the server loop and the worker thread both use the store).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Iterable
+
+from protocol import ProtocolError, check_relative_name
+
+log = logging.getLogger("gen4d.jobs")
+
+JOB_STATES = ("queued", "running", "completed", "failed", "cancelled")
+FINISHED_STATES = frozenset({"completed", "failed", "cancelled"})
+_JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+_STATE_KEYS = ("job_id", "seq", "state", "created_at", "started_at", "finished_at", "error_code",
+               "error_message", "progress", "frame_count", "files")
+
+
+class JobStoreError(Exception):
+    """A request about jobs cannot be served.
+
+    Args:
+        code: ``unknown_job`` or ``invalid_field``.
+        message: human-readable explanation.
+    """
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"[{code}] {message}")
+        self.code = code
+        self.message = message
+
+
+def _write_json_atomic(path: Path, data) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _natural_key(name: str):
+    return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", name)]
+
+
+def order_result_files(names: Iterable[str]) -> list[str]:
+    """Order result files for chunked download: ``manifest.json``, PLYs in frame order, the rest.
+
+    Args:
+        names: relative POSIX names of the files in a result folder.
+
+    Returns:
+        The names in chunk order (PLY and other files in natural sort order).
+    """
+    names = list(names)
+    first = [n for n in names if n == "manifest.json"]
+    plys = sorted((n for n in names if n.lower().endswith(".ply")), key=_natural_key)
+    rest = sorted((n for n in names if n != "manifest.json" and not n.lower().endswith(".ply")),
+                  key=_natural_key)
+    return first + plys + rest
+
+
+class JobStore:
+    """Persistent jobs under ``<data_dir>/jobs``.
+
+    Args:
+        data_dir: the backend's data folder (created if needed).
+
+    Attributes:
+        pending: ids of jobs found ``queued`` on load, in submission order; the server
+            hands them to the worker.
+    """
+
+    def __init__(self, data_dir):
+        self.root = Path(data_dir) / "jobs"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._jobs: dict[str, dict] = {}
+        self._specs: dict[str, dict] = {}
+        self._next_seq = 1
+        self.pending: list[str] = []
+        self._load()
+
+    # -- loading and recovery -------------------------------------------------------
+
+    def _load(self) -> None:
+        for tmp in self.root.glob(".tmp-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+        for d in self.root.iterdir():
+            if not d.is_dir() or not _JOB_ID_RE.match(d.name):
+                continue
+            try:
+                state = json.loads((d / "state.json").read_text(encoding="utf-8"))
+                spec = json.loads((d / "spec.json").read_text(encoding="utf-8"))
+                if state.get("state") not in JOB_STATES or state.get("job_id") != d.name:
+                    raise ValueError(f"bad state {state.get('state')!r}")
+            except (OSError, ValueError) as e:
+                log.warning("skipping unreadable job folder %s: %s", d, e)
+                continue
+            state = {k: state.get(k) for k in _STATE_KEYS}
+            self._jobs[d.name] = state
+            self._specs[d.name] = spec
+            self._next_seq = max(self._next_seq, int(state.get("seq") or 0) + 1)
+            if state["state"] == "running":
+                state.update(state="failed", finished_at=time.time(), error_code="interrupted",
+                             error_message="the backend stopped while this job was running; resubmit it")
+                self._save(d.name)
+                log.info("job %s was running when the backend stopped: marked failed (interrupted)", d.name)
+        self.pending = [j["job_id"] for j in sorted(self._jobs.values(), key=lambda j: j["seq"] or 0)
+                        if j["state"] == "queued"]
+        if self._jobs:
+            log.info("loaded %d job(s), %d to re-queue", len(self._jobs), len(self.pending))
+
+    def _save(self, job_id: str) -> None:
+        _write_json_atomic(self.root / job_id / "state.json", self._jobs[job_id])
+
+    # -- paths ----------------------------------------------------------------------
+
+    def job_dir(self, job_id: str) -> Path:
+        """Return ``<data_dir>/jobs/<job_id>``. Raises :class:`JobStoreError` (``unknown_job``)."""
+        self._check(job_id)
+        return self.root / job_id
+
+    def input_dir(self, job_id: str) -> Path:
+        """Return the job's ``input/`` folder. Raises :class:`JobStoreError` (``unknown_job``)."""
+        return self.job_dir(job_id) / "input"
+
+    def result_dir(self, job_id: str) -> Path:
+        """Return the job's ``result/`` folder. Raises :class:`JobStoreError` (``unknown_job``)."""
+        return self.job_dir(job_id) / "result"
+
+    def _check(self, job_id) -> None:
+        if not isinstance(job_id, str) or not _JOB_ID_RE.match(job_id) or job_id not in self._jobs:
+            raise JobStoreError("unknown_job", f"no job with id {job_id!r}")
+
+    # -- creating and reading -------------------------------------------------------
+
+    def create(self, spec: dict, files: Iterable[tuple[str, bytes]]) -> dict:
+        """Store a new ``queued`` job with its uploaded files.
+
+        Args:
+            spec: the job spec (JSON object).
+            files: ``(relative name, bytes)`` pairs.
+
+        Returns:
+            A copy of the new job's state dict (with ``spec``).
+
+        Raises:
+            JobStoreError: ``invalid_field`` for an absolute / ``..`` / duplicate name.
+        """
+        files = list(files)
+        seen = set()
+        for name, _ in files:
+            try:
+                rel = check_relative_name(name)
+            except ProtocolError as e:
+                raise JobStoreError("invalid_field", e.message) from None
+            if rel.as_posix() in seen:
+                raise JobStoreError("invalid_field", f"file name {name!r} appears twice")
+            seen.add(rel.as_posix())
+        job_id = uuid.uuid4().hex
+        tmp = self.root / f".tmp-{job_id}"
+        try:
+            (tmp / "input").mkdir(parents=True)
+            (tmp / "result").mkdir()
+            for name, data in files:
+                path = tmp / "input" / check_relative_name(name)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+            _write_json_atomic(tmp / "spec.json", spec)
+            with self._lock:
+                state = {k: None for k in _STATE_KEYS}
+                state.update(job_id=job_id, seq=self._next_seq, state="queued", created_at=time.time())
+                self._next_seq += 1
+                _write_json_atomic(tmp / "state.json", state)
+                os.replace(tmp, self.root / job_id)
+                self._jobs[job_id] = state
+                self._specs[job_id] = spec
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        log.info("job %s queued (%d file(s), spec %s)", job_id, len(files), json.dumps(spec)[:200])
+        return self.get(job_id)
+
+    def get(self, job_id: str) -> dict:
+        """Return a copy of a job's state dict plus its ``spec``.
+
+        Raises:
+            JobStoreError: ``unknown_job``.
+        """
+        with self._lock:
+            self._check(job_id)
+            return {**json.loads(json.dumps(self._jobs[job_id])), "spec": self._specs[job_id]}
+
+    def spec(self, job_id: str) -> dict:
+        """Return the job's spec. Raises :class:`JobStoreError` (``unknown_job``)."""
+        with self._lock:
+            self._check(job_id)
+            return self._specs[job_id]
+
+    def list(self) -> list[dict]:
+        """Return copies of all jobs' state dicts (with ``spec``), oldest first."""
+        with self._lock:
+            ids = sorted(self._jobs, key=lambda j: self._jobs[j]["seq"] or 0)
+            return [self.get(j) for j in ids]
+
+    def queue_position(self, job_id: str) -> int:
+        """Return how many jobs run before this queued one (the running one included)."""
+        with self._lock:
+            seq = self._jobs[job_id]["seq"]
+            return sum(1 for j in self._jobs.values()
+                       if j["state"] == "running" or (j["state"] == "queued" and j["seq"] < seq))
+
+    # -- changing -------------------------------------------------------------------
+
+    def transition(self, job_id: str, from_states: Iterable[str], to_state: str, **updates) -> bool:
+        """Atomically move a job to ``to_state`` if it is in one of ``from_states``.
+
+        Args:
+            job_id: the job.
+            from_states: states the move is allowed from.
+            to_state: the new state.
+            **updates: other state fields to set (e.g. ``error_code``).
+
+        Returns:
+            True if the job moved, False if it was in another state.
+
+        Raises:
+            JobStoreError: ``unknown_job``.
+        """
+        assert to_state in JOB_STATES
+        with self._lock:
+            self._check(job_id)
+            job = self._jobs[job_id]
+            if job["state"] not in set(from_states):
+                return False
+            now = time.time()
+            job["state"] = to_state
+            if to_state == "running":
+                job["started_at"] = now
+            if to_state in FINISHED_STATES:
+                job["finished_at"] = now
+            job.update({k: v for k, v in updates.items() if k in _STATE_KEYS})
+            self._save(job_id)
+            return True
+
+    def set_progress(self, job_id: str, progress: dict) -> None:
+        """Record the last progress fields (stage, step, total, loss, eta_s, message)."""
+        with self._lock:
+            self._check(job_id)
+            self._jobs[job_id]["progress"] = dict(progress)
+            self._save(job_id)
+
+    def result_files(self, job_id: str) -> list[str]:
+        """List the files under the job's ``result/`` in chunk order (see :func:`order_result_files`)."""
+        rdir = self.result_dir(job_id)
+        names = [p.relative_to(rdir).as_posix() for p in rdir.rglob("*")
+                 if p.is_file() and not p.name.endswith(".tmp")]
+        return order_result_files(names)

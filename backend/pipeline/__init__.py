@@ -1,0 +1,1 @@
+"""Pipeline stages, one module each: ingest, reconstruct, export (more in later issues)."""

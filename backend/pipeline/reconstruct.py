@@ -1,0 +1,309 @@
+"""Reconstruct stage: fit 4D Gaussians to calibrated, timed multi-view footage.
+
+Loss: ``0.8·L1 + 0.2·(1 − SSIM)`` on images composited over a random background colour,
+plus an L1 alpha/mask loss (DESIGN.md "Common image loss"). Densification: gsplat's
+``DefaultStrategy`` (3DGS). Initialization: space carving of the footage's masks at the
+middle time, coloured from the images. One training step renders a batch of random
+(time, camera) frames.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from dataclasses import dataclass, field, fields, replace
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+
+from backend.errors import BadInputError, JobError
+from backend.gaussians.trajectories import TrajectoryConfig, TrajectoryGaussians4D
+from backend.optim.densify import Densifier, make_default_strategy
+from backend.optim.losses import alpha_loss, image_loss
+from backend.pipeline.context import JobContext
+from backend.pipeline.ingest import Footage
+from backend.render import rasterize, rgb_to_sh0
+
+
+@dataclass
+class ReconstructConfig:
+    """Optimization settings; presets in :data:`PRESETS`, any field overridable per job.
+
+    Learning rates are for Adam; position-like rates are multiplied by the scene radius
+    and decay exponentially to ``lr_final_factor`` of their start.
+    """
+
+    iterations: int = 1500
+    batch_size: int = 4
+    max_image_size: int = 128
+    n_init: int = 4000
+    motion: str = "trajectory"  # "trajectory" | "static"
+    poly_degree: int = 3
+    n_fourier: int = 2
+    rot_degree: int = 1
+    lr_means: float = 1.6e-3
+    lr_motion: float = 1.6e-3
+    lr_final_factor: float = 0.02
+    lr_quats: float = 2e-3
+    lr_rot_motion: float = 1e-3
+    lr_scales: float = 1e-2
+    lr_opacities: float = 5e-2
+    lr_sh0: float = 5e-3
+    alpha_weight: float = 0.5
+    densify: bool = True
+    densify_start: int = 200
+    densify_stop_fraction: float = 0.7
+    densify_every: int = 100
+    grow_grad2d: float = 2e-4
+    max_gaussians: int = 30000
+    seed: int = 0
+    preview_every_s: float = 10.0
+
+    @classmethod
+    def from_options(cls, preset: str, options: dict | None = None) -> "ReconstructConfig":
+        """A preset with per-job overrides.
+
+        Raises:
+            JobError: ``unknown_preset`` or ``invalid_option`` (unknown key or bad type).
+        """
+        if preset not in PRESETS:
+            raise JobError("unknown_preset", f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+        cfg = PRESETS[preset]
+        names = {f.name: f.type for f in fields(cls)}
+        changes = {}
+        for key, value in (options or {}).items():
+            if key not in names:
+                raise JobError("invalid_option", f"unknown reconstruction option {key!r}")
+            current = getattr(cfg, key)
+            if isinstance(current, bool) != isinstance(value, bool) or not isinstance(value, (int, float, str, bool)):
+                raise JobError("invalid_option", f"option {key!r} has the wrong type: {value!r}")
+            changes[key] = type(current)(value)
+        if changes.get("motion", cfg.motion) not in ("trajectory", "static"):
+            raise JobError("invalid_option", "option 'motion' must be 'trajectory' or 'static'")
+        return replace(cfg, **changes)
+
+    def trajectory_config(self) -> TrajectoryConfig:
+        """Motion basis for the model (all zero for ``motion = "static"``)."""
+        if self.motion == "static":
+            return TrajectoryConfig(poly_degree=0, n_fourier=0, rot_degree=0)
+        return TrajectoryConfig(self.poly_degree, self.n_fourier, self.rot_degree)
+
+
+PRESETS: dict[str, ReconstructConfig] = {
+    # A few seconds on CPU: structure tests only.
+    "tiny": ReconstructConfig(iterations=30, batch_size=2, max_image_size=32, n_init=300, densify=False,
+                              preview_every_s=1.0),
+    # The demo preset: minutes on a 2-core CPU.
+    "cpu": ReconstructConfig(),
+    # For a CUDA device (gsplat).
+    "gpu": ReconstructConfig(iterations=8000, batch_size=8, max_image_size=512, n_init=20000,
+                             densify_start=500, max_gaussians=300000),
+}
+
+
+def scene_bounds(footage: Footage) -> tuple[torch.Tensor, float]:
+    """Centre and radius of the region every camera sees.
+
+    The centre is the least-squares point closest to all optical axes; the radius is the
+    smallest ``distance · tan(half FOV)`` over cameras.
+
+    Returns:
+        ``(centre [3] float32, radius float)`` in metres.
+    """
+    origins = footage.c2w[:, :3, 3].double()
+    dirs = -footage.c2w[:, :3, 2].double()
+    dirs = dirs / dirs.norm(dim=-1, keepdim=True)
+    eye = torch.eye(3, dtype=torch.float64)
+    P = eye - dirs[:, :, None] * dirs[:, None, :]
+    A = P.sum(0)
+    b = (P @ origins[:, :, None]).sum(0)
+    centre = torch.linalg.lstsq(A, b).solution[:, 0]
+    dist = (origins - centre).norm(dim=-1)
+    half_fov = torch.atan(0.5 * min(footage.width, footage.height) / footage.Ks[:, 0, 0].double())
+    radius = float((dist * torch.tan(half_fov)).min())
+    return centre.float(), radius
+
+
+def carve_initial_points(footage: Footage, n_points: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Space-carve the masks of the frames nearest t = 0.5 and sample points inside.
+
+    Args:
+        footage: training footage (alpha channel = object mask).
+        n_points: how many points to return.
+
+    Returns:
+        ``(points [n,3], colours [n,3])`` float32 in metres / [0,1]; ``n <= n_points``.
+
+    Raises:
+        BadInputError: when no point survives carving (masks empty or cameras inconsistent).
+    """
+    centre, radius = scene_bounds(footage)
+    t_mid = footage.times[torch.argmin((footage.times - 0.5).abs())]
+    sel = torch.nonzero(footage.times == t_mid).flatten()
+    keep_pts, keep_cols = [], []
+    total = 0
+    for _ in range(8):
+        cand = centre + (torch.rand(200_000, 3, generator=generator) * 2 - 1) * radius
+        inside = torch.ones(len(cand), dtype=torch.bool)
+        seen = torch.zeros(len(cand), dtype=torch.int32)
+        col_sum = torch.zeros(len(cand), 3)
+        for i in sel.tolist():
+            vm, K = footage.viewmats[i], footage.Ks[i]
+            pc = cand @ vm[:3, :3].T + vm[:3, 3]
+            z = pc[:, 2].clamp_min(1e-6)
+            u = (K[0, 0] * pc[:, 0] / z + K[0, 2]).floor().long()
+            v = (K[1, 1] * pc[:, 1] / z + K[1, 2]).floor().long()
+            on = (pc[:, 2] > 0) & (u >= 0) & (u < footage.width) & (v >= 0) & (v < footage.height)
+            px = footage.images[i, v.clamp(0, footage.height - 1), u.clamp(0, footage.width - 1)]
+            inside &= ~on | (px[:, 3] > 0.5)
+            seen += on.int()
+            col_sum += torch.where(on[:, None], px[:, :3], torch.zeros(3))
+        ok = inside & (seen > 0)
+        keep_pts.append(cand[ok])
+        keep_cols.append(col_sum[ok] / seen[ok, None].float())
+        total += int(ok.sum())
+        if total >= n_points:
+            break
+    pts = torch.cat(keep_pts)
+    cols = torch.cat(keep_cols)
+    if len(pts) == 0:
+        raise BadInputError("no 3D point lies inside the object masks of all cameras: check that the "
+                            "images have an alpha mask and that the camera matrices are Blender c2w")
+    idx = torch.randperm(len(pts), generator=generator)[:n_points]
+    return pts[idx], cols[idx]
+
+
+def knn_scale(points: torch.Tensor, k: int = 3) -> torch.Tensor:
+    """Mean distance to the k nearest neighbours, ``[N]`` (the 3DGS scale initialization)."""
+    out = []
+    for chunk in points.split(4096):
+        d = torch.cdist(chunk, points)
+        out.append(d.topk(k + 1, largest=False).values[:, 1:].mean(-1))
+    return torch.cat(out).clamp_min(1e-4)
+
+
+def init_model(footage: Footage, cfg: ReconstructConfig, generator: torch.Generator) -> TrajectoryGaussians4D:
+    """Carved points as Gaussians: isotropic kNN scales, opacity 0.5, colour from images."""
+    pts, cols = carve_initial_points(footage, cfg.n_init, generator)
+    n = len(pts)
+    quats = torch.zeros(n, 4)
+    quats[:, 0] = 1.0
+    log_scales = torch.log(knn_scale(pts))[:, None].repeat(1, 3)
+    sh = rgb_to_sh0(cols.clamp(0.02, 0.98))[:, None, :]
+    return TrajectoryGaussians4D(pts, quats, log_scales, torch.zeros(n), sh, cfg.trajectory_config())
+
+
+def _optimizers(model: TrajectoryGaussians4D, cfg: ReconstructConfig, radius: float) -> dict:
+    lrs = {"means": cfg.lr_means * radius, "motion": cfg.lr_motion * radius, "quats": cfg.lr_quats,
+           "rot_motion": cfg.lr_rot_motion, "scales": cfg.lr_scales, "opacities": cfg.lr_opacities,
+           "sh0": cfg.lr_sh0, "shN": cfg.lr_sh0 / 20}
+    return {k: torch.optim.Adam([p], lr=lrs[k], eps=1e-15) for k, p in model.params.items()}
+
+
+def render_frames(model: TrajectoryGaussians4D, times: torch.Tensor, viewmats: torch.Tensor, Ks: torch.Tensor,
+                  width: int, height: int, backgrounds: torch.Tensor | None = None):
+    """Render the model at B (time, camera) pairs.
+
+    Args:
+        times: ``[B]``; viewmats ``[B,4,4]`` OpenCV w2c; Ks ``[B,3,3]``.
+        backgrounds: ``[B,3]`` or None (black, i.e. premultiplied colour).
+
+    Returns:
+        ``(colors [B,H,W,3], alphas [B,H,W,1], info)`` from :func:`backend.render.rasterize`.
+    """
+    g = model.at(times)
+    return rasterize(**g.rasterization_inputs(), viewmats=viewmats, Ks=Ks, width=width, height=height,
+                     backgrounds=backgrounds)
+
+
+def preview_png(model: TrajectoryGaussians4D, footage: Footage, index: int = 0) -> bytes:
+    """PNG bytes: ground truth beside the current render of training frame ``index``, on white."""
+    with torch.no_grad():
+        dev = model.params["means"].device
+        c, _, _ = render_frames(model, footage.times[index:index + 1].to(dev), footage.viewmats[index:index + 1].to(dev),
+                                footage.Ks[index:index + 1].to(dev), footage.width, footage.height,
+                                torch.ones(1, 3, device=dev))
+        gt = footage.images[index]
+        gt_rgb = gt[..., :3] * gt[..., 3:] + (1 - gt[..., 3:])
+        strip = torch.cat([gt_rgb, c[0].cpu().clamp(0, 1)], dim=1)
+    buf = io.BytesIO()
+    iio.imwrite(buf, (strip.numpy() * 255).round().astype(np.uint8), extension=".png")
+    return buf.getvalue()
+
+
+def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, device: str = "cpu",
+                stage: str = "reconstruct") -> tuple[TrajectoryGaussians4D, dict]:
+    """Fit a :class:`TrajectoryGaussians4D` (static when ``cfg.motion == "static"``).
+
+    Args:
+        footage: training footage, already resized to the working resolution.
+        cfg: optimization settings.
+        ctx: progress/preview/cancel channel; progress is reported every step (rate-limited
+            by the context) with the current loss, previews every ``cfg.preview_every_s``.
+        device: ``"cpu"`` or ``"cuda"``.
+
+    Returns:
+        ``(model, stats)``; stats holds ``iterations``, ``seconds``, ``it_per_s``,
+        ``n_gaussians``, ``final_loss`` and ``loss_curve`` (list of [step, loss]).
+
+    Raises:
+        JobCancelled: when cancelled between steps.
+        JobError: ``out_of_memory`` when the device runs out of memory.
+    """
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    ctx.progress(stage, 0, cfg.iterations, message="initializing Gaussians")
+    model = init_model(footage, cfg, gen).to(device)
+    _, radius = scene_bounds(footage)
+    optimizers = _optimizers(model, cfg, radius)
+    densifier = None
+    if cfg.densify:
+        strategy = make_default_strategy(cfg.densify_start, int(cfg.iterations * cfg.densify_stop_fraction),
+                                         cfg.densify_every, cfg.grow_grad2d)
+        densifier = Densifier(strategy, scene_scale=radius)
+        densifier.check(model.params, optimizers)
+    images = footage.images.to(device)
+    viewmats, Ks, times = footage.viewmats.to(device), footage.Ks.to(device), footage.times.to(device)
+    decay = cfg.lr_final_factor ** (1.0 / max(cfg.iterations, 1))
+    start = time.monotonic()
+    last_preview = start
+    curve, ema = [], None
+    for step in range(cfg.iterations):
+        ctx.check_cancelled()
+        idx = torch.randint(0, len(footage), (cfg.batch_size,), generator=gen).to(device)
+        bg = torch.rand(cfg.batch_size, 3, generator=gen).to(device)
+        try:
+            colors, alphas, info = render_frames(model, times[idx], viewmats[idx], Ks[idx], footage.width,
+                                                 footage.height, bg)
+            gt = images[idx]
+            gt_rgb = gt[..., :3] * gt[..., 3:] + (1 - gt[..., 3:]) * bg[:, None, None, :]
+            loss = image_loss(colors, gt_rgb) + cfg.alpha_weight * alpha_loss(alphas, gt[..., 3:])
+            if densifier is not None:
+                densifier.pre_backward(model.params, optimizers, step, info)
+            loss.backward()
+        except torch.cuda.OutOfMemoryError as exc:
+            raise JobError("out_of_memory", f"the GPU ran out of memory at step {step}; use a smaller "
+                                            f"preset or lower max_image_size/n_init ({exc})") from None
+        if densifier is not None and model.num_gaussians < cfg.max_gaussians:
+            densifier.post_backward(model.params, optimizers, step, info)
+        for name, opt in optimizers.items():
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if name in ("means", "motion"):
+                for group in opt.param_groups:
+                    group["lr"] *= decay
+        value = float(loss.detach())
+        ema = value if ema is None else 0.9 * ema + 0.1 * value
+        if step % 10 == 0 or step == cfg.iterations - 1:
+            curve.append([step, ema])
+        ctx.progress(stage, step + 1, cfg.iterations, loss=ema)
+        now = time.monotonic()
+        if now - last_preview >= cfg.preview_every_s:
+            last_preview = now
+            ctx.preview(preview_png(model, footage))
+    seconds = time.monotonic() - start
+    stats = {"iterations": cfg.iterations, "seconds": seconds, "it_per_s": cfg.iterations / max(seconds, 1e-9),
+             "n_gaussians": model.num_gaussians, "final_loss": ema, "loss_curve": curve}
+    return model, stats

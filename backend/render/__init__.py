@@ -1,0 +1,5 @@
+"""``rasterize()``: the one rendering entry point; gsplat on CUDA, the torch rasterizer on CPU."""
+
+from backend.render.rasterize import rasterize, sh0_to_rgb, rgb_to_sh0
+
+__all__ = ["rasterize", "sh0_to_rgb", "rgb_to_sh0"]

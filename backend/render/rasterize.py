@@ -1,0 +1,81 @@
+"""Dispatch by tensor device: ``gsplat.rasterization`` for CUDA tensors, the project's own
+:func:`backend.render.torch_rasterizer.rasterize_torch` for CPU tensors.
+
+gsplat cannot run on CPU tensors (it tries to JIT-build its CUDA extension and raises
+ImportError), so the device decides, never a flag.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from backend.gaussians.ply import SH_C0
+from backend.render.torch_rasterizer import rasterize_torch
+
+
+def sh0_to_rgb(sh0: Tensor) -> Tensor:
+    """Colour from the SH DC term as gsplat does for degree 0: ``max(0, 0.5 + C0·f_dc)``.
+
+    Args:
+        sh0: ``[..., 3]`` DC coefficients.
+
+    Returns:
+        ``[..., 3]`` linear-in-the-image (sRGB-encoded as the training images) colour.
+    """
+    return torch.clamp_min(SH_C0 * sh0 + 0.5, 0.0)
+
+
+def rgb_to_sh0(rgb: Tensor) -> Tensor:
+    """Inverse of :func:`sh0_to_rgb` for colours in [0, 1]: ``(rgb − 0.5) / C0``."""
+    return (rgb - 0.5) / SH_C0
+
+
+def rasterize(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
+              viewmats: Tensor, Ks: Tensor, width: int, height: int,
+              backgrounds: Optional[Tensor] = None, eps2d: float = 0.3,
+              near_plane: float = 0.01, far_plane: float = 1e10):
+    """Render B images, image b from Gaussians ``[b]`` through camera ``[b]``.
+
+    One camera per Gaussian set: a 4D batch of (time, camera) pairs is flattened to B by
+    the caller, which is also the ``[C, N, 2]`` layout gsplat's densification strategies
+    expect.
+
+    Args:
+        means: ``[B, N, 3]`` world positions (m).
+        quats: ``[B, N, 4]`` wxyz.
+        scales: ``[B, N, 3]`` linear standard deviations (m).
+        opacities: ``[B, N]`` activated opacities.
+        colors: ``[B, N, D]`` colours.
+        viewmats: ``[B, 4, 4]`` world-to-camera (OpenCV); see :mod:`backend.cameras`.
+        Ks: ``[B, 3, 3]`` intrinsics (pixels).
+        width, height: image size in pixels.
+        backgrounds: ``[B, D]`` or None (black).
+
+    Returns:
+        ``(colors [B,H,W,D], alphas [B,H,W,1], info)`` where ``info`` has ``means2d``
+        ``[B,N,2]``, ``radii [B,N,2]``, ``width``, ``height``, ``n_cameras``.
+
+    Raises:
+        ValueError: on inconsistent batch sizes or devices.
+    """
+    B = means.shape[0]
+    if viewmats.shape[0] != B or Ks.shape[0] != B:
+        raise ValueError(f"batch mismatch: means {tuple(means.shape)}, viewmats {tuple(viewmats.shape)}, "
+                         f"Ks {tuple(Ks.shape)}")
+    if means.device.type == "cuda":
+        import gsplat  # imported lazily: it needs CUDA and compiles on first use
+
+        out_c, out_a, info = gsplat.rasterization(
+            means, quats, scales, opacities, colors, viewmats[:, None], Ks[:, None], width, height,
+            near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, packed=False,
+            backgrounds=None if backgrounds is None else backgrounds[:, None])
+        info = dict(info)
+        info["n_cameras"] = B
+        return out_c[:, 0], out_a[:, 0], info
+    if means.device.type != "cpu":
+        raise ValueError(f"unsupported device {means.device}")
+    return rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+                           backgrounds=backgrounds, eps2d=eps2d, near_plane=near_plane, far_plane=far_plane)

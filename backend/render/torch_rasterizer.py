@@ -1,0 +1,211 @@
+"""Pure-PyTorch 3DGS rasterizer with gsplat 1.5.3 semantics, for CPU tensors.
+
+Same conventions as ``gsplat.rasterization`` (EWA projection, ``eps2d = 0.3`` blur,
+opacity-aware 3.33σ boxes, pixel centres at +0.5, ``α = min(0.999, o·exp(−σ))``,
+Gaussians with ``α < 1/255`` skipped, a pixel stops before transmittance would fall to
+1e-4, ``colour = Σ c·α·T + T_final·background``). Gradients come from autograd.
+
+Design (measured on 2 CPU cores, see DESIGN.md "Rendering"): a flat list of
+(Gaussian, pixel) pairs, each Gaussian covering its opacity-aware on-screen box; the pairs
+are sorted by pixel then depth; transmittance is a per-pixel running sum of
+``log(1 − α)`` in float64; colour and alpha are scatter-added per pixel. There is no
+Python loop over Gaussians.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+ALPHA_THRESHOLD = 1.0 / 255.0
+TRANSMITTANCE_THRESHOLD = 1e-4
+MAX_ALPHA = 0.999
+
+
+def quats_to_rotmats(quats: Tensor) -> Tensor:
+    """Rotation matrices from quaternions.
+
+    Args:
+        quats: ``[..., 4]`` wxyz, any norm (normalized here).
+
+    Returns:
+        ``[..., 3, 3]`` rotation matrices.
+    """
+    w, x, y, z = F.normalize(quats, dim=-1).unbind(-1)
+    return torch.stack([
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+    ], dim=-1).reshape(quats.shape[:-1] + (3, 3))
+
+
+def project_gaussians(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor,
+                      viewmats: Tensor, Ks: Tensor, width: int, height: int,
+                      eps2d: float = 0.3, near_plane: float = 0.01, far_plane: float = 1e10):
+    """EWA-project 3D Gaussians into each camera (gsplat ``fully_fused_projection``).
+
+    Args:
+        means: ``[B, N, 3]`` world positions (m).
+        quats: ``[B, N, 4]`` wxyz.
+        scales: ``[B, N, 3]`` linear standard deviations (m).
+        opacities: ``[B, N]`` activated opacities in (0, 1).
+        viewmats: ``[B, 4, 4]`` world-to-camera, OpenCV convention.
+        Ks: ``[B, 3, 3]`` pinhole intrinsics in pixels.
+        width, height: image size.
+
+    Returns:
+        ``means2d [B,N,2]`` (pixels), ``conics [B,N,3]`` (a, b, c of the inverse 2D
+        covariance), ``depths [B,N]``, ``radii [B,N,2]`` int32 box half-sizes (0 = culled).
+    """
+    R = viewmats[:, None, :3, :3]
+    t = viewmats[:, None, :3, 3]
+    p_cam = (R @ means[..., None]).squeeze(-1) + t  # [B,N,3]
+    rot = quats_to_rotmats(quats)
+    M = rot * scales[..., None, :]
+    cov_world = M @ M.transpose(-1, -2)
+    cov_cam = R @ cov_world @ R.transpose(-1, -2)
+
+    fx = Ks[:, None, 0, 0]
+    fy = Ks[:, None, 1, 1]
+    cx = Ks[:, None, 0, 2]
+    cy = Ks[:, None, 1, 2]
+    tx, ty, tz = p_cam.unbind(-1)
+    tz_safe = torch.where(tz > near_plane, tz, torch.ones_like(tz))
+    tan_fovx = 0.5 * width / fx
+    tan_fovy = 0.5 * height / fy
+    lim_x_pos = (width - cx) / fx + 0.3 * tan_fovx
+    lim_x_neg = cx / fx + 0.3 * tan_fovx
+    lim_y_pos = (height - cy) / fy + 0.3 * tan_fovy
+    lim_y_neg = cy / fy + 0.3 * tan_fovy
+    txc = tz_safe * torch.maximum(torch.minimum(tx / tz_safe, lim_x_pos), -lim_x_neg)
+    tyc = tz_safe * torch.maximum(torch.minimum(ty / tz_safe, lim_y_pos), -lim_y_neg)
+    zeros = torch.zeros_like(tz_safe)
+    J = torch.stack([fx / tz_safe, zeros, -fx * txc / tz_safe ** 2,
+                     zeros, fy / tz_safe, -fy * tyc / tz_safe ** 2], dim=-1).reshape(tz.shape + (2, 3))
+    cov2d = J @ cov_cam @ J.transpose(-1, -2)
+    a = cov2d[..., 0, 0] + eps2d
+    b = cov2d[..., 0, 1]
+    c = cov2d[..., 1, 1] + eps2d
+    det = a * c - b * b
+    valid = (tz > near_plane) & (tz < far_plane) & (det > 0)
+    det_safe = torch.where(valid, det, torch.ones_like(det))
+    conics = torch.stack([c / det_safe, -b / det_safe, a / det_safe], dim=-1)
+    means2d = torch.stack([fx * tx / tz_safe + cx, fy * ty / tz_safe + cy], dim=-1)
+
+    with torch.no_grad():
+        extend = torch.full_like(opacities, 3.33)
+        extend = torch.minimum(extend, torch.sqrt(2.0 * torch.log(
+            (opacities / ALPHA_THRESHOLD).clamp_min(1.0))))
+        valid = valid & (opacities >= ALPHA_THRESHOLD)
+        rx = torch.ceil(extend * torch.sqrt(a.clamp_min(0)))
+        ry = torch.ceil(extend * torch.sqrt(c.clamp_min(0)))
+        valid = valid & ~((rx <= 0) & (ry <= 0))
+        mx, my = means2d[..., 0], means2d[..., 1]
+        valid = valid & (mx + rx > 0) & (mx - rx < width) & (my + ry > 0) & (my - ry < height)
+        radii = torch.stack([rx, ry], dim=-1).to(torch.int32) * valid[..., None]
+    return means2d, conics, tz, radii
+
+
+def _pixel_pairs(means2d: Tensor, radii: Tensor, width: int, height: int):
+    """Enumerate (image, gaussian, pixel) triples covered by each visible Gaussian's box.
+
+    Returns ``(b_idx, g_idx, px, py)`` as flat int64 tensors (no gradients).
+    """
+    B, N = radii.shape[:2]
+    vis_b, vis_g = torch.nonzero(radii[..., 0] > 0, as_tuple=True)
+    m = means2d.detach()[vis_b, vis_g]
+    r = radii[vis_b, vis_g].to(torch.float32)
+    # Pixel centres at +0.5: pixel i is covered when |i + 0.5 - m| <= r.
+    x0 = torch.clamp(torch.ceil(m[:, 0] - r[:, 0] - 0.5), min=0).to(torch.int64)
+    x1 = torch.clamp(torch.floor(m[:, 0] + r[:, 0] - 0.5), max=width - 1).to(torch.int64)
+    y0 = torch.clamp(torch.ceil(m[:, 1] - r[:, 1] - 0.5), min=0).to(torch.int64)
+    y1 = torch.clamp(torch.floor(m[:, 1] + r[:, 1] - 0.5), max=height - 1).to(torch.int64)
+    w = (x1 - x0 + 1).clamp_min(0)
+    h = (y1 - y0 + 1).clamp_min(0)
+    counts = w * h
+    total = int(counts.sum())
+    owner = torch.repeat_interleave(torch.arange(len(counts)), counts)
+    start = torch.cumsum(counts, 0) - counts
+    local = torch.arange(total) - start[owner]
+    w_o = w[owner]
+    px = x0[owner] + local % w_o
+    py = y0[owner] + local // w_o
+    return vis_b[owner], vis_g[owner], px, py
+
+
+def rasterize_torch(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
+                    viewmats: Tensor, Ks: Tensor, width: int, height: int,
+                    backgrounds: Optional[Tensor] = None, eps2d: float = 0.3,
+                    near_plane: float = 0.01, far_plane: float = 1e10):
+    """Render B images, each of its own set of N Gaussians through its own camera.
+
+    Args:
+        means: ``[B, N, 3]`` float32 world positions (m, Blender world frame).
+        quats: ``[B, N, 4]`` wxyz (normalized on use).
+        scales: ``[B, N, 3]`` linear standard deviations (m), not log.
+        opacities: ``[B, N]`` activated opacities, not logits.
+        colors: ``[B, N, D]`` per-Gaussian colour (D channels, e.g. RGB).
+        viewmats: ``[B, 4, 4]`` world-to-camera (OpenCV: +Z forward, +Y down).
+        Ks: ``[B, 3, 3]`` intrinsics in pixels.
+        width, height: image size in pixels.
+        backgrounds: ``[B, D]`` background colour, or None for black.
+
+    Returns:
+        ``(render_colors [B,H,W,D], render_alphas [B,H,W,1], info)``; ``info`` holds
+        ``means2d [B,N,2]`` (graph tensor whose gradient drives densification), ``radii
+        [B,N,2]``, ``depths [B,N]``, ``width``, ``height``, ``n_cameras = B`` and
+        ``gaussian_ids = None``: the keys gsplat's strategies read.
+    """
+    B, N = means.shape[:2]
+    D = colors.shape[-1]
+    device = means.device
+    means2d, conics, depths, radii = project_gaussians(
+        means, quats, scales, opacities, viewmats, Ks, width, height, eps2d, near_plane, far_plane)
+    info = {"means2d": means2d, "radii": radii, "depths": depths, "width": width, "height": height,
+            "n_cameras": B, "gaussian_ids": None, "conics": conics}
+
+    b_idx, g_idx, px, py = _pixel_pairs(means2d, radii, width, height)
+    out_colors = torch.zeros(B * height * width, D, dtype=colors.dtype, device=device)
+    out_alpha = torch.zeros(B * height * width, dtype=colors.dtype, device=device)
+    if len(b_idx):
+        m2 = means2d[b_idx, g_idx]
+        con = conics[b_idx, g_idx]
+        dx = m2[:, 0] - (px.to(m2.dtype) + 0.5)
+        dy = m2[:, 1] - (py.to(m2.dtype) + 0.5)
+        sigma = 0.5 * (con[:, 0] * dx * dx + con[:, 2] * dy * dy) + con[:, 1] * dx * dy
+        alpha = torch.clamp_max(opacities[b_idx, g_idx] * torch.exp(-sigma), MAX_ALPHA)
+        with torch.no_grad():
+            keep = (sigma >= 0) & (alpha >= ALPHA_THRESHOLD)
+            pixel = (b_idx * height + py) * width + px
+            pixel = pixel[keep]
+            depth_rank = torch.empty(B * N, dtype=torch.int64, device=device)
+            flat_depth = depths.detach().reshape(-1)
+            depth_rank[torch.argsort(flat_depth)] = torch.arange(B * N, device=device)
+            key = pixel * (B * N) + depth_rank[(b_idx * N + g_idx)[keep]]
+            order = torch.argsort(key)
+            pixel = pixel[order]
+            sel = torch.nonzero(keep, as_tuple=True)[0][order]
+            _, counts = torch.unique_consecutive(pixel, return_counts=True)
+            seg_start = torch.cumsum(counts, 0) - counts
+        alpha = alpha[sel]
+        log_t = torch.log1p(-alpha.to(torch.float64))
+        incl = torch.cumsum(log_t, 0)
+        excl = incl - log_t
+        base = torch.repeat_interleave(excl[seg_start], counts)
+        log_t_before = excl - base  # log transmittance in front of each pair
+        log_t_after = incl - base
+        with torch.no_grad():
+            used = log_t_after > torch.log(torch.tensor(TRANSMITTANCE_THRESHOLD, dtype=torch.float64))
+        t_before = torch.exp(log_t_before).to(alpha.dtype)
+        weight = (alpha * t_before)[used]
+        pix_used = pixel[used]
+        out_colors = out_colors.index_add(0, pix_used, weight[:, None] * colors[b_idx[sel][used], g_idx[sel][used]])
+        out_alpha = out_alpha.index_add(0, pix_used, weight)
+    render_alphas = out_alpha.reshape(B, height, width, 1)
+    render_colors = out_colors.reshape(B, height, width, D)
+    if backgrounds is not None:
+        render_colors = render_colors + (1.0 - render_alphas) * backgrounds[:, None, None, :]
+    return render_colors, render_alphas, info

@@ -1,0 +1,297 @@
+"""The backend server: a ZeroMQ ROUTER loop in front of the job store and the worker.
+
+Only the loop thread touches the socket. The worker hands events over through a
+``queue.Queue`` that the loop drains between short polls. Sessions are keyed by the
+peer's routing id; a job's events go to the identity that submitted it and to every
+identity that sent ``watch`` for it. Bad input (malformed, wrongly signed, unknown type,
+invalid fields) is answered with an ``error`` and logged; the loop keeps serving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Optional
+
+import zmq
+
+from backend.jobs import JobStore, JobStoreError
+from backend.worker import Worker
+from protocol import (PROTOCOL_VERSION, TERMINAL_EVENTS, ProtocolError, decode_message, encode_message,
+                      load_or_create_key, make_header)
+
+log = logging.getLogger("gen4d.server")
+
+DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
+#: How long one poll of the socket waits (s); bounds event latency and stop reaction time.
+POLL_S = 0.05
+#: Sessions silent for longer than this are forgotten (their subscriptions stay).
+SESSION_IDLE_S = 3600.0
+
+
+def default_data_dir() -> Path:
+    """Return ``$GEN4D_DATA_DIR``, else ``$XDG_DATA_HOME/gen4d``, else ``~/.local/share/gen4d``."""
+    if os.environ.get("GEN4D_DATA_DIR"):
+        return Path(os.environ["GEN4D_DATA_DIR"]).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base).expanduser() / "gen4d"
+
+
+class Server:
+    """State of one running backend: socket, sessions, subscriptions, store and worker.
+
+    Args:
+        data_dir: data folder (jobs live in ``<data_dir>/jobs``).
+        key: the HMAC key.
+    """
+
+    def __init__(self, data_dir: Path, key: bytes):
+        self.key = key
+        self.store = JobStore(data_dir)
+        self.outbox: "queue.Queue[tuple[dict, list]]" = queue.Queue()
+        self.worker = Worker(self.store, lambda h, b: self.outbox.put((h, b)))
+        self.subscribers: dict[str, set[bytes]] = defaultdict(set)
+        self.sessions: dict[bytes, dict] = {}
+        self.sock = None
+
+    # -- sending --------------------------------------------------------------------
+
+    def _send(self, rid: bytes, header: dict, buffers=()) -> None:
+        try:
+            frames = encode_message(header, list(buffers), self.key, "to_client")
+            self.sock.send_multipart([rid, *frames], flags=zmq.NOBLOCK)
+        except zmq.Again:
+            log.warning("dropping %s for %s: peer not reading", header.get("type"), rid.hex()[:16])
+        except (zmq.ZMQError, ProtocolError) as e:
+            log.error("cannot send %s to %s: %s", header.get("type"), rid.hex()[:16], e)
+
+    def _reply(self, rid: bytes, request: dict, mtype: str, buffers=(), **fields) -> None:
+        self._send(rid, make_header(mtype, in_reply_to=request["msg_id"], **fields), buffers)
+
+    def _error(self, rid: bytes, code: str, message: str, request: Optional[dict] = None) -> None:
+        msg_id = request.get("msg_id") if isinstance(request, dict) else None
+        self._send(rid, make_header("error", code=code, message=message,
+                                    in_reply_to=msg_id if isinstance(msg_id, str) else None))
+
+    def drain_outbox(self) -> None:
+        """Send every event the worker queued to the job's subscribers."""
+        while True:
+            try:
+                header, buffers = self.outbox.get_nowait()
+            except queue.Empty:
+                return
+            job_id = header["job_id"]
+            for rid in list(self.subscribers.get(job_id, ())):
+                self._send(rid, header, buffers)
+            if header["type"] in TERMINAL_EVENTS:
+                self.subscribers.pop(job_id, None)
+
+    # -- receiving ------------------------------------------------------------------
+
+    def handle(self, frames: list) -> None:
+        """Handle one multipart message ``[routing_id, signature, header, *buffers]``; never raises."""
+        if not frames:
+            return
+        rid, rest = frames[0], frames[1:]
+        try:
+            header, buffers = decode_message(rest, self.key, "to_server")
+        except ProtocolError as e:
+            log.warning("rejected message from %s: %s", rid.hex()[:16], e)
+            self._error(rid, e.code, e.message, e.header)
+            return
+        self.sessions.setdefault(rid, {"since": time.time()})["last_seen"] = time.time()
+        try:
+            getattr(self, "_on_" + header["type"])(rid, header, buffers)
+        except (JobStoreError, ProtocolError) as e:
+            log.info("%s from %s refused: %s", header["type"], rid.hex()[:16], e)
+            self._error(rid, e.code, e.message, header)
+        except Exception as e:  # noqa: BLE001 - a bug in a handler must not stop the server
+            log.exception("error handling %s", header["type"])
+            self._error(rid, "internal_error", f"{type(e).__name__}: {e}", header)
+
+    def _on_hello(self, rid, req, _bufs) -> None:
+        self.sessions[rid]["client"] = req.get("client")
+        log.info("hello from %s (%s)", rid.hex()[:16], req.get("client"))
+        self._reply(rid, req, "welcome", version=PROTOCOL_VERSION, server="gen4d-backend")
+
+    def _on_ping(self, rid, req, _bufs) -> None:
+        self._reply(rid, req, "pong", time=time.time())
+
+    def _on_submit(self, rid, req, bufs) -> None:
+        job = self.store.create(req["spec"], [(f["name"], b) for f, b in zip(req["files"], bufs)])
+        job_id = job["job_id"]
+        self.subscribers[job_id].add(rid)
+        self.worker.enqueue(job_id)
+        self._reply(rid, req, "queued", job_id=job_id, position=self.store.queue_position(job_id))
+
+    def _on_cancel(self, rid, req, _bufs) -> None:
+        self.store.get(req["job_id"])  # unknown_job check
+        self.worker.cancel(req["job_id"])
+        self._reply(rid, req, "ack", job_id=req["job_id"])
+
+    def _on_list_jobs(self, rid, req, _bufs) -> None:
+        self._reply(rid, req, "jobs", jobs=self.store.list())
+
+    def _on_watch(self, rid, req, _bufs) -> None:
+        job = self.store.get(req["job_id"])
+        if job["state"] not in ("completed", "failed", "cancelled"):
+            self.subscribers[job["job_id"]].add(rid)
+        self._reply(rid, req, "ack", job_id=job["job_id"])
+        for header in replay_events(job):
+            self._send(rid, header)
+
+    def _on_fetch_result(self, rid, req, _bufs) -> None:
+        job = self.store.get(req["job_id"])
+        if job["state"] != "completed":
+            raise JobStoreError("not_completed", f"job {job['job_id']} is {job['state']}; "
+                                                 f"only completed jobs have a result to fetch")
+        files = job["files"] or []
+        index = req["index"]
+        if not 0 <= index < len(files):
+            raise ProtocolError("invalid_field", f"index {index} out of range 0..{len(files) - 1}")
+        data = (self.store.result_dir(job["job_id"]) / files[index]).read_bytes()
+        self._reply(rid, req, "result_chunk", [data], job_id=job["job_id"], index=index,
+                    count=len(files), name=files[index])
+
+    def forget_idle_sessions(self) -> None:
+        """Drop sessions silent for longer than :data:`SESSION_IDLE_S`."""
+        cutoff = time.time() - SESSION_IDLE_S
+        for rid in [r for r, s in self.sessions.items() if s["last_seen"] < cutoff]:
+            del self.sessions[rid]
+
+    # -- loop -----------------------------------------------------------------------
+
+    def run(self, address: str, stop_event: threading.Event, context: Optional[zmq.Context] = None) -> None:
+        """Bind, start the worker, and serve until ``stop_event`` is set.
+
+        Raises:
+            OSError: the address cannot be bound.
+        """
+        ctx = context or zmq.Context()
+        self.sock = ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        try:
+            self.sock.bind(address)
+        except zmq.ZMQError as e:
+            self.sock.close(0)
+            if context is None:
+                ctx.term()
+            raise OSError(f"cannot listen on {address}: {e}") from None
+        endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.worker.start(self.store.pending)
+        print(f"gen4d backend listening on {endpoint} (data dir {self.store.root.parent})", flush=True)
+        log.info("listening on %s", endpoint)
+        last_gc = time.monotonic()
+        try:
+            while not stop_event.is_set():
+                if self.sock.poll(int(POLL_S * 1000), zmq.POLLIN):
+                    for _ in range(100):
+                        try:
+                            frames = self.sock.recv_multipart(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        self.handle(frames)
+                self.drain_outbox()
+                if time.monotonic() - last_gc > 60:
+                    self.forget_idle_sessions()
+                    last_gc = time.monotonic()
+        finally:
+            log.info("stopping")
+            self.worker.stop()
+            self.drain_outbox()
+            self.sock.close(0)
+            if context is None:
+                ctx.term()
+
+
+def replay_events(job: dict) -> list[dict]:
+    """Return the event headers that describe a job's current state (for ``watch``).
+
+    Args:
+        job: a job state dict from :meth:`JobStore.get`.
+
+    Returns:
+        ``[queued]``; ``[started, progress?]``; or ``[completed|failed|cancelled]``.
+    """
+    job_id, state = job["job_id"], job["state"]
+    if state == "queued":
+        return [make_header("queued", job_id=job_id)]
+    if state == "running":
+        out = [make_header("started", job_id=job_id)]
+        if job.get("progress"):
+            out.append(make_header("progress", job_id=job_id, **job["progress"]))
+        return out
+    if state == "completed":
+        return [make_header("completed", job_id=job_id, frame_count=job["frame_count"] or 0,
+                            files=job["files"] or [])]
+    if state == "failed":
+        return [make_header("failed", job_id=job_id, code=job["error_code"] or "internal_error",
+                            message=job["error_message"] or "")]
+    return [make_header("cancelled", job_id=job_id)]
+
+
+def _setup_logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def serve(address: str = DEFAULT_ADDRESS, data_dir: Optional[Path] = None, key: Optional[bytes] = None,
+          stop_event: Optional[threading.Event] = None) -> None:
+    """Run the backend server until ``stop_event`` is set (or SIGTERM/SIGINT in the main thread).
+
+    Prints ``gen4d backend listening on <endpoint> (data dir <dir>)`` to stdout once bound.
+
+    Args:
+        address: ZeroMQ endpoint to bind; loopback by default. Port ``*`` picks a free one.
+        data_dir: data folder; :func:`default_data_dir` if None.
+        key: HMAC key; if None it is loaded from (or created at) ``<data_dir>/gen4d.key``.
+        stop_event: set it from another thread to stop the server.
+
+    Raises:
+        OSError: the address cannot be bound or the data folder is not writable.
+    """
+    _setup_logging()
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if key is None:
+        key = load_or_create_key(data_dir / "gen4d.key")
+    if not address.startswith(("tcp://127.", "tcp://localhost", "ipc://", "inproc://")):
+        log.warning("listening on a non-loopback address %s; anyone with the key can submit jobs", address)
+    stop_event = stop_event or threading.Event()
+    restore = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            restore[sig] = signal.signal(sig, lambda *_: stop_event.set())
+    try:
+        Server(data_dir, key).run(address, stop_event)
+    finally:
+        for sig, handler in restore.items():
+            signal.signal(sig, handler)
+
+
+def main(argv: Optional[list] = None) -> int:
+    """Command line: ``python -m backend.server [--address A] [--data-dir D]``. Returns the exit code."""
+    parser = argparse.ArgumentParser(prog="gen4d-serve", description="Run the gen4d backend server.")
+    parser.add_argument("--address", default=DEFAULT_ADDRESS, help="ZeroMQ endpoint to bind")
+    parser.add_argument("--data-dir", type=Path, default=None, help="data folder (jobs, key)")
+    args = parser.parse_args(argv)
+    try:
+        serve(address=args.address, data_dir=args.data_dir)
+    except OSError as e:
+        print(f"gen4d backend: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""The single worker thread: runs jobs one at a time, in submission order.
+
+It calls :func:`backend.pipeline.runner.run_job` with a
+:class:`~backend.pipeline.context.JobContext` whose callbacks turn into protocol events.
+Events are handed to the server loop through ``emit`` (which must be thread-safe, e.g.
+``queue.Queue.put``); the worker never touches a socket.
+
+Outcome mapping: return -> ``completed``; ``JobCancelled`` -> ``cancelled`` (``failed``
+with code ``interrupted`` when the backend is shutting down); ``JobError`` -> ``failed``
+with its code; ``torch.cuda.OutOfMemoryError`` / ``MemoryError`` -> ``failed``
+``out_of_memory``; anything else -> ``failed`` ``internal_error`` (traceback only in the
+server log). Partial results of a failed job stay in ``result/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import queue
+import sys
+import threading
+from typing import Callable, Iterable, Optional
+
+from backend.errors import JobCancelled, JobError
+from backend.jobs import JobStore
+from backend.pipeline.context import JobContext, ProgressEvent
+from protocol import make_header
+
+log = logging.getLogger("gen4d.worker")
+
+Emit = Callable[[dict, list], None]
+
+
+def _finite_or_none(x) -> Optional[float]:
+    if x is None:
+        return None
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def progress_fields(ev: ProgressEvent) -> dict:
+    """Turn a :class:`ProgressEvent` into the ``progress`` message fields (non-finite floats -> None)."""
+    return {"stage": str(ev.stage), "step": int(ev.step), "total": int(ev.total),
+            "loss": _finite_or_none(ev.loss), "eta_s": _finite_or_none(ev.eta_s),
+            "message": None if ev.message is None else str(ev.message)}
+
+
+def _is_oom(e: BaseException) -> bool:
+    if isinstance(e, MemoryError):
+        return True
+    torch = sys.modules.get("torch")
+    oom = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)
+    return oom is not None and isinstance(e, oom)
+
+
+class Worker:
+    """Runs queued jobs on one background thread.
+
+    Args:
+        store: the job store.
+        emit: thread-safe callable ``emit(header, buffers)`` that delivers an event header
+            (made with :func:`protocol.make_header`) to the job's subscribers.
+    """
+
+    def __init__(self, store: JobStore, emit: Emit):
+        self.store = store
+        self.emit = emit
+        self._queue: "queue.Queue[Optional[str]]" = queue.Queue()
+        self._lock = threading.Lock()
+        self._cancel_events: dict[str, threading.Event] = {}
+        self._shutting_down = False
+        self._thread = threading.Thread(target=self._run, name="gen4d-worker", daemon=True)
+
+    def start(self, pending: Iterable[str] = ()) -> None:
+        """Queue ``pending`` job ids (e.g. re-queued after a restart) and start the thread."""
+        for job_id in pending:
+            self.enqueue(job_id)
+        self._thread.start()
+
+    def enqueue(self, job_id: str) -> None:
+        """Append a ``queued`` job to the run queue."""
+        self._queue.put(job_id)
+
+    def cancel(self, job_id: str) -> str:
+        """Cancel a job.
+
+        A queued job is cancelled at once (its ``cancelled`` event is emitted here); a
+        running job gets its cancel flag set and ends at its next check.
+
+        Args:
+            job_id: the job.
+
+        Returns:
+            ``"cancelled"`` (was queued), ``"requested"`` (running) or ``"finished"``
+            (already over; nothing done).
+
+        Raises:
+            JobStoreError: ``unknown_job``.
+        """
+        with self._lock:
+            ev = self._cancel_events.get(job_id)
+            if ev is not None:
+                ev.set()
+        if self.store.transition(job_id, {"queued"}, "cancelled"):
+            log.info("job %s cancelled while queued", job_id)
+            self.emit(make_header("cancelled", job_id=job_id), [])
+            return "cancelled"
+        if self.store.get(job_id)["state"] == "running":
+            log.info("job %s: cancel requested", job_id)
+            return "requested"
+        return "finished"
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Ask the running job to stop (it will be marked ``interrupted``) and join the thread."""
+        self._shutting_down = True
+        with self._lock:
+            for ev in self._cancel_events.values():
+                ev.set()
+        self._queue.put(None)
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                log.warning("worker did not stop within %.0f s; the running job will be marked "
+                            "interrupted on the next start", timeout_s)
+
+    # -- thread body ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            job_id = self._queue.get()
+            if job_id is None or self._shutting_down:
+                return
+            try:
+                self._run_one(job_id)
+            except Exception:  # the store itself failed (disk full, ...): keep serving
+                log.exception("job %s: worker error", job_id)
+
+    def _finish(self, job_id: str, state: str, **fields) -> None:
+        updates = {}
+        if state == "failed":
+            updates = {"error_code": fields["code"], "error_message": fields["message"]}
+        elif state == "completed":
+            updates = {"frame_count": fields["frame_count"], "files": fields["files"]}
+        self.store.transition(job_id, {"running"}, state, **updates)
+        self.emit(make_header(state, job_id=job_id, **fields), [])
+
+    def _run_one(self, job_id: str) -> None:
+        ev = threading.Event()
+        with self._lock:
+            self._cancel_events[job_id] = ev
+        try:
+            if not self.store.transition(job_id, {"queued"}, "running"):
+                return  # cancelled while queued
+            log.info("job %s started", job_id)
+            self.emit(make_header("started", job_id=job_id), [])
+            stage = {"name": "queued"}
+
+            def on_progress(pe: ProgressEvent) -> None:
+                fields = progress_fields(pe)
+                stage["name"] = fields["stage"]
+                self.store.set_progress(job_id, fields)
+                self.emit(make_header("progress", job_id=job_id, **fields), [])
+
+            def on_preview(png: bytes) -> None:
+                self.emit(make_header("preview", job_id=job_id, stage=stage["name"]), [bytes(png)])
+
+            ctx = JobContext(on_progress=on_progress, on_preview=on_preview, cancel_event=ev)
+            self._execute(job_id, ctx)
+        finally:
+            with self._lock:
+                self._cancel_events.pop(job_id, None)
+
+    def _execute(self, job_id: str, ctx: JobContext) -> None:
+        out_dir = self.store.result_dir(job_id)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            ctx.check_cancelled()
+            from backend.pipeline import runner  # imported late: the server starts fast
+            runner.run_job(self.store.spec(job_id), self.store.input_dir(job_id), out_dir, ctx)
+        except JobCancelled:
+            if self._shutting_down:
+                log.info("job %s interrupted by shutdown", job_id)
+                self._finish(job_id, "failed", code="interrupted",
+                             message="the backend stopped while this job was running; resubmit it")
+            else:
+                log.info("job %s cancelled", job_id)
+                self._finish(job_id, "cancelled")
+            return
+        except JobError as e:
+            log.info("job %s failed [%s]: %s", job_id, e.code, e.message)
+            self._finish(job_id, "failed", code=str(e.code), message=str(e.message))
+            return
+        except Exception as e:  # noqa: BLE001 - every failure must end the job, never the server
+            if _is_oom(e):
+                log.warning("job %s ran out of memory: %s", job_id, e)
+                self._finish(job_id, "failed", code="out_of_memory",
+                             message=f"ran out of memory ({type(e).__name__}: {e}); try a smaller preset, "
+                                     f"fewer frames or a lower resolution")
+            else:
+                log.exception("job %s failed with an unexpected error", job_id)
+                self._finish(job_id, "failed", code="internal_error", message=f"{type(e).__name__}: {e}")
+            return
+        files = self.store.result_files(job_id)
+        if "manifest.json" not in files:
+            self._finish(job_id, "failed", code="internal_error",
+                         message="the pipeline finished without writing manifest.json")
+            return
+        try:
+            manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            self._finish(job_id, "failed", code="internal_error", message=f"unreadable manifest.json: {e}")
+            return
+        n_ply = sum(1 for f in files if f.lower().endswith(".ply"))
+        frame_count = manifest.get("frame_count", n_ply) if isinstance(manifest, dict) else n_ply
+        if not isinstance(frame_count, int) or isinstance(frame_count, bool):
+            frame_count = n_ply
+        log.info("job %s completed: %d frame(s), %d file(s)", job_id, frame_count, len(files))
+        self._finish(job_id, "completed", frame_count=frame_count, files=files)

@@ -1,0 +1,34 @@
+"""gen4d Blender extension: submit footage to the gen4d backend, follow the job, and
+import the animated 4D Gaussian result as one Geometry Nodes object.
+
+``register``/``unregister`` add and remove the classes, ``Scene.gen4d``, the timer and
+the backend thread. The importer (``importer.import_result``) works without
+registration, from plain ``bpy``.
+"""
+
+from __future__ import annotations
+
+import bpy
+
+from . import operators, panels, preferences, state
+
+_classes = (*preferences.classes, *operators.classes, *panels.classes)
+
+
+def register():
+    """Register classes and ``Scene.gen4d``."""
+    for cls in _classes:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.gen4d = bpy.props.PointerProperty(type=preferences.GEN4D_SceneSettings)
+
+
+def unregister():
+    """Stop the backend thread and timer, then unregister everything."""
+    state.shutdown()
+    if hasattr(bpy.types.Scene, "gen4d"):
+        del bpy.types.Scene.gen4d
+    for cls in reversed(_classes):
+        try:
+            bpy.utils.unregister_class(cls)
+        except RuntimeError:
+            pass

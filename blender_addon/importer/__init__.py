@@ -1,0 +1,130 @@
+"""Import a gen4d result folder as one animated Gaussian object.
+
+Headless-safe: uses only ``bpy.data`` (no operators, no context overrides), so plain
+``bpy`` scripts, the demo and the tests can call :func:`import_result` directly.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import bpy
+
+from . import manifest as _manifest
+from .material import build_material
+from .nodes import FRAME_INPUT, SIZE_INPUT, build_tree, input_identifier
+
+MODIFIER_NAME = "gen4d"
+MIN_VERSION = (4, 5, 0)
+
+__all__ = ["import_result", "frame_data_path", "evaluated_centres", "FRAME_INPUT",
+           "SIZE_INPUT", "MODIFIER_NAME"]
+
+
+def _default_cache_dir(name: str) -> tuple[Path, str]:
+    """(absolute dir, dir as written in the node tree) for an object called ``name``."""
+    if bpy.data.filepath:
+        rel = f"//gen4d_cache/{bpy.path.clean_name(name)}/"
+        return Path(bpy.path.abspath(rel)), rel
+    import tempfile
+    path = Path(tempfile.gettempdir()) / "gen4d_cache" / bpy.path.clean_name(name)
+    return path, path.as_posix() + "/"
+
+
+def import_result(result_dir, name: str = "gen4d_asset", cache_dir=None,
+                  collection=None, start_frame: int | None = None) -> "bpy.types.Object":
+    """Import a gen4d result folder as one object that plays the per-frame PLYs.
+
+    The frames are hard-linked or copied into a cache folder as ``frame_<i>.ply``:
+    ``cache_dir`` when given (used as an absolute path), else ``//gen4d_cache/<object
+    name>/`` beside the saved .blend (stored relative), else a temp folder for an unsaved
+    file. The object (an empty mesh) gets a Geometry Nodes modifier named ``gen4d``
+    whose float input **Frame** selects the clip frame (0-based, clamped to [0, T−1],
+    fractional values blend positions). By default a driver sets
+    ``Frame = scene frame − start_frame`` (``start_frame`` defaults to the scene's
+    ``frame_start``); remove it and keyframe Frame to retime (:func:`frame_data_path`).
+    The scene's render settings are never changed.
+
+    Args:
+        result_dir: folder with ``manifest.json`` and the frame PLYs (world frame: Blender,
+            Z up, metres).
+        name: object name (Blender may add a suffix; the cache folder follows the
+            final name).
+        cache_dir: optional cache folder.
+        collection: collection to link into (default: the scene collection).
+        start_frame: scene frame that shows clip frame 0.
+
+    Returns:
+        the new object. Custom properties ``gen4d_frame_count``, ``gen4d_fps`` and
+        ``gen4d_cache_dir`` describe it.
+
+    Raises:
+        FileNotFoundError / ValueError: not a valid result folder (see
+            :func:`manifest.read_manifest`).
+        RuntimeError: Blender older than 4.5 (no Import PLY geometry node).
+    """
+    if bpy.app.version < MIN_VERSION:
+        raise RuntimeError("gen4d import needs Blender 4.5 or newer (Import PLY geometry node); "
+                           f"this is {bpy.app.version_string}")
+    info = _manifest.read_manifest(result_dir)
+    scene = bpy.context.scene
+    mesh = bpy.data.meshes.new(name)
+    obj = bpy.data.objects.new(name, mesh)
+    (collection or scene.collection).objects.link(obj)
+    try:
+        if cache_dir is not None:
+            cache_abs = Path(cache_dir).resolve()
+            cache_text = cache_abs.as_posix() + "/"
+        else:
+            cache_abs, cache_text = _default_cache_dir(obj.name)
+        _manifest.populate_cache(info, cache_abs)
+        width = _manifest.pad_width(info.frame_count)
+        template = cache_text + "frame_" + _manifest.FRAME_TOKEN + ".ply"
+        material = build_material(f"{obj.name}_splat")
+        tree = build_tree(f"{obj.name}_player", template, info.frame_count, width, material)
+        mesh.materials.append(material)
+        mod = obj.modifiers.new(MODIFIER_NAME, "NODES")
+        mod.node_group = tree
+    except Exception:
+        bpy.data.objects.remove(obj)
+        bpy.data.meshes.remove(mesh)
+        raise
+    obj["gen4d_frame_count"] = info.frame_count
+    obj["gen4d_fps"] = info.fps
+    obj["gen4d_cache_dir"] = cache_text
+    start = scene.frame_start if start_frame is None else int(start_frame)
+    fcurve = obj.driver_add(frame_data_path(obj))
+    fcurve.driver.type = "SCRIPTED"
+    fcurve.driver.expression = f"frame - {start}"  # a simple expression: no Python needed
+    return obj
+
+
+def frame_data_path(obj, input_name: str = FRAME_INPUT) -> str:
+    """Data path (relative to ``obj``) of the modifier input ``input_name``.
+
+    Use it with ``obj.driver_remove(path)`` / ``obj.keyframe_insert(path, frame=...)``.
+
+    Raises:
+        KeyError: ``obj`` has no gen4d modifier or no such input.
+    """
+    mod = obj.modifiers.get(MODIFIER_NAME)
+    if mod is None or mod.node_group is None:
+        raise KeyError(f"{obj.name!r} has no {MODIFIER_NAME!r} geometry nodes modifier")
+    ident = input_identifier(mod.node_group, input_name)
+    return f'modifiers["{MODIFIER_NAME}"]["{ident}"]'
+
+
+def evaluated_centres(obj, depsgraph=None):
+    """Gaussian centres of the evaluated object as a float32 ``[N, 3]`` array (metres,
+    object space): the translations of the splat instances' ``instance_transform``
+    (column-major 4×4), read with ``foreach_get``."""
+    import numpy as np
+    depsgraph = depsgraph or bpy.context.evaluated_depsgraph_get()
+    geometry = obj.evaluated_get(depsgraph).evaluated_geometry()
+    cloud = geometry.instances_pointcloud()
+    if cloud is None:
+        return np.zeros((0, 3), np.float32)
+    matrices = np.empty(len(cloud.points) * 16, np.float32)
+    cloud.attributes["instance_transform"].data.foreach_get("value", matrices)
+    return np.ascontiguousarray(matrices.reshape(-1, 16)[:, 12:15])

@@ -1,0 +1,127 @@
+"""Operators: connect, submit footage, cancel, import, and the Cycles bounce helper.
+
+Errors are reported with ``self.report({'ERROR'}, ...)`` and ``{'CANCELLED'}``; no
+operator lets an exception escape.
+"""
+
+from __future__ import annotations
+
+import os
+
+import bpy
+
+from . import state
+from .preferences import get_connection
+
+
+def _worker(op, context):
+    """The worker, or None after reporting why not."""
+    try:
+        return state.ensure_worker(*get_connection(context))
+    except Exception as exc:
+        state.STATE.last_error = str(exc)
+        op.report({"ERROR"}, f"gen4d: {exc}")
+        return None
+
+
+class GEN4D_OT_connect(bpy.types.Operator):
+    """Connect to the backend and check that it answers"""
+    bl_idname = "gen4d.connect"
+    bl_label = "Connect"
+
+    def execute(self, context):
+        worker = _worker(self, context)
+        if worker is None:
+            return {"CANCELLED"}
+        worker.send("ping")
+        return {"FINISHED"}
+
+
+class GEN4D_OT_submit_footage(bpy.types.Operator):
+    """Upload a multi-view footage folder (transforms_train.json + images) and start a job"""
+    bl_idname = "gen4d.submit_footage"
+    bl_label = "Submit Multi-View Footage"
+
+    directory: bpy.props.StringProperty(subtype="DIR_PATH")
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        folder = bpy.path.abspath(self.directory)
+        if not os.path.isfile(os.path.join(folder, "transforms_train.json")):
+            self.report({"ERROR"}, f"gen4d: no transforms_train.json in {folder}")
+            return {"CANCELLED"}
+        worker = _worker(self, context)
+        if worker is None:
+            return {"CANCELLED"}
+        s = state.STATE
+        s.job_id, s.status, s.stage, s.progress, s.last_error = "", "submitting", "", 0.0, ""
+        s.result_dir, s.message = "", "uploading"
+        worker.send("submit_footage", folder=folder,
+                    spec={"job_type": "footage", "preset": context.scene.gen4d.preset})
+        return {"FINISHED"}
+
+
+class GEN4D_OT_cancel(bpy.types.Operator):
+    """Cancel the current job"""
+    bl_idname = "gen4d.cancel"
+    bl_label = "Cancel Job"
+
+    def execute(self, context):
+        if not state.STATE.job_id or state._worker is None:
+            self.report({"ERROR"}, "gen4d: no job to cancel")
+            return {"CANCELLED"}
+        state._worker.send("cancel", job_id=state.STATE.job_id)
+        return {"FINISHED"}
+
+
+class GEN4D_OT_import_result(bpy.types.Operator):
+    """Import a gen4d result (the finished job's, or a chosen result folder) as one animated object"""
+    bl_idname = "gen4d.import_result"
+    bl_label = "Import Result"
+    bl_options = {"REGISTER", "UNDO"}
+
+    directory: bpy.props.StringProperty(subtype="DIR_PATH")
+
+    def invoke(self, context, event):
+        if state.STATE.status == "ready" and state.STATE.result_dir:
+            self.directory = state.STATE.result_dir
+            return self.execute(context)
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        from .importer import import_result
+        folder = bpy.path.abspath(self.directory or state.STATE.result_dir)
+        try:
+            obj = import_result(folder, name=context.scene.gen4d.asset_name)
+        except Exception as exc:
+            state.STATE.last_error = str(exc)
+            self.report({"ERROR"}, f"gen4d import failed: {exc}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"gen4d: imported {obj.name} ({obj['gen4d_frame_count']} frames)")
+        return {"FINISHED"}
+
+
+class GEN4D_OT_set_cycles_bounces(bpy.types.Operator):
+    """Raise Cycles' transparent bounces so overlapping splats render (changes scene settings)"""
+    bl_idname = "gen4d.set_cycles_bounces"
+    bl_label = "Set Cycles Transparent Bounces"
+    bl_options = {"REGISTER", "UNDO"}
+
+    bounces: bpy.props.IntProperty(name="Transparent Bounces", default=128, min=8, max=1024)
+
+    def execute(self, context):
+        cycles = getattr(context.scene, "cycles", None)
+        if cycles is None:
+            self.report({"ERROR"}, "gen4d: Cycles is not available")
+            return {"CANCELLED"}
+        cycles.transparent_max_bounces = max(cycles.transparent_max_bounces, self.bounces)
+        self.report({"INFO"}, f"Cycles transparent bounces: {cycles.transparent_max_bounces}")
+        return {"FINISHED"}
+
+
+classes = (GEN4D_OT_connect, GEN4D_OT_submit_footage, GEN4D_OT_cancel, GEN4D_OT_import_result,
+           GEN4D_OT_set_cycles_bounces)

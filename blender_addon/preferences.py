@@ -1,0 +1,66 @@
+"""Add-on preferences (backend address and key) and per-scene job settings."""
+
+from __future__ import annotations
+
+import bpy
+
+ADDON_ID = __package__
+
+
+class GEN4D_AddonPreferences(bpy.types.AddonPreferences):
+    """Backend connection settings, stored with Blender's preferences."""
+    bl_idname = ADDON_ID
+
+    address: bpy.props.StringProperty(
+        name="Backend Address", default="tcp://127.0.0.1:5555",
+        description="ZeroMQ endpoint of the gen4d backend; a non-local address needs "
+                    "Blender's online access to be enabled")
+    key_file: bpy.props.StringProperty(
+        name="Key File", subtype="FILE_PATH",
+        description="The backend's gen4d.key file (used when Key is empty)")
+    key_text: bpy.props.StringProperty(
+        name="Key", subtype="PASSWORD", description="The backend key as hex text (overrides Key File)")
+
+    def draw(self, context):
+        col = self.layout.column()
+        col.prop(self, "address")
+        col.prop(self, "key_file")
+        col.prop(self, "key_text")
+
+
+class GEN4D_SceneSettings(bpy.types.PropertyGroup):
+    """Per-scene job options (``scene.gen4d``)."""
+    preset: bpy.props.EnumProperty(
+        name="Preset", default="cpu",
+        items=[("tiny", "Tiny", "Seconds; for testing the connection"),
+               ("cpu", "CPU", "Minutes on a CPU backend"),
+               ("gpu", "GPU", "Full quality on a CUDA backend")])
+    asset_name: bpy.props.StringProperty(name="Asset Name", default="gen4d_asset")
+
+
+def get_prefs(context=None):
+    """This add-on's preferences, or None when not registered as an add-on."""
+    context = context or bpy.context
+    addon = context.preferences.addons.get(ADDON_ID)
+    return addon.preferences if addon else None
+
+
+def get_connection(context=None) -> tuple[str, bytes]:
+    """``(address, key)`` from the preferences.
+
+    Raises:
+        ValueError: no key configured, or the key file is invalid.
+        FileNotFoundError: the key file does not exist.
+    """
+    prefs = get_prefs(context)
+    if prefs is None:
+        raise ValueError("gen4d preferences are not available")
+    if prefs.key_text.strip():
+        return prefs.address.strip(), prefs.key_text.strip().encode("ascii")
+    if not prefs.key_file:
+        raise ValueError("set the backend key or key file in the gen4d add-on preferences")
+    from ._vendor import get_protocol
+    return prefs.address.strip(), get_protocol().load_key(bpy.path.abspath(prefs.key_file))
+
+
+classes = (GEN4D_AddonPreferences, GEN4D_SceneSettings)

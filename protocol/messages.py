@@ -1,0 +1,224 @@
+"""Message types and their declarative schemas, plus validation.
+
+Every header is a JSON object with ``v`` (int, :data:`PROTOCOL_VERSION`), ``type`` (str)
+and the fields listed for its type in :data:`SCHEMAS`. Requests (client to server) carry
+a client-chosen ``msg_id``; replies carry ``in_reply_to`` with that id. Job events carry
+``job_id``.
+
+Field type names used in the schemas: ``str``, ``int`` (not bool), ``float`` (int or
+float, not bool), ``bool``, ``dict``, ``list``, ``files`` (list of ``{name, size}``),
+``str_list``; a trailing ``?`` means the value may be null. A field is required unless
+listed in the schema's ``optional`` set.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from pathlib import PurePosixPath
+from typing import Optional
+
+from .errors import ProtocolError
+
+PROTOCOL_VERSION = 1
+
+#: Requests a client may send to the server.
+CLIENT_TYPES = frozenset({"hello", "submit", "cancel", "list_jobs", "watch", "fetch_result", "ping"})
+#: Job events the server pushes to subscribers of a job.
+EVENT_TYPES = frozenset({"queued", "started", "progress", "preview", "completed", "failed", "cancelled"})
+#: Events after which a job never changes again.
+TERMINAL_EVENTS = frozenset({"completed", "failed", "cancelled"})
+#: Everything the server may send.
+SERVER_TYPES = frozenset({"welcome", "pong", "jobs", "ack", "error", "result_chunk"}) | EVENT_TYPES
+
+_REQ = {"msg_id": "str"}
+_REPLY = {"in_reply_to": "str?"}
+
+#: type -> {"fields": {name: type}, "optional": set, "buffers": int | "files"}
+SCHEMAS: dict[str, dict] = {
+    # client -> server
+    "hello": {"fields": {**_REQ, "client": "str"}, "optional": {"client"}, "buffers": 0},
+    "ping": {"fields": {**_REQ}, "buffers": 0},
+    "submit": {"fields": {**_REQ, "spec": "dict", "files": "files"}, "buffers": "files"},
+    "cancel": {"fields": {**_REQ, "job_id": "str"}, "buffers": 0},
+    "list_jobs": {"fields": {**_REQ}, "buffers": 0},
+    "watch": {"fields": {**_REQ, "job_id": "str"}, "buffers": 0},
+    "fetch_result": {"fields": {**_REQ, "job_id": "str", "index": "int"}, "buffers": 0},
+    # server -> client: replies
+    "welcome": {"fields": {**_REPLY, "version": "int", "server": "str"}, "optional": {"server"},
+                "buffers": 0},
+    "pong": {"fields": {**_REPLY, "time": "float"}, "optional": {"time"}, "buffers": 0},
+    "jobs": {"fields": {**_REPLY, "jobs": "list"}, "buffers": 0},
+    "ack": {"fields": {**_REPLY, "job_id": "str?"}, "optional": {"job_id"}, "buffers": 0},
+    "error": {"fields": {"in_reply_to": "str?", "code": "str", "message": "str"}, "buffers": 0},
+    "result_chunk": {"fields": {**_REPLY, "job_id": "str", "index": "int", "count": "int", "name": "str"},
+                     "buffers": 1},
+    # server -> client: job events (``in_reply_to`` set when the event answers a request)
+    "queued": {"fields": {**_REPLY, "job_id": "str", "position": "int"}, "optional": {"position"},
+               "buffers": 0},
+    "started": {"fields": {**_REPLY, "job_id": "str"}, "buffers": 0},
+    "progress": {"fields": {**_REPLY, "job_id": "str", "stage": "str", "step": "int", "total": "int",
+                            "loss": "float?", "eta_s": "float?", "message": "str?"}, "buffers": 0},
+    "preview": {"fields": {**_REPLY, "job_id": "str", "stage": "str"}, "buffers": 1},
+    "completed": {"fields": {**_REPLY, "job_id": "str", "frame_count": "int", "files": "str_list"},
+                  "buffers": 0},
+    "failed": {"fields": {**_REPLY, "job_id": "str", "code": "str", "message": "str"}, "buffers": 0},
+    "cancelled": {"fields": {**_REPLY, "job_id": "str"}, "buffers": 0},
+}
+# ``in_reply_to`` is optional on every server message; error requires the key (may be null).
+for _name, _schema in SCHEMAS.items():
+    _schema.setdefault("optional", set())
+    if _name in SERVER_TYPES and _name != "error":
+        _schema["optional"] = set(_schema["optional"]) | {"in_reply_to"}
+
+
+def new_msg_id() -> str:
+    """Return a fresh random message id (32 hex characters)."""
+    return uuid.uuid4().hex
+
+
+def make_header(type_: str, **fields) -> dict:
+    """Build a header dict ``{"v": PROTOCOL_VERSION, "type": type_, **fields}``.
+
+    Args:
+        type_: message type, one of :data:`SCHEMAS`.
+        **fields: the type's fields.
+
+    Returns:
+        The header dict (not validated; :func:`protocol.framing.encode_message` validates).
+    """
+    return {"v": PROTOCOL_VERSION, "type": type_, **fields}
+
+
+def _type_ok(value, tname: str) -> bool:
+    nullable = tname.endswith("?")
+    if nullable:
+        if value is None:
+            return True
+        tname = tname[:-1]
+    if tname == "str":
+        return isinstance(value, str)
+    if tname == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tname == "float":
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and math.isfinite(value))
+    if tname == "bool":
+        return isinstance(value, bool)
+    if tname == "dict":
+        return isinstance(value, dict)
+    if tname == "list":
+        return isinstance(value, list)
+    if tname == "str_list":
+        return isinstance(value, list) and all(isinstance(x, str) for x in value)
+    if tname == "files":
+        return isinstance(value, list) and all(
+            isinstance(f, dict) and set(f) == {"name", "size"} and isinstance(f["name"], str)
+            and isinstance(f["size"], int) and not isinstance(f["size"], bool) and f["size"] >= 0
+            for f in value)
+    raise ValueError(f"unknown schema type {tname!r}")  # pragma: no cover - schema bug
+
+
+def check_header_basics(header) -> None:
+    """Check that a decoded header is an object with an int ``v`` and a str ``type``.
+
+    Raises:
+        ProtocolError: ``malformed`` otherwise.
+    """
+    if not isinstance(header, dict):
+        raise ProtocolError("malformed", "header is not a JSON object")
+    if not isinstance(header.get("type"), str):
+        raise ProtocolError("malformed", "header has no string field 'type'", header)
+    v = header.get("v")
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise ProtocolError("malformed", "header has no integer field 'v' (protocol version)", header)
+
+
+def validate_message(header: dict, buffers: list, direction: Optional[str] = None) -> None:
+    """Validate a header and its buffers against the schema of its type.
+
+    Checks, in order: basic shape, protocol version (except for ``welcome`` and ``error``,
+    which must stay readable across versions), known type (for the direction), required
+    fields and their types, unexpected fields, and the number of buffers.
+
+    Args:
+        header: decoded header dict.
+        buffers: the message's binary frames.
+        direction: ``"to_server"`` (only client requests allowed), ``"to_client"`` (only
+            server messages allowed) or None (any known type).
+
+    Raises:
+        ProtocolError: with code ``malformed``, ``version_mismatch``, ``unknown_type`` or
+            ``invalid_field``; ``.header`` is the header.
+    """
+    check_header_basics(header)
+    mtype = header["type"]
+    if header["v"] != PROTOCOL_VERSION and mtype not in ("welcome", "error"):
+        raise ProtocolError("version_mismatch",
+                            f"message has protocol version {header['v']}, this side speaks "
+                            f"{PROTOCOL_VERSION}; update the add-on or the backend so they match", header)
+    allowed = {"to_server": CLIENT_TYPES, "to_client": SERVER_TYPES, None: SCHEMAS.keys()}[direction]
+    if mtype not in allowed:
+        raise ProtocolError("unknown_type", f"unknown message type {mtype!r}", header)
+    schema = SCHEMAS[mtype]
+    fields = schema["fields"]
+    for name, tname in fields.items():
+        if name not in header:
+            if name in schema["optional"]:
+                continue
+            raise ProtocolError("invalid_field", f"{mtype}: missing required field {name!r}", header)
+        if not _type_ok(header[name], tname):
+            raise ProtocolError("invalid_field",
+                                f"{mtype}: field {name!r} must be {tname.rstrip('?')}"
+                                f"{' or null' if tname.endswith('?') else ''}, got {type(header[name]).__name__}",
+                                header)
+    extra = set(header) - set(fields) - {"v", "type", "msg_id", "in_reply_to"}
+    if extra:
+        raise ProtocolError("invalid_field", f"{mtype}: unexpected field(s) {sorted(extra)}", header)
+    want = schema["buffers"]
+    if want == "files":
+        files = header["files"]
+        if len(files) != len(buffers):
+            raise ProtocolError("invalid_field",
+                                f"{mtype}: 'files' lists {len(files)} file(s) but {len(buffers)} buffer(s) came",
+                                header)
+        for f, buf in zip(files, buffers):
+            if f["size"] != len(buf):
+                raise ProtocolError("invalid_field",
+                                    f"{mtype}: file {f['name']!r} declares size {f['size']} but its buffer "
+                                    f"has {len(buf)} bytes", header)
+            check_relative_name(f["name"], header)
+    elif len(buffers) != want:
+        raise ProtocolError("invalid_field", f"{mtype}: expects {want} buffer(s), got {len(buffers)}", header)
+
+
+def check_relative_name(name: str, header: Optional[dict] = None) -> PurePosixPath:
+    """Check a file name from the wire: a relative POSIX path without ``..``.
+
+    Args:
+        name: e.g. ``"train/r_000.png"``.
+        header: header to attach to the error, if any.
+
+    Returns:
+        The name as a :class:`PurePosixPath`.
+
+    Raises:
+        ProtocolError: ``invalid_field`` for empty, absolute, ``..``-containing,
+            backslash, drive-letter or NUL-containing names.
+    """
+    bad = None
+    if not isinstance(name, str) or not name:
+        bad = "is empty"
+    elif "\x00" in name or "\\" in name:
+        bad = "contains a NUL or backslash"
+    elif name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        bad = "is absolute"
+    else:
+        parts = name.split("/")
+        if any(p in ("..", "") for p in parts):
+            bad = "contains '..' or an empty path component"
+        elif all(p == "." for p in parts):
+            bad = "names no file"
+    if bad:
+        raise ProtocolError("invalid_field", f"file name {name!r} {bad}; use a relative path", header)
+    return PurePosixPath(*[p for p in name.split("/") if p != "."])

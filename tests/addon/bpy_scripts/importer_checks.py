@@ -1,0 +1,110 @@
+"""Run in a fresh process: import a synthetic result with bpy and print measurements as
+``RESULT: {json}`` (tests/addon/test_addon_importer.py asserts on them)."""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bpy  # noqa: E402
+
+from backend.gaussians.ply import SH_C0, read_gaussians_ply  # noqa: E402
+from blender_addon.importer import evaluated_centres, frame_data_path, import_result  # noqa: E402
+from synthetic import write_result  # noqa: E402
+
+
+def instance_attr(obj, name, width):
+    geometry = obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).evaluated_geometry()
+    cloud = geometry.instances_pointcloud()
+    attr = cloud.attributes[name]
+    out = np.empty(len(cloud.points) * width, np.float32)
+    attr.data.foreach_get("color" if attr.data_type == "FLOAT_COLOR" else
+                          "value", out)
+    return out.reshape(len(cloud.points), width)
+
+
+def err(a, b):
+    return float(np.abs(np.asarray(a) - np.asarray(b)).max())
+
+
+work = Path(sys.argv[1])
+res = {}
+means = write_result(work / "result", n=200, frames=3)
+for obj in list(bpy.data.objects):
+    bpy.data.objects.remove(obj)
+scene = bpy.context.scene
+scene.frame_start = 1
+
+t0 = time.perf_counter()
+obj = import_result(work / "result", name="asset", cache_dir=work / "cache")
+res["import_s"] = time.perf_counter() - t0
+path = frame_data_path(obj)
+res["driven"] = any(fc.data_path == path for fc in obj.animation_data.drivers)
+res["simple_expression"] = all(fc.driver.is_simple_expression for fc in obj.animation_data.drivers)
+res["cache_files"] = sorted(p.name for p in (work / "cache").iterdir())
+
+# Driver: scene frame 1 -> Frame 0, scene frame 3 -> Frame 2.
+scene.frame_set(1)
+c0 = evaluated_centres(obj)
+scene.frame_set(3)
+c2 = evaluated_centres(obj)
+res["count"] = int(len(c0))
+res["driver_err0"], res["driver_err2"] = err(c0, means[0]), err(c2, means[2])
+res["frame_diff"] = err(c0, c2)
+res["ply_err"] = err(c2, read_gaussians_ply(work / "cache" / "frame_0002.ply")["means"])
+
+# Instance attributes and transforms.
+ply = read_gaussians_ply(work / "cache" / "frame_0002.ply")
+color = instance_attr(obj, "gen4d_color", 4)[:, :3]
+res["color_err"] = err(color, np.maximum(0.5 + SH_C0 * ply["sh"][:, 0], 0))
+alpha = instance_attr(obj, "gen4d_alpha", 1)[:, 0]
+res["alpha_err"] = err(alpha, 1 / (1 + np.exp(-ply["opacity_logits"])))
+mats = instance_attr(obj, "instance_transform", 16).reshape(-1, 4, 4).transpose(0, 2, 1)
+sigma3 = 3 * np.exp(ply["log_scales"])
+res["scale_err"] = err(np.linalg.norm(mats[:, :3, :3], axis=1), sigma3)
+from mathutils import Quaternion  # noqa: E402
+rot = np.array([Quaternion(q).to_matrix() for q in ply["quats"][:20]])
+res["rot_err"] = err(mats[:20, :3, :3] / sigma3[:20, None, :], rot)
+
+# Direct values and fractional Frame (driver removed).
+obj.driver_remove(path)
+mod = obj.modifiers["gen4d"]
+ident = path.split('"')[3]
+for value, key in ((0.0, "direct_err0"), (2.0, "direct_err2"), (7.0, "clamp_err_hi"), (-3.0, "clamp_err_lo")):
+    mod[ident] = value
+    obj.update_tag()
+    res[key] = err(evaluated_centres(obj), means[2] if value > 1 else means[0])
+mod[ident] = 0.5
+obj.update_tag()
+res["half_err"] = err(evaluated_centres(obj), (means[0] + means[1]) / 2)
+
+# Keyframes: Frame 0 -> 2 over scene frames 1 -> 10.
+mod[ident] = 0.0
+obj.keyframe_insert(path, frame=1)
+mod[ident] = 2.0
+obj.keyframe_insert(path, frame=10)
+scene.frame_set(10)
+res["key_err10"] = err(evaluated_centres(obj), means[2])
+scene.frame_set(1)
+res["key_err1"] = err(evaluated_centres(obj), means[0])
+
+# Saved .blend: default cache beside it, stored relative.
+bpy.ops.wm.save_as_mainfile(filepath=str(work / "scene.blend"))
+obj2 = import_result(work / "result", name="saved")
+res["rel_cache"] = obj2["gen4d_cache_dir"]
+res["rel_cache_exists"] = (work / "gen4d_cache" / "saved" / "frame_0001.ply").is_file()
+scene.frame_set(2)
+res["rel_err1"] = err(evaluated_centres(obj2), means[1])
+
+# Errors.
+try:
+    import_result(work / "nothing_here")
+    res["missing_error"] = None
+except FileNotFoundError as exc:
+    res["missing_error"] = str(exc)
+print("RESULT: " + json.dumps(res))

@@ -1,0 +1,69 @@
+"""Run in a fresh process with BLENDER_USER_RESOURCES set to a temp folder: install the
+built extension zip into the bpy module, check registration, the background worker against
+a dead backend, and unregistering. Prints ``RESULT: {json}``."""
+
+import json
+import os
+import socket
+import sys
+import time
+
+import bpy
+
+zip_path = sys.argv[1]
+res = {"user_resources": os.environ.get("BLENDER_USER_RESOURCES")}
+out = bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default",
+                                               enable_on_install=True)
+res["install"] = sorted(out)
+module = "bl_ext.user_default.gen4d"
+res["enabled"] = module in bpy.context.preferences.addons
+res["panel"] = hasattr(bpy.types, "GEN4D_PT_main")
+res["ops"] = sorted(name for name in dir(bpy.ops.gen4d))
+res["scene_prop"] = hasattr(bpy.context.scene, "gen4d")
+pkg = sys.modules[module]
+res["pkg_file"] = pkg.__file__
+import importlib  # noqa: E402
+res["protocol_file"] = importlib.import_module(module + "._vendor").get_protocol().__file__
+res["wheel_installed"] = any(p.name == "zmq" for p in __import__("pathlib").Path(
+    res["user_resources"]).rglob("zmq"))
+res["installed_under_user_resources"] = pkg.__file__.startswith(res["user_resources"] or "\0")
+
+state = sys.modules[module + ".state"]
+client = sys.modules[module + ".client"]
+res["loopback"] = [client.is_loopback(a) for a in
+                   ("tcp://127.0.0.1:5555", "tcp://localhost:1", "tcp://[::1]:5", "ipc:///tmp/x",
+                    "tcp://10.0.0.2:5555", "tcp://example.com:5555")]
+try:
+    state.ensure_worker("tcp://10.1.2.3:5555", b"00")
+    res["remote_refused"] = False
+except PermissionError:
+    res["remote_refused"] = not bpy.app.online_access
+
+# A dead backend: the worker reports unreachable within its timeout, Blender never blocks.
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+t0 = time.perf_counter()
+worker = state.ensure_worker(f"tcp://127.0.0.1:{port}", b"00" * 16, timeout_s=0.5)
+res["ensure_worker_s"] = time.perf_counter() - t0
+events = []
+deadline = time.time() + 15
+while time.time() < deadline and not any(e["type"] == "reachable" for e in events):
+    try:
+        events.append(worker.events.get(timeout=0.2))
+    except Exception:
+        pass
+res["events"] = [e["type"] for e in events]
+res["reachable"] = next((e["ok"] for e in events if e["type"] == "reachable"), None)
+for e in events:
+    state.apply_event(e)
+res["state_reachable"] = state.STATE.reachable
+res["timer_registered"] = bpy.app.timers.is_registered(state._tick)
+
+t0 = time.perf_counter()
+bpy.ops.preferences.addon_disable(module=module)
+res["unregister_s"] = time.perf_counter() - t0
+res["thread_alive_after"] = worker.alive
+res["panel_after"] = hasattr(bpy.types, "GEN4D_PT_main")
+res["timer_after"] = bpy.app.timers.is_registered(state._tick)
+print("RESULT: " + json.dumps(res))

@@ -1,0 +1,70 @@
+"""Build the extension (linux-x64), validate it, install it into bpy, check registration."""
+
+import sys
+from pathlib import Path
+
+import importlib.util
+
+import pytest
+
+from _run import REPO, run_bpy_script
+
+sys.path.insert(0, str(REPO))
+import build_addon  # noqa: E402
+
+if importlib.util.find_spec("bpy") is None:  # do not import bpy in the pytest process
+    pytest.skip("needs the bpy module", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def zip_path(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    try:
+        zips = build_addon.build(["linux-x64"], out, wheel_cache=REPO / "dist" / "wheel_cache")
+    except RuntimeError as exc:
+        if "pip download failed" in str(exc):
+            pytest.skip(f"pyzmq wheels not cached and no network: {exc}")
+        raise
+    assert len(zips) == 1
+    return zips[0]
+
+
+def test_zip_contents(zip_path):
+    import zipfile
+    names = zipfile.ZipFile(zip_path).namelist()
+    assert "blender_manifest.toml" in names
+    assert "protocol/client.py" in names and "importer/nodes.py" in names
+    wheels = [n for n in names if n.startswith("wheels/")]
+    assert any("cp311-cp311-manylinux" in n for n in wheels)
+    assert any("cp312-abi3-manylinux" in n for n in wheels)
+    manifest = zipfile.ZipFile(zip_path).read("blender_manifest.toml").decode()
+    for wheel in wheels:
+        assert f'"./{wheel}"' in manifest
+    assert not any("__pycache__" in n for n in names)
+
+
+def test_validator_rejects_bad_manifest(tmp_path):
+    import shutil
+    shutil.copytree(REPO / "blender_addon", tmp_path / "bad", ignore=shutil.ignore_patterns("__pycache__"))
+    toml = tmp_path / "bad" / "blender_manifest.toml"
+    toml.write_text(toml.read_text().replace('tagline = "', 'tagline = "Ends with a period.'))
+    with pytest.raises(RuntimeError):
+        build_addon.run_ext(build_addon.find_blender_ext(), "validate", str(tmp_path / "bad"))
+
+
+def test_install_register_unregister(zip_path, tmp_path):
+    res = run_bpy_script("install_checks.py", zip_path,
+                         env={"BLENDER_USER_RESOURCES": str(tmp_path / "user")})
+    assert res["install"] == ["FINISHED"]
+    assert res["installed_under_user_resources"]
+    assert res["enabled"] and res["panel"] and res["scene_prop"]
+    assert {"submit_footage", "cancel", "import_result", "connect", "set_cycles_bounces"} <= set(res["ops"])
+    assert "/extensions/" in res["protocol_file"]  # the bundled copy wins
+    assert res["wheel_installed"]
+    assert res["loopback"] == [True, True, True, True, False, False]
+    assert res["remote_refused"]
+    # A dead backend: immediate start, an "unreachable" report, and a fast, clean unregister.
+    assert res["ensure_worker_s"] < 0.5
+    assert res["reachable"] is False and res["state_reachable"] is False
+    assert res["unregister_s"] < 3.0
+    assert not res["thread_alive_after"] and not res["panel_after"] and not res["timer_after"]

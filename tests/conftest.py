@@ -1,0 +1,16 @@
+"""Shared pytest setup: repo root on sys.path, offline hubs, and the ``slow`` marker."""
+
+import os
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def pytest_configure(config):
+    """Register the project's markers."""
+    config.addinivalue_line("markers", "slow: takes longer than a few seconds; deselect with -m 'not slow'")

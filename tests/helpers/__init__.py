@@ -1,0 +1,1 @@
+"""Helpers shared by the test suites: tiny footage, a real backend subprocess."""

@@ -1,0 +1,98 @@
+"""Tiny synthetic transforms-format footage for protocol and server tests (not for quality)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+
+
+def look_at_c2w(position, target=(0.0, 0.0, 0.0)) -> np.ndarray:
+    """Return a Blender/OpenGL camera-to-world 4x4 (camera looks down -Z, +Y up, world Z up).
+
+    Args:
+        position: camera centre (3,).
+        target: point the camera looks at (3,).
+    """
+    p = np.asarray(position, dtype=np.float64)
+    f = np.asarray(target, dtype=np.float64) - p
+    f /= np.linalg.norm(f)
+    r = np.cross(f, [0.0, 0.0, 1.0])
+    r /= np.linalg.norm(r)
+    u = np.cross(r, f)
+    c2w = np.eye(4)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = r, u, -f, p
+    return c2w
+
+
+def _render_ball(c2w: np.ndarray, center: np.ndarray, radius: float, size: int, fov_x: float,
+                 color) -> np.ndarray:
+    """Draw a flat-shaded disc where a ball projects; returns RGBA uint8 [size, size, 4]."""
+    w2c = np.linalg.inv(c2w)
+    pc = w2c[:3, :3] @ center + w2c[:3, 3]          # OpenGL camera coords, visible at z < 0
+    depth = -pc[2]
+    focal = 0.5 * size / math.tan(0.5 * fov_x)
+    cx = size / 2 + focal * pc[0] / depth
+    cy = size / 2 - focal * pc[1] / depth
+    rad = focal * radius / depth
+    ys, xs = np.mgrid[0:size, 0:size] + 0.5
+    d2 = ((xs - cx) ** 2 + (ys - cy) ** 2) / max(rad, 1e-6) ** 2
+    inside = d2 <= 1.0
+    shade = np.clip(1.0 - 0.5 * d2, 0.0, 1.0)
+    img = np.zeros((size, size, 4), dtype=np.float64)
+    img[..., :3] = np.asarray(color, dtype=np.float64) * shade[..., None]
+    img[..., 3] = inside
+    img[..., :3] *= inside[..., None]
+    return (img * 255 + 0.5).astype(np.uint8)
+
+
+def make_tiny_footage(folder, n_cams: int = 4, n_times: int = 3, size: int = 32, seed: int = 0) -> Path:
+    """Write a valid transforms-format footage folder of a moving coloured ball.
+
+    Cameras sit on a circle of radius 3 (elevation about 20 degrees, Z up) looking at the
+    origin. ``transforms_train.json`` has ``n_cams * n_times`` frames named
+    ``./train/r_<cam>_<time>`` (no extension; the PNGs are ``train/r_CCC_TTT.png``) with
+    ``time`` in [0, 1]; ``transforms_test.json`` has one extra camera at every time.
+
+    Args:
+        folder: output folder (created).
+        n_cams: training cameras.
+        n_times: time steps.
+        size: image width and height in pixels.
+        seed: random seed for the ball's colour and camera phase.
+
+    Returns:
+        ``Path(folder)``.
+    """
+    rng = np.random.default_rng(seed)
+    folder = Path(folder)
+    (folder / "train").mkdir(parents=True, exist_ok=True)
+    (folder / "test").mkdir(parents=True, exist_ok=True)
+    fov_x = math.radians(40.0)
+    color = rng.uniform(0.3, 1.0, size=3)
+    phase = rng.uniform(0, 2 * math.pi)
+    elev = math.radians(20.0)
+
+    def cam(angle: float) -> np.ndarray:
+        pos = 3.0 * np.array([math.cos(elev) * math.cos(angle), math.cos(elev) * math.sin(angle), math.sin(elev)])
+        return look_at_c2w(pos)
+
+    def write(split: str, angles: list[float]) -> None:
+        frames = []
+        for ci, angle in enumerate(angles):
+            c2w = cam(angle)
+            for ti in range(n_times):
+                t = ti / (n_times - 1) if n_times > 1 else 0.0
+                center = np.array([0.4 * t - 0.2, 0.0, 0.1 * math.sin(math.pi * t)])
+                rel = f"{split}/r_{ci:03d}_{ti:03d}"
+                iio.imwrite(folder / f"{rel}.png", _render_ball(c2w, center, 0.5, size, fov_x, color))
+                frames.append({"file_path": f"./{rel}", "transform_matrix": c2w.tolist(), "time": t})
+        meta = {"camera_angle_x": fov_x, "frames": frames}
+        (folder / f"transforms_{split}.json").write_text(json.dumps(meta, indent=1))
+
+    write("train", [phase + 2 * math.pi * i / n_cams for i in range(n_cams)])
+    write("test", [phase + math.pi / n_cams])
+    return folder
