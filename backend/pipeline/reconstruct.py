@@ -23,7 +23,7 @@ from backend.gaussians.trajectories import TrajectoryConfig, TrajectoryGaussians
 from backend.optim.densify import Densifier, make_default_strategy
 from backend.optim.losses import alpha_loss, image_loss
 from backend.pipeline.context import JobContext
-from backend.pipeline.ingest import Footage
+from backend.pipeline.ingest import Footage, resize_footage_images
 from backend.render import rasterize, rgb_to_sh0
 
 
@@ -52,6 +52,8 @@ class ReconstructConfig:
     lr_opacities: float = 5e-2
     lr_sh0: float = 5e-3
     alpha_weight: float = 0.5
+    low_res_fraction: float = 0.4
+    low_res_factor: int = 2
     densify: bool = True
     densify_start: int = 200
     densify_stop_fraction: float = 0.7
@@ -94,7 +96,7 @@ class ReconstructConfig:
 PRESETS: dict[str, ReconstructConfig] = {
     # A few seconds on CPU: structure tests only.
     "tiny": ReconstructConfig(iterations=30, batch_size=2, max_image_size=32, n_init=300, densify=False,
-                              preview_every_s=1.0),
+                              preview_every_s=1.0, low_res_factor=1),
     # The demo preset: minutes on a 2-core CPU.
     "cpu": ReconstructConfig(),
     # For a CUDA device (gsplat).
@@ -126,12 +128,21 @@ def scene_bounds(footage: Footage) -> tuple[torch.Tensor, float]:
     return centre.float(), radius
 
 
-def carve_initial_points(footage: Footage, n_points: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Space-carve the masks of the frames nearest t = 0.5 and sample points inside.
+def carve_initial_points(footage: Footage, n_points: int, generator: torch.Generator,
+                         shell_fraction: float = 0.06) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample points in a thin shell inside the visual hull of the frames nearest t = 0.5.
+
+    A candidate survives when it projects inside the mask (alpha > 0.5) of every camera
+    that sees it. Its distance to the hull surface is bounded by the smallest, over
+    views, of its projection's distance to the silhouette edge (OpenCV distance
+    transform) times depth / focal length; only candidates within ``shell_fraction`` of
+    the scene radius of the surface are kept, since interior Gaussians are never seen.
 
     Args:
         footage: training footage (alpha channel = object mask).
         n_points: how many points to return.
+        generator: RNG for candidate sampling.
+        shell_fraction: shell thickness as a fraction of the scene radius.
 
     Returns:
         ``(points [n,3], colours [n,3])`` float32 in metres / [0,1]; ``n <= n_points``.
@@ -139,28 +150,39 @@ def carve_initial_points(footage: Footage, n_points: int, generator: torch.Gener
     Raises:
         BadInputError: when no point survives carving (masks empty or cameras inconsistent).
     """
+    import cv2
+
     centre, radius = scene_bounds(footage)
     t_mid = footage.times[torch.argmin((footage.times - 0.5).abs())]
-    sel = torch.nonzero(footage.times == t_mid).flatten()
+    sel = torch.nonzero(footage.times == t_mid).flatten().tolist()
+    edge_dist = {}
+    for i in sel:
+        mask = (footage.images[i, ..., 3] > 0.5).numpy().astype(np.uint8)
+        edge_dist[i] = torch.from_numpy(cv2.distanceTransform(mask, cv2.DIST_L2, 5))
+    shell = shell_fraction * radius
     keep_pts, keep_cols = [], []
     total = 0
-    for _ in range(8):
+    for _ in range(24):
         cand = centre + (torch.rand(200_000, 3, generator=generator) * 2 - 1) * radius
         inside = torch.ones(len(cand), dtype=torch.bool)
         seen = torch.zeros(len(cand), dtype=torch.int32)
         col_sum = torch.zeros(len(cand), 3)
-        for i in sel.tolist():
+        depth_to_edge = torch.full((len(cand),), float("inf"))
+        for i in sel:
             vm, K = footage.viewmats[i], footage.Ks[i]
             pc = cand @ vm[:3, :3].T + vm[:3, 3]
             z = pc[:, 2].clamp_min(1e-6)
             u = (K[0, 0] * pc[:, 0] / z + K[0, 2]).floor().long()
             v = (K[1, 1] * pc[:, 1] / z + K[1, 2]).floor().long()
             on = (pc[:, 2] > 0) & (u >= 0) & (u < footage.width) & (v >= 0) & (v < footage.height)
-            px = footage.images[i, v.clamp(0, footage.height - 1), u.clamp(0, footage.width - 1)]
+            uc, vc = u.clamp(0, footage.width - 1), v.clamp(0, footage.height - 1)
+            px = footage.images[i, vc, uc]
             inside &= ~on | (px[:, 3] > 0.5)
             seen += on.int()
             col_sum += torch.where(on[:, None], px[:, :3], torch.zeros(3))
-        ok = inside & (seen > 0)
+            metric = edge_dist[i][vc, uc] * z / K[0, 0]
+            depth_to_edge = torch.where(on, torch.minimum(depth_to_edge, metric), depth_to_edge)
+        ok = inside & (seen > 0) & (depth_to_edge <= shell)
         keep_pts.append(cand[ok])
         keep_cols.append(col_sum[ok] / seen[ok, None].float())
         total += int(ok.sum())
@@ -264,8 +286,16 @@ def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, devic
                                          cfg.densify_every, cfg.grow_grad2d)
         densifier = Densifier(strategy, scene_scale=radius)
         densifier.check(model.params, optimizers)
-    images = footage.images.to(device)
-    viewmats, Ks, times = footage.viewmats.to(device), footage.Ks.to(device), footage.times.to(device)
+    # Render-resolution schedule (coarse to fine, as STAG4D's 128 -> 256 -> 512): the first
+    # ``low_res_fraction`` of the steps fit images downsampled by ``low_res_factor``.
+    low_steps = int(cfg.iterations * cfg.low_res_fraction) if cfg.low_res_factor > 1 else 0
+    full_images = footage.images.to(device)
+    full_Ks = footage.Ks.to(device)
+    if low_steps:
+        small, small_Ks = resize_footage_images(footage.images, footage.Ks,
+                                                max(footage.width, footage.height) // cfg.low_res_factor)
+        low_images, low_Ks = small.to(device), small_Ks.to(device)
+    viewmats, times = footage.viewmats.to(device), footage.times.to(device)
     decay = cfg.lr_final_factor ** (1.0 / max(cfg.iterations, 1))
     start = time.monotonic()
     last_preview = start
@@ -274,9 +304,10 @@ def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, devic
         ctx.check_cancelled()
         idx = torch.randint(0, len(footage), (cfg.batch_size,), generator=gen).to(device)
         bg = torch.rand(cfg.batch_size, 3, generator=gen).to(device)
+        images, Ks = (low_images, low_Ks) if step < low_steps else (full_images, full_Ks)
         try:
-            colors, alphas, info = render_frames(model, times[idx], viewmats[idx], Ks[idx], footage.width,
-                                                 footage.height, bg)
+            colors, alphas, info = render_frames(model, times[idx], viewmats[idx], Ks[idx], images.shape[2],
+                                                 images.shape[1], bg)
             gt = images[idx]
             gt_rgb = gt[..., :3] * gt[..., 3:] + (1 - gt[..., 3:]) * bg[:, None, None, :]
             loss = image_loss(colors, gt_rgb) + cfg.alpha_weight * alpha_loss(alphas, gt[..., 3:])

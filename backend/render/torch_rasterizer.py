@@ -14,6 +14,7 @@ Python loop over Gaussians.
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -115,9 +116,10 @@ def _pixel_pairs(means2d: Tensor, radii: Tensor, width: int, height: int):
     Returns ``(b_idx, g_idx, px, py)`` as flat int64 tensors (no gradients).
     """
     B, N = radii.shape[:2]
-    vis_b, vis_g = torch.nonzero(radii[..., 0] > 0, as_tuple=True)
-    m = means2d.detach()[vis_b, vis_g]
-    r = radii[vis_b, vis_g].to(torch.float32)
+    vis = torch.nonzero((radii[..., 0] > 0).reshape(-1), as_tuple=True)[0]
+    vis_b, vis_g = torch.div(vis, N, rounding_mode="floor"), vis % N
+    m = means2d.detach().reshape(-1, 2).index_select(0, vis)
+    r = radii.reshape(-1, 2).index_select(0, vis).to(torch.float32)
     # Pixel centres at +0.5: pixel i is covered when |i + 0.5 - m| <= r.
     x0 = torch.clamp(torch.ceil(m[:, 0] - r[:, 0] - 0.5), min=0).to(torch.int64)
     x1 = torch.clamp(torch.floor(m[:, 0] + r[:, 0] - 0.5), max=width - 1).to(torch.int64)
@@ -127,13 +129,57 @@ def _pixel_pairs(means2d: Tensor, radii: Tensor, width: int, height: int):
     h = (y1 - y0 + 1).clamp_min(0)
     counts = w * h
     total = int(counts.sum())
-    owner = torch.repeat_interleave(torch.arange(len(counts)), counts)
+    owner = torch.repeat_interleave(torch.arange(len(counts), device=radii.device), counts, output_size=total)
     start = torch.cumsum(counts, 0) - counts
-    local = torch.arange(total) - start[owner]
-    w_o = w[owner]
-    px = x0[owner] + local % w_o
-    py = y0[owner] + local // w_o
-    return vis_b[owner], vis_g[owner], px, py
+    local = torch.arange(total, device=radii.device) - start.index_select(0, owner)
+    w_o = w.index_select(0, owner)
+    row = torch.div(local, w_o, rounding_mode="floor")
+    px = x0.index_select(0, owner) + (local - row * w_o)
+    py = y0.index_select(0, owner) + row
+    return vis_b.index_select(0, owner), vis_g.index_select(0, owner), px, py
+
+
+@torch.no_grad()
+def _visible_pairs(means2d: Tensor, conics: Tensor, depths: Tensor, radii: Tensor, opacities: Tensor,
+                   width: int, height: int):
+    """The (Gaussian, pixel) pairs that contribute to the image, sorted by pixel then depth.
+
+    A pair contributes when its alpha is at least 1/255 and the pixel's transmittance in
+    front of it, times ``1 - alpha``, stays above 1e-4 (gsplat stops a pixel at the first
+    Gaussian that would take it to 1e-4 or below). Computed without autograd, so the
+    differentiable pass only touches contributing pairs.
+
+    Returns:
+        ``(flat, pixel, seg_counts)``: int64 ``[P]`` flat Gaussian index ``b·N + g``,
+        flat pixel index ``(b·H + y)·W + x``, and the pair count of each pixel segment in
+        order (pixels with at least one pair).
+    """
+    B, N = radii.shape[:2]
+    b_idx, g_idx, px, py = _pixel_pairs(means2d, radii, width, height)
+    flat = b_idx * N + g_idx
+    m2 = means2d.reshape(-1, 2).index_select(0, flat)
+    con = conics.reshape(-1, 3).index_select(0, flat)
+    dx = m2[:, 0] - (px.to(m2.dtype) + 0.5)
+    dy = m2[:, 1] - (py.to(m2.dtype) + 0.5)
+    sigma = 0.5 * (con[:, 0] * dx * dx + con[:, 2] * dy * dy) + con[:, 1] * dx * dy
+    alpha = torch.clamp_max(opacities.reshape(-1).index_select(0, flat) * torch.exp(-sigma), MAX_ALPHA)
+    keep = torch.nonzero((sigma >= 0) & (alpha >= ALPHA_THRESHOLD), as_tuple=True)[0]
+    flat, alpha = flat.index_select(0, keep), alpha.index_select(0, keep)
+    pixel = (flat // N * height + py.index_select(0, keep)) * width + px.index_select(0, keep)
+    depth_rank = torch.empty(B * N, dtype=torch.int64, device=means2d.device)
+    depth_rank[torch.argsort(depths.reshape(-1))] = torch.arange(B * N, device=means2d.device)
+    order = torch.argsort(pixel * (B * N) + depth_rank.index_select(0, flat))
+    flat, pixel, alpha = flat.index_select(0, order), pixel.index_select(0, order), alpha.index_select(0, order)
+    _, counts = torch.unique_consecutive(pixel, return_counts=True)
+    log_t = torch.log1p(-alpha.to(torch.float64))
+    incl = torch.cumsum(log_t, 0)
+    seg_start = torch.cumsum(counts, 0) - counts
+    excl_start = incl[seg_start] - log_t[seg_start]
+    log_t_after = incl - torch.repeat_interleave(excl_start, counts)
+    used = torch.nonzero(log_t_after > math.log(TRANSMITTANCE_THRESHOLD), as_tuple=True)[0]
+    flat, pixel = flat.index_select(0, used), pixel.index_select(0, used)
+    _, seg_counts = torch.unique_consecutive(pixel, return_counts=True)
+    return flat, pixel, seg_counts
 
 
 def rasterize_torch(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
@@ -167,43 +213,28 @@ def rasterize_torch(means: Tensor, quats: Tensor, scales: Tensor, opacities: Ten
     info = {"means2d": means2d, "radii": radii, "depths": depths, "width": width, "height": height,
             "n_cameras": B, "gaussian_ids": None, "conics": conics}
 
-    b_idx, g_idx, px, py = _pixel_pairs(means2d, radii, width, height)
     out_colors = torch.zeros(B * height * width, D, dtype=colors.dtype, device=device)
     out_alpha = torch.zeros(B * height * width, dtype=colors.dtype, device=device)
-    if len(b_idx):
-        m2 = means2d[b_idx, g_idx]
-        con = conics[b_idx, g_idx]
-        dx = m2[:, 0] - (px.to(m2.dtype) + 0.5)
-        dy = m2[:, 1] - (py.to(m2.dtype) + 0.5)
+    flat, pixel, seg_counts = _visible_pairs(means2d, conics, depths, radii, opacities, width, height)
+    if len(flat):
+        # Differentiable pass over the contributing pairs only, already sorted by pixel
+        # then depth: a per-pixel exclusive cumulative sum of log(1 - alpha).
+        m2 = means2d.reshape(-1, 2).index_select(0, flat)
+        con = conics.reshape(-1, 3).index_select(0, flat)
+        px = (pixel % width).to(m2.dtype) + 0.5
+        py = ((pixel // width) % height).to(m2.dtype) + 0.5
+        dx = m2[:, 0] - px
+        dy = m2[:, 1] - py
         sigma = 0.5 * (con[:, 0] * dx * dx + con[:, 2] * dy * dy) + con[:, 1] * dx * dy
-        alpha = torch.clamp_max(opacities[b_idx, g_idx] * torch.exp(-sigma), MAX_ALPHA)
-        with torch.no_grad():
-            keep = (sigma >= 0) & (alpha >= ALPHA_THRESHOLD)
-            pixel = (b_idx * height + py) * width + px
-            pixel = pixel[keep]
-            depth_rank = torch.empty(B * N, dtype=torch.int64, device=device)
-            flat_depth = depths.detach().reshape(-1)
-            depth_rank[torch.argsort(flat_depth)] = torch.arange(B * N, device=device)
-            key = pixel * (B * N) + depth_rank[(b_idx * N + g_idx)[keep]]
-            order = torch.argsort(key)
-            pixel = pixel[order]
-            sel = torch.nonzero(keep, as_tuple=True)[0][order]
-            _, counts = torch.unique_consecutive(pixel, return_counts=True)
-            seg_start = torch.cumsum(counts, 0) - counts
-        alpha = alpha[sel]
+        alpha = torch.clamp_max(opacities.reshape(-1).index_select(0, flat) * torch.exp(-sigma), MAX_ALPHA)
         log_t = torch.log1p(-alpha.to(torch.float64))
         incl = torch.cumsum(log_t, 0)
         excl = incl - log_t
-        base = torch.repeat_interleave(excl[seg_start], counts)
-        log_t_before = excl - base  # log transmittance in front of each pair
-        log_t_after = incl - base
-        with torch.no_grad():
-            used = log_t_after > torch.log(torch.tensor(TRANSMITTANCE_THRESHOLD, dtype=torch.float64))
-        t_before = torch.exp(log_t_before).to(alpha.dtype)
-        weight = (alpha * t_before)[used]
-        pix_used = pixel[used]
-        out_colors = out_colors.index_add(0, pix_used, weight[:, None] * colors[b_idx[sel][used], g_idx[sel][used]])
-        out_alpha = out_alpha.index_add(0, pix_used, weight)
+        seg_start = torch.cumsum(seg_counts, 0) - seg_counts
+        t_before = torch.exp(excl - torch.repeat_interleave(excl[seg_start], seg_counts)).to(alpha.dtype)
+        weight = alpha * t_before
+        out_colors = out_colors.index_add(0, pixel, weight[:, None] * colors.reshape(-1, D).index_select(0, flat))
+        out_alpha = out_alpha.index_add(0, pixel, weight)
     render_alphas = out_alpha.reshape(B, height, width, 1)
     render_colors = out_colors.reshape(B, height, width, D)
     if backgrounds is not None:

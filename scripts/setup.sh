@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Idempotent set-up on a fresh Debian machine with Python 3.11: the Debian libraries the
+# bpy module needs, a venv in .venv, torch 2.13.0 (CPU) first, then everything else under
+# constraints.txt so nothing drags in numpy 2 or a CUDA torch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=(libxrender1 libxxf86vm1 libxfixes3 libxi6 libxkbcommon0 libsm6 libgl1 libegl1)
+missing=()
+for pkg in "${need[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+if ((${#missing[@]})); then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "[setup] installing Debian packages for bpy: ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+py="${PYTHON:-}"
+if [ -z "$py" ]; then
+  for cand in python3.11 python3; do
+    if command -v "$cand" >/dev/null && "$cand" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      py="$cand"; break
+    fi
+  done
+fi
+[ -n "$py" ] || { echo "[setup] error: Python 3.11 is required (bpy 5.0.1 is built for it); set PYTHON=" >&2; exit 1; }
+
+[ -x .venv/bin/python ] || "$py" -m venv .venv
+stamp=.venv/.gen4d-installed
+want=$(cat constraints.txt requirements.txt | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "[setup] installing Python packages into .venv (about 2 minutes)" >&2
+  torch_src=()
+  if ls /opt/wheels/torch-2.13.0+cpu-*.whl >/dev/null 2>&1; then
+    torch_src=(--find-links /opt/wheels)
+  else
+    torch_src=(--index-url https://download.pytorch.org/whl/cpu)
+  fi
+  .venv/bin/python -m pip install -q --disable-pip-version-check "${torch_src[@]}" torch==2.13.0 -c constraints.txt 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -c "import torch, bpy, numpy, zmq, gsplat; assert numpy.__version__ == '1.26.4', numpy.__version__" \
+    || { echo "[setup] error: package install failed" >&2; exit 1; }
+  echo "$want" > "$stamp"
+fi
