@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         client.hello()
         dynamic_id = client.submit_footage(footage, {"job_type": "footage", "preset": args.preset, "name": "demo"})
         static_id = client.submit_footage(footage, {"job_type": "footage", "preset": args.preset,
-                                                    "options": {"motion": "static"}, "name": "demo-static"})
+                                                    "options": {"motion": "static", "iterations": 500},
+                                                    "name": "demo-static"})
         final = wait_for_jobs(client, {dynamic_id: "dynamic", static_id: "static"}, out)
         failed = [e for e in final.values() if e["type"] != "completed"]
         if failed:

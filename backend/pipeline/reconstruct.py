@@ -35,7 +35,7 @@ class ReconstructConfig:
     and decay exponentially to ``lr_final_factor`` of their start.
     """
 
-    iterations: int = 1500
+    iterations: int = 800
     batch_size: int = 4
     max_image_size: int = 128
     n_init: int = 4000
@@ -52,14 +52,14 @@ class ReconstructConfig:
     lr_opacities: float = 5e-2
     lr_sh0: float = 5e-3
     alpha_weight: float = 0.5
-    low_res_fraction: float = 0.4
+    low_res_fraction: float = 0.5
     low_res_factor: int = 2
     densify: bool = True
     densify_start: int = 200
     densify_stop_fraction: float = 0.7
     densify_every: int = 100
     grow_grad2d: float = 2e-4
-    max_gaussians: int = 30000
+    max_gaussians: int = 10000
     seed: int = 0
     preview_every_s: float = 10.0
 
@@ -180,7 +180,8 @@ def carve_initial_points(footage: Footage, n_points: int, generator: torch.Gener
             inside &= ~on | (px[:, 3] > 0.5)
             seen += on.int()
             col_sum += torch.where(on[:, None], px[:, :3], torch.zeros(3))
-            metric = edge_dist[i][vc, uc] * z / K[0, 0]
+            # The silhouette edge lies half a pixel beyond the last inside pixel centre.
+            metric = (edge_dist[i][vc, uc] - 0.5) * z / K[0, 0]
             depth_to_edge = torch.where(on, torch.minimum(depth_to_edge, metric), depth_to_edge)
         ok = inside & (seen > 0) & (depth_to_edge <= shell)
         keep_pts.append(cand[ok])

@@ -167,7 +167,7 @@ def _visible_pairs(means2d: Tensor, conics: Tensor, depths: Tensor, radii: Tenso
     flat, alpha = flat.index_select(0, keep), alpha.index_select(0, keep)
     pixel = (flat // N * height + py.index_select(0, keep)) * width + px.index_select(0, keep)
     depth_rank = torch.empty(B * N, dtype=torch.int64, device=means2d.device)
-    depth_rank[torch.argsort(depths.reshape(-1))] = torch.arange(B * N, device=means2d.device)
+    depth_rank[torch.argsort(depths.reshape(-1), stable=True)] = torch.arange(B * N, device=means2d.device)
     order = torch.argsort(pixel * (B * N) + depth_rank.index_select(0, flat))
     flat, pixel, alpha = flat.index_select(0, order), pixel.index_select(0, order), alpha.index_select(0, order)
     _, counts = torch.unique_consecutive(pixel, return_counts=True)

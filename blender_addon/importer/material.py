@@ -2,7 +2,8 @@
 
 Per instance (a radius-1 icosphere scaled to 3σ and rotated by the Gaussian's quaternion):
 
-* colour = instance/point attribute ``gen4d_color`` (``max(0, 0.5 + C0·f_dc)``);
+* colour = instance/point attribute ``gen4d_color`` (``max(0, 0.5 + C0·f_dc)``), an
+  sRGB-encoded value like the training images, converted to scene-linear for emission;
 * alpha = ``gen4d_alpha`` (``sigmoid(opacity)``) × Gaussian falloff, where the falloff is
   evaluated in the instance's own (unit-sphere) space: with ``P`` the hit point in object
   coordinates and ``D`` the normalized view ray in the same space, the ray passes the
@@ -25,6 +26,23 @@ from .nodes import ALPHA_ATTR, COLOR_ATTR, _Builder
 
 def _attribute(b, name, kind, output):
     return b.out(b.node("ShaderNodeAttribute", attribute_name=name, attribute_type=kind), output)
+
+
+def _srgb_to_linear(b, color):
+    """Shader sockets: the exact sRGB EOTF per channel.
+
+    Splat colours are sRGB-encoded like the training images, while Blender's shading is
+    scene-linear: without this, a Standard view transform would encode them twice.
+    """
+    sep = b.node("ShaderNodeSeparateXYZ", {"Vector": color})
+    channels = []
+    for axis in ("X", "Y", "Z"):
+        c = b.math("MAXIMUM", b.out(sep, axis), 0.0)
+        low = b.math("DIVIDE", c, 12.92)
+        high = b.math("POWER", b.math("DIVIDE", b.math("ADD", c, 0.055), 1.055), 2.4)
+        use_high = b.math("GREATER_THAN", c, 0.04045)
+        channels.append(b.math("ADD", low, b.math("MULTIPLY", use_high, b.math("SUBTRACT", high, low))))
+    return b.out(b.node("ShaderNodeCombineXYZ", {"X": channels[0], "Y": channels[1], "Z": channels[2]}))
 
 
 def build_material(name: str = "gen4d_splat") -> "bpy.types.Material":
@@ -53,7 +71,7 @@ def build_material(name: str = "gen4d_splat") -> "bpy.types.Material":
     alpha = b.math("MULTIPLY", b.math("MULTIPLY", alpha, falloff), front)
     alpha = b.math("MINIMUM", alpha, 1.0)
 
-    emission = b.node("ShaderNodeEmission", {"Color": color, "Strength": 1.0})
+    emission = b.node("ShaderNodeEmission", {"Color": _srgb_to_linear(b, color), "Strength": 1.0})
     transparent = b.node("ShaderNodeBsdfTransparent")
     mix = b.node("ShaderNodeMixShader", {0: alpha, 1: b.out(transparent), 2: b.out(emission)})
     output = b.node("ShaderNodeOutputMaterial")

@@ -112,11 +112,11 @@ def make_scene(n=20, seed=0, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
     means = (torch.rand(n, 3, generator=g) * 2 - 1) * 0.6
     # Camera 0 is on -Y looking at +Y; camera x = world x, camera y = -world z. Gaussians
-    # 0..3 are past the clamp limits (x/z ~ ±0.62 > 0.52, y/z ~ ±0.55 > 0.39) on all four sides.
-    means[0] = torch.tensor([1.85, 0.0, 0.1])
-    means[1] = torch.tensor([-0.3, 0.0, -1.75])
-    means[2] = torch.tensor([-1.85, 0.0, -0.1])
-    means[3] = torch.tensor([0.3, 0.0, 1.5])
+    # (distinct depths: ties have no defined order) 0..3 are past the clamp limits (x/z ~ ±0.62 > 0.52, y/z ~ ±0.55 > 0.39) on all four sides.
+    means[0] = torch.tensor([1.85, 0.05, 0.1])
+    means[1] = torch.tensor([-0.3, -0.1, -1.75])
+    means[2] = torch.tensor([-1.85, 0.15, -0.1])
+    means[3] = torch.tensor([0.3, -0.2, 1.5])
     quats = torch.randn(n, 4, generator=g)
     scales = 0.06 + 0.2 * torch.rand(n, 3, generator=g)
     scales[0] = torch.tensor([0.35, 0.3, 0.25])
