@@ -77,19 +77,30 @@ def intrinsics_from_frame(frame: dict, camera_angle_x: float | None, width: int,
     return intrinsics_from_fov(camera_angle_x, width, height)
 
 
-def look_at_c2w(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> np.ndarray:
+def look_at_c2w(eye, target=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> np.ndarray:
     """Blender-convention camera-to-world for a camera at ``eye`` looking at ``target``.
 
+    Args:
+        eye: camera centre ``[3]`` in world coordinates (metres).
+        target: point the camera looks at (default: the world origin).
+        up: world up direction (default +Z).
+
     Returns:
-        ``[4, 4]`` float64 c2w with the camera's -Z towards the target and +Y as close to
-        ``up`` (world +Z by default) as possible.
+        ``[4, 4]`` float64 c2w whose columns are the camera's x, y, z axes and centre: the
+        camera's -Z points at the target and +Y is as close to ``up`` as possible.
+
+    Raises:
+        ValueError: if ``eye`` equals ``target`` or the view direction is parallel to ``up``.
     """
     eye = np.asarray(eye, dtype=np.float64)
     forward = np.asarray(target, dtype=np.float64) - eye
-    forward /= np.linalg.norm(forward)
-    right = np.cross(forward, up)
-    if np.linalg.norm(right) < 1e-8:
-        right = np.cross(forward, np.array([0.0, 1.0, 0.0]))
+    norm = np.linalg.norm(forward)
+    if norm < 1e-9:
+        raise ValueError("camera eye coincides with its target")
+    forward /= norm
+    right = np.cross(forward, np.asarray(up, dtype=np.float64))
+    if np.linalg.norm(right) < 1e-9:
+        raise ValueError("view direction is parallel to the up vector")
     right /= np.linalg.norm(right)
     cam_up = np.cross(right, forward)
     c2w = np.eye(4)

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from backend.cameras import look_at_c2w
 from samples import SCENES
 
 #: Bump when anything that changes the rendered bytes changes; invalidates caches.
@@ -67,7 +68,6 @@ __all__ = [
     "make_scene",
     "make_scene_subprocess",
     "camera_positions",
-    "look_at_c2w",
     "main",
 ]
 
@@ -116,39 +116,6 @@ def camera_positions(n_train: int, n_test: int, radius: float) -> tuple[np.ndarr
         chosen.append(cand[int(np.argmax(min_ang))])
     test = np.stack(chosen, 0) if chosen else np.zeros((0, 3))
     return train * radius, test * radius
-
-
-def look_at_c2w(eye: np.ndarray, target=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """Camera-to-world 4x4 (Blender/OpenGL: looks down -Z, +Y up) for a camera at ``eye``.
-
-    Args:
-        eye: camera centre ``[3]`` in world coordinates (metres).
-        target: point the camera looks at (default: the world origin).
-        up: world up direction (default +Z); must not be parallel to the view direction.
-
-    Returns:
-        float64 ``[4, 4]`` matrix whose columns are the camera's x, y, z axes and centre.
-
-    Raises:
-        ValueError: if ``eye`` equals ``target`` or the view direction is parallel to ``up``.
-    """
-    eye = np.asarray(eye, np.float64)
-    fwd = np.asarray(target, np.float64) - eye
-    n = np.linalg.norm(fwd)
-    if n < 1e-9:
-        raise ValueError("camera eye coincides with its target")
-    z = -fwd / n
-    x = np.cross(np.asarray(up, np.float64), z)
-    if np.linalg.norm(x) < 1e-9:
-        raise ValueError("view direction is parallel to the up vector")
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    m = np.eye(4)
-    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = x, y, z, eye
-    return m
-
-
-# ----------------------------------------------------------------------------- scene
 
 
 def _make_material(bpy, name: str, coords: str, cell_scale: float, checker_scale: float,

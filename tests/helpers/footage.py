@@ -9,23 +9,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-
-def look_at_c2w(position, target=(0.0, 0.0, 0.0)) -> np.ndarray:
-    """Return a Blender/OpenGL camera-to-world 4x4 (camera looks down -Z, +Y up, world Z up).
-
-    Args:
-        position: camera centre (3,).
-        target: point the camera looks at (3,).
-    """
-    p = np.asarray(position, dtype=np.float64)
-    f = np.asarray(target, dtype=np.float64) - p
-    f /= np.linalg.norm(f)
-    r = np.cross(f, [0.0, 0.0, 1.0])
-    r /= np.linalg.norm(r)
-    u = np.cross(r, f)
-    c2w = np.eye(4)
-    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = r, u, -f, p
-    return c2w
+from backend.cameras import look_at_c2w
 
 
 def _render_ball(c2w: np.ndarray, center: np.ndarray, radius: float, size: int, fov_x: float,
