@@ -61,6 +61,22 @@ class Footage:
         """Sorted distinct frame times ``[T]``."""
         return torch.unique(self.times)
 
+    def time_indices(self) -> torch.Tensor:
+        """``[F]`` int64 index of each frame's time in :meth:`unique_times`."""
+        return torch.searchsorted(self.unique_times(), self.times)
+
+    def select(self, keep: torch.Tensor) -> "Footage":
+        """A new Footage with the frames where ``keep`` (``[F]`` bool, or int indices) holds.
+
+        Raises:
+            ValueError: when nothing is selected.
+        """
+        idx = torch.nonzero(keep).flatten() if keep.dtype == torch.bool else keep.to(torch.int64)
+        if len(idx) == 0:
+            raise ValueError("frame selection is empty")
+        return Footage(images=self.images[idx], c2w=self.c2w[idx], viewmats=self.viewmats[idx], Ks=self.Ks[idx],
+                       times=self.times[idx], file_paths=[self.file_paths[i] for i in idx.tolist()])
+
 
 def resolve_image_path(folder: Path, file_path: str) -> Path:
     """Find the image a ``file_path`` names: as written, or with a known extension added.

@@ -86,11 +86,24 @@ class ReconstructConfig:
             raise JobError("invalid_option", "option 'motion' must be 'trajectory' or 'static'")
         return replace(cfg, **changes)
 
-    def trajectory_config(self) -> TrajectoryConfig:
-        """Motion basis for the model (all zero for ``motion = "static"``)."""
+    def trajectory_config(self, n_times: int | None = None) -> TrajectoryConfig:
+        """Motion basis for the model (all zero for ``motion = "static"``).
+
+        With ``n_times`` distinct training times, the basis is cut to at most
+        ``n_times − 1`` functions (Fourier terms first, then polynomial degree), so every
+        coefficient is pinned down by the data. Without the cut, a clip fitted on t = 0,
+        0.5, 1 would leave ``sin(2πt)`` terms (zero at all three) free, and in-between
+        times would be arbitrary.
+        """
         if self.motion == "static":
             return TrajectoryConfig(poly_degree=0, n_fourier=0, rot_degree=0)
-        return TrajectoryConfig(self.poly_degree, self.n_fourier, self.rot_degree)
+        poly, fourier, rot = self.poly_degree, self.n_fourier, self.rot_degree
+        if n_times is not None:
+            budget = max(n_times - 1, 0)
+            fourier = min(fourier, max(budget - poly, 0) // 2)
+            poly = min(poly, budget)
+            rot = min(rot, budget)
+        return TrajectoryConfig(poly, fourier, rot)
 
 
 PRESETS: dict[str, ReconstructConfig] = {
@@ -132,8 +145,8 @@ def carve_initial_points(footage: Footage, n_points: int, generator: torch.Gener
                          shell_fraction: float = 0.06) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample points in a thin shell inside the visual hull of the frames nearest t = 0.5.
 
-    A candidate survives when it projects inside the mask (alpha > 0.5) of every camera
-    that sees it. Its distance to the hull surface is bounded by the smallest, over
+    A candidate survives when it is in frame for at least 80% of the cameras and
+    projects inside the mask (alpha > 0.5) of every camera that sees it. Its distance to the hull surface is bounded by the smallest, over
     views, of its projection's distance to the silhouette edge (OpenCV distance
     transform) times depth / focal length; only candidates within ``shell_fraction`` of
     the scene radius of the surface are kept, since interior Gaussians are never seen.
@@ -160,6 +173,9 @@ def carve_initial_points(footage: Footage, n_points: int, generator: torch.Gener
         mask = (footage.images[i, ..., 3] > 0.5).numpy().astype(np.uint8)
         edge_dist[i] = torch.from_numpy(cv2.distanceTransform(mask, cv2.DIST_L2, 5))
     shell = shell_fraction * radius
+    # A point that most cameras cannot see is not carved by them: demand it be in frame
+    # (and inside the mask) for at least 80% of the cameras.
+    min_seen = max(1, int(0.8 * len(sel)))
     keep_pts, keep_cols = [], []
     total = 0
     for _ in range(24):
@@ -183,7 +199,7 @@ def carve_initial_points(footage: Footage, n_points: int, generator: torch.Gener
             # The silhouette edge lies half a pixel beyond the last inside pixel centre.
             metric = (edge_dist[i][vc, uc] - 0.5) * z / K[0, 0]
             depth_to_edge = torch.where(on, torch.minimum(depth_to_edge, metric), depth_to_edge)
-        ok = inside & (seen > 0) & (depth_to_edge <= shell)
+        ok = inside & (seen >= min_seen) & (depth_to_edge <= shell)
         keep_pts.append(cand[ok])
         keep_cols.append(col_sum[ok] / seen[ok, None].float())
         total += int(ok.sum())
@@ -213,9 +229,10 @@ def init_model(footage: Footage, cfg: ReconstructConfig, generator: torch.Genera
     n = len(pts)
     quats = torch.zeros(n, 4)
     quats[:, 0] = 1.0
-    log_scales = torch.log(knn_scale(pts))[:, None].repeat(1, 3)
+    log_scales = torch.log(0.5 * knn_scale(pts))[:, None].repeat(1, 3)
     sh = rgb_to_sh0(cols.clamp(0.02, 0.98))[:, None, :]
-    return TrajectoryGaussians4D(pts, quats, log_scales, torch.zeros(n), sh, cfg.trajectory_config())
+    return TrajectoryGaussians4D(pts, quats, log_scales, torch.zeros(n), sh,
+                                 cfg.trajectory_config(len(footage.unique_times())))
 
 
 def _optimizers(model: TrajectoryGaussians4D, cfg: ReconstructConfig, radius: float) -> dict:
