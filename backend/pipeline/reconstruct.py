@@ -35,7 +35,7 @@ class ReconstructConfig:
     and decay exponentially to ``lr_final_factor`` of their start.
     """
 
-    iterations: int = 800
+    iterations: int = 1500
     batch_size: int = 4
     max_image_size: int = 128
     n_init: int = 4000
