@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from backend.gaussians.ply import write_gaussians_ply
+from backend.gaussians.model_io import load_gaussians4d
 from backend.gaussians.trajectories import TrajectoryGaussians4D
 from backend.pipeline.context import JobContext
 
@@ -78,8 +79,8 @@ def export_result(model: TrajectoryGaussians4D, out_dir: Path, frame_count: int,
     return manifest
 
 
-def load_model(result_dir: Path) -> TrajectoryGaussians4D:
-    """Load the 4D model saved in a result folder.
+def load_model(result_dir: Path):
+    """Load the 4D model saved in a result folder (trajectory or HexPlane).
 
     Raises:
         FileNotFoundError: when the folder has no ``model.pt``.
@@ -87,4 +88,4 @@ def load_model(result_dir: Path) -> TrajectoryGaussians4D:
     path = Path(result_dir) / MODEL_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: not a gen4d result folder")
-    return TrajectoryGaussians4D.from_state(torch.load(path, map_location="cpu", weights_only=True))
+    return load_gaussians4d(torch.load(path, map_location="cpu", weights_only=True))

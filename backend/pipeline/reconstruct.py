@@ -19,7 +19,11 @@ import numpy as np
 import torch
 
 from backend.errors import BadInputError, JobError
+from backend.gaussians.hexplane import HexPlaneConfig, HexPlaneGaussians4D
 from backend.gaussians.trajectories import TrajectoryConfig, TrajectoryGaussians4D
+from backend.optim.confidence import confidence_maps, weighted_image_loss
+from backend.optim.rigidity import LocalRigidity
+from backend.optim.stag4d_densify import STAG4DStrategy, cap_scale_ratio
 from backend.optim.densify import Densifier, make_default_strategy
 from backend.optim.losses import alpha_loss, image_loss
 from backend.pipeline.context import JobContext
@@ -40,6 +44,20 @@ class ReconstructConfig:
     max_image_size: int = 128
     n_init: int = 4000
     motion: str = "trajectory"  # "trajectory" | "static"
+    representation: str = "trajectory"  # "trajectory" | "hexplane"
+    densify_strategy: str = "default"  # "default" (gsplat 3DGS) | "stag4d"
+    confidence_weighting: bool = False  # Efficient4D confidence-aware photometric loss
+    rigidity_weight: float = 0.0  # kNN local-rigidity regularizer weight
+    max_scale_ratio: float = 0.0  # STAG4D scale-ratio cap (7.5); 0 = off
+    hexplane_coarse_fraction: float = 0.3  # static (coarse) phase before deformation
+    # 4DGaussians uses 1.6e-3 / 1.6e-4 over 14k steps; these runs are ~10x shorter.
+    lr_hexplane_planes: float = 1e-2
+    lr_hexplane_mlp: float = 1e-3
+    # STAG4D's plane TV 0.05, time smoothness 5 and L1-time 0.05 sit beside an RGB loss
+    # weighted 2e4; here the image loss has weight 1, so they are divided by 2e4.
+    hexplane_tv_weight: float = 2.5e-6
+    hexplane_time_smoothness_weight: float = 2.5e-4
+    hexplane_l1_time_weight: float = 2.5e-6
     poly_degree: int = 3
     n_fourier: int = 2
     rot_degree: int = 1
@@ -81,9 +99,15 @@ class ReconstructConfig:
             current = getattr(cfg, key)
             if isinstance(current, bool) != isinstance(value, bool) or not isinstance(value, (int, float, str, bool)):
                 raise JobError("invalid_option", f"option {key!r} has the wrong type: {value!r}")
-            changes[key] = type(current)(value)
-        if changes.get("motion", cfg.motion) not in ("trajectory", "static"):
-            raise JobError("invalid_option", "option 'motion' must be 'trajectory' or 'static'")
+            try:
+                changes[key] = type(current)(value)
+            except (TypeError, ValueError):
+                raise JobError("invalid_option", f"option {key!r} has the wrong type: {value!r}") from None
+        choices = {"motion": ("trajectory", "static"), "representation": ("trajectory", "hexplane"),
+                   "densify_strategy": ("default", "stag4d")}
+        for key, allowed in choices.items():
+            if changes.get(key, getattr(cfg, key)) not in allowed:
+                raise JobError("invalid_option", f"option {key!r} must be one of {list(allowed)}")
         return replace(cfg, **changes)
 
     def trajectory_config(self, n_times: int | None = None) -> TrajectoryConfig:
@@ -223,14 +247,22 @@ def knn_scale(points: torch.Tensor, k: int = 3) -> torch.Tensor:
     return torch.cat(out).clamp_min(1e-4)
 
 
-def init_model(footage: Footage, cfg: ReconstructConfig, generator: torch.Generator) -> TrajectoryGaussians4D:
-    """Carved points as Gaussians: isotropic kNN scales, opacity 0.5, colour from images."""
+def init_model(footage: Footage, cfg: ReconstructConfig, generator: torch.Generator):
+    """Carved points as Gaussians: isotropic scales of half the kNN distance, opacity 0.5,
+    colour from the images; a :class:`TrajectoryGaussians4D`, or a
+    :class:`HexPlaneGaussians4D` when ``cfg.representation == "hexplane"`` (and the motion
+    is not static)."""
     pts, cols = carve_initial_points(footage, cfg.n_init, generator)
     n = len(pts)
     quats = torch.zeros(n, 4)
     quats[:, 0] = 1.0
     log_scales = torch.log(0.5 * knn_scale(pts))[:, None].repeat(1, 3)
     sh = rgb_to_sh0(cols.clamp(0.02, 0.98))[:, None, :]
+    if cfg.representation == "hexplane" and cfg.motion != "static":
+        hex_cfg = HexPlaneConfig(plane_tv_weight=cfg.hexplane_tv_weight,
+                                 time_smoothness_weight=cfg.hexplane_time_smoothness_weight,
+                                 l1_time_weight=cfg.hexplane_l1_time_weight)
+        return HexPlaneGaussians4D(pts, quats, log_scales, torch.zeros(n), sh, hex_cfg)
     return TrajectoryGaussians4D(pts, quats, log_scales, torch.zeros(n), sh,
                                  cfg.trajectory_config(len(footage.unique_times())))
 
@@ -240,6 +272,47 @@ def _optimizers(model: TrajectoryGaussians4D, cfg: ReconstructConfig, radius: fl
            "rot_motion": cfg.lr_rot_motion, "scales": cfg.lr_scales, "opacities": cfg.lr_opacities,
            "sh0": cfg.lr_sh0, "shN": cfg.lr_sh0 / 20}
     return {k: torch.optim.Adam([p], lr=lrs[k], eps=1e-15) for k, p in model.params.items()}
+
+
+def make_densifier(cfg: ReconstructConfig, scene_radius: float) -> Densifier | None:
+    """The densification strategy for ``cfg`` (None when off), on gsplat's contract.
+
+    ``"stag4d"`` scales STAG4D's schedule (refine every 100 steps from 1200 to 6000 of
+    8000) to ``cfg.iterations`` and its absolute prune scales (0.1, 0.001) to the scene
+    radius; ``"default"`` is gsplat's 3DGS strategy.
+    """
+    if not cfg.densify:
+        return None
+    stop = int(cfg.iterations * cfg.densify_stop_fraction)
+    if cfg.densify_strategy == "stag4d":
+        strategy = STAG4DStrategy(refine_start=max(cfg.densify_start, int(cfg.iterations * 1200 / 8000)),
+                                  refine_stop=stop, refine_every=cfg.densify_every, scale_unit=scene_radius)
+    else:
+        strategy = make_default_strategy(cfg.densify_start, stop, cfg.densify_every, cfg.grow_grad2d)
+    return Densifier(strategy, scene_scale=scene_radius)
+
+
+def footage_confidence(footage: Footage) -> torch.Tensor:
+    """Efficient4D confidence ``[F, H, W]`` for every training frame.
+
+    Frames are grouped into views by identical camera matrices and ordered by time.
+
+    Raises:
+        JobError: ``invalid_option`` when the footage is not synchronized multi-view
+            video (every camera at every time), e.g. an orbital video.
+    """
+    times = footage.unique_times()
+    keys = [tuple(torch.round(c * 1e5).to(torch.int64).flatten().tolist()) for c in footage.c2w]
+    views = sorted(set(keys))
+    if len(views) * len(times) != len(footage) or len(times) < 3:
+        raise JobError("invalid_option", "confidence weighting needs synchronized multi-view footage: every "
+                                         "camera at every time, at least 3 times")
+    view_of = torch.tensor([views.index(k) for k in keys])
+    time_of = footage.time_indices()
+    grid = torch.zeros((len(views), len(times)) + tuple(footage.images.shape[1:]))
+    grid[view_of, time_of] = footage.images
+    conf = confidence_maps(grid)
+    return conf[view_of, time_of]
 
 
 def render_frames(model: TrajectoryGaussians4D, times: torch.Tensor, viewmats: torch.Tensor, Ks: torch.Tensor,
@@ -274,8 +347,13 @@ def preview_png(model: TrajectoryGaussians4D, footage: Footage, index: int = 0) 
 
 
 def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, device: str = "cpu",
-                stage: str = "reconstruct") -> tuple[TrajectoryGaussians4D, dict]:
-    """Fit a :class:`TrajectoryGaussians4D` (static when ``cfg.motion == "static"``).
+                stage: str = "reconstruct") -> tuple[TrajectoryGaussians4D | HexPlaneGaussians4D, dict]:
+    """Fit 4D Gaussians: trajectories (static when ``cfg.motion == "static"``) or a HexPlane
+    deformation field with a static coarse phase (``cfg.representation``).
+
+    Per-job mechanisms: densification (gsplat 3DGS or STAG4D adaptive), the Efficient4D
+    confidence-weighted photometric loss, a kNN local-rigidity regularizer, the STAG4D
+    scale-ratio cap, and the HexPlane plane regularizers.
 
     Args:
         footage: training footage, already resized to the working resolution.
@@ -298,12 +376,21 @@ def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, devic
     model = init_model(footage, cfg, gen).to(device)
     _, radius = scene_bounds(footage)
     optimizers = _optimizers(model, cfg, radius)
-    densifier = None
-    if cfg.densify:
-        strategy = make_default_strategy(cfg.densify_start, int(cfg.iterations * cfg.densify_stop_fraction),
-                                         cfg.densify_every, cfg.grow_grad2d)
-        densifier = Densifier(strategy, scene_scale=radius)
+    hexplane = isinstance(model, HexPlaneGaussians4D)
+    field_optimizer = None
+    coarse_steps = 0
+    if hexplane:
+        field_optimizer = torch.optim.Adam([{"params": model.plane_parameters(), "lr": cfg.lr_hexplane_planes},
+                                            {"params": model.mlp_parameters(), "lr": cfg.lr_hexplane_mlp}])
+        coarse_steps = int(cfg.iterations * cfg.hexplane_coarse_fraction)
+    densifier = make_densifier(cfg, radius)
+    if densifier is not None:
         densifier.check(model.params, optimizers)
+    rigidity = LocalRigidity() if cfg.rigidity_weight > 0 and not getattr(model, "is_static", False) else None
+    full_conf = low_conf = None
+    if cfg.confidence_weighting:
+        ctx.progress(stage, 0, cfg.iterations, message="confidence maps (optical flow)")
+        full_conf = footage_confidence(footage).to(device)
     # Render-resolution schedule (coarse to fine, as STAG4D's 128 -> 256 -> 512): the first
     # ``low_res_fraction`` of the steps fit images downsampled by ``low_res_factor``.
     low_steps = int(cfg.iterations * cfg.low_res_fraction) if cfg.low_res_factor > 1 else 0
@@ -313,6 +400,9 @@ def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, devic
         small, small_Ks = resize_footage_images(footage.images, footage.Ks,
                                                 max(footage.width, footage.height) // cfg.low_res_factor)
         low_images, low_Ks = small.to(device), small_Ks.to(device)
+        if full_conf is not None:
+            low_conf = torch.nn.functional.interpolate(full_conf[:, None], size=small.shape[1:3],
+                                                       mode="area")[:, 0]
     viewmats, times = footage.viewmats.to(device), footage.times.to(device)
     decay = cfg.lr_final_factor ** (1.0 / max(cfg.iterations, 1))
     start = time.monotonic()
@@ -323,12 +413,24 @@ def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, devic
         idx = torch.randint(0, len(footage), (cfg.batch_size,), generator=gen).to(device)
         bg = torch.rand(cfg.batch_size, 3, generator=gen).to(device)
         images, Ks = (low_images, low_Ks) if step < low_steps else (full_images, full_Ks)
+        conf = low_conf if step < low_steps else full_conf
+        if hexplane:
+            model.use_deformation = step >= coarse_steps
         try:
-            colors, alphas, info = render_frames(model, times[idx], viewmats[idx], Ks[idx], images.shape[2],
-                                                 images.shape[1], bg)
+            g = model.at(times[idx])
+            colors, alphas, info = rasterize(**g.rasterization_inputs(), viewmats=viewmats[idx], Ks=Ks[idx],
+                                             width=images.shape[2], height=images.shape[1], backgrounds=bg)
             gt = images[idx]
             gt_rgb = gt[..., :3] * gt[..., 3:] + (1 - gt[..., 3:]) * bg[:, None, None, :]
-            loss = image_loss(colors, gt_rgb) + cfg.alpha_weight * alpha_loss(alphas, gt[..., 3:])
+            if conf is None:
+                photometric = image_loss(colors, gt_rgb)
+            else:
+                photometric = weighted_image_loss(colors, gt_rgb, conf[idx])
+            loss = photometric + cfg.alpha_weight * alpha_loss(alphas, gt[..., 3:])
+            if rigidity is not None and (not hexplane or model.use_deformation):
+                loss = loss + cfg.rigidity_weight * rigidity(model.params["means"], g.means)
+            if hexplane and model.use_deformation:
+                loss = loss + model.regularization_loss()
             if densifier is not None:
                 densifier.pre_backward(model.params, optimizers, step, info)
             loss.backward()
@@ -343,6 +445,12 @@ def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, devic
             if name in ("means", "motion"):
                 for group in opt.param_groups:
                     group["lr"] *= decay
+        if field_optimizer is not None:
+            field_optimizer.step()
+            field_optimizer.zero_grad(set_to_none=True)
+        if cfg.max_scale_ratio > 0:
+            with torch.no_grad():
+                cap_scale_ratio(model.params["scales"].data, cfg.max_scale_ratio)
         value = float(loss.detach())
         ema = value if ema is None else 0.9 * ema + 0.1 * value
         if step % 10 == 0 or step == cfg.iterations - 1:

@@ -1,0 +1,206 @@
+"""Reconstruction benchmark: what each mechanism is worth, on Blender-rendered scenes.
+
+Protocol (one fit per scene x configuration):
+
+- Scenes: ``wobble`` (non-rigid), ``rigid`` and ``articulated`` from :mod:`samples`,
+  rendered with Cycles (cached under ``data/samples/``).
+- Training: every training camera at the EVEN time steps only.
+- ``psnr_heldout_cameras`` / ``ssim_heldout_cameras`` (and ``_object``): the held-out
+  test cameras at ALL time steps (so they also include unseen times).
+- ``psnr_heldout_times``: the training cameras at the ODD (unseen) time steps.
+- Images composited on white; "object" is the region where ground truth or render alpha
+  > 0.5, dilated by 4 px (:mod:`backend.eval.metrics`).
+- ``seconds`` is the fit's wall time, ``peak_mem_mb`` the peak memory of
+  the fit (CPU: each fit runs in its own process, so this is that process's peak RSS,
+  the Python + torch baseline of about 0.3 GB included) or peak CUDA memory (GPU),
+  ``n_gaussians`` the final count.
+
+Writes ``benchmarks/results/reconstruct_<preset>.json`` (a list of rows), a Markdown table
+``reconstruct_<preset>.md`` and a plot ``reconstruct_<preset>.png`` (held-out-camera PSNR
+against clip time, per configuration, averaged over scenes).
+
+Usage: ``python benchmarks/reconstruct.py --preset cpu [--scenes wobble,rigid]
+[--configs trajectories,static] [--iterations N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from backend.eval.metrics import score_images  # noqa: E402
+from backend.pipeline.context import JobContext  # noqa: E402
+from backend.pipeline.ingest import load_footage  # noqa: E402
+from backend.pipeline.reconstruct import ReconstructConfig, reconstruct  # noqa: E402
+from backend.render.render_result import render_rgba  # noqa: E402
+
+SCENES = ("wobble", "rigid", "articulated")
+
+#: configuration name -> reconstruction options on top of the preset.
+CONFIGS: dict[str, dict] = {
+    "trajectories": {},
+    "trajectories+confidence": {"confidence_weighting": True},
+    "trajectories+stag4d_densify": {"densify_strategy": "stag4d", "max_scale_ratio": 7.5},
+    "hexplane": {"representation": "hexplane"},
+    "static": {"motion": "static"},
+}
+
+#: also runnable with --configs, not in the default CPU run (budget).
+EXTRA_CONFIGS: dict[str, dict] = {
+    "trajectories+rigidity": {"rigidity_weight": 0.2},
+}
+
+#: benchmark presets: reconstruction preset + overrides that keep the CPU run in budget.
+PRESETS = {
+    "cpu": ("cpu", {"iterations": 450}),
+    "gpu": ("gpu", {}),
+}
+
+
+def _fit_in_child(job: tuple) -> tuple[dict, dict, float]:
+    """Run :func:`run_one` in a fresh process so its peak RSS is the fit's own."""
+    scene_dir, preset, overrides, device, threads = job
+    torch.set_num_threads(threads)
+    row, per_time = run_one(scene_dir, preset, overrides, device)
+    return row, per_time, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_one(scene_dir: Path, preset: str, overrides: dict, device: str) -> tuple[dict, dict]:
+    """Fit on the even time steps and score held-out cameras and held-out times.
+
+    Returns:
+        ``(row, per_time)``: the metrics row and held-out-camera PSNR per clip time.
+    """
+    cfg = ReconstructConfig.from_options(preset, overrides)
+    train_all = load_footage(scene_dir, "train", cfg.max_image_size)
+    test = load_footage(scene_dir, "test", cfg.max_image_size)
+    odd = train_all.time_indices() % 2 == 1
+    train, held_times = train_all.select(~odd), train_all.select(odd)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    model, stats = reconstruct(train, cfg, JobContext(), device=device)
+    seconds = time.perf_counter() - t0
+    peak = torch.cuda.max_memory_allocated() / 2 ** 20 if device == "cuda" else None
+    model = model.cpu() if hasattr(model, "cpu") else model
+
+    def score(f):
+        pred = render_rgba(model, f.viewmats, f.Ks, f.times, f.width, f.height)
+        return score_images(pred, f.images)
+
+    cams = score(test)
+    times = score(held_times)
+    per_time: dict[float, list[float]] = {}
+    for t, p in zip(test.times.tolist(), cams["psnr"]):
+        per_time.setdefault(round(t, 4), []).append(p)
+    mean = lambda xs: float(np.mean(xs))  # noqa: E731
+    row = {
+        "psnr_heldout_cameras": mean(cams["psnr"]), "psnr_heldout_cameras_object": mean(cams["psnr_object"]),
+        "ssim_heldout_cameras": mean(cams["ssim"]), "ssim_heldout_cameras_object": mean(cams["ssim_object"]),
+        "psnr_heldout_times": mean(times["psnr"]), "psnr_heldout_times_object": mean(times["psnr_object"]),
+        "seconds": seconds, "peak_mem_mb": peak, "n_gaussians": stats["n_gaussians"],
+        "iterations": stats["iterations"], "it_per_s": stats["it_per_s"],
+        "image_size": [train.width, train.height],
+    }
+    return row, {t: mean(v) for t, v in per_time.items()}
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """Per-configuration means over scenes, then per-scene rows."""
+    cols = [("psnr_heldout_cameras", "PSNR cams", 2), ("psnr_heldout_cameras_object", "PSNR cams obj", 2),
+            ("ssim_heldout_cameras", "SSIM cams", 4), ("psnr_heldout_times", "PSNR times", 2),
+            ("psnr_heldout_times_object", "PSNR times obj", 2), ("seconds", "s", 0),
+            ("peak_mem_mb", "peak MB", 0), ("n_gaussians", "N", 0)]
+    head = "| config | scene | " + " | ".join(c[1] for c in cols) + " |\n"
+    head += "| --- | --- | " + " | ".join("---:" for _ in cols) + " |\n"
+    lines = []
+    configs = list(dict.fromkeys(r["config"] for r in rows))
+    for config in configs:
+        mine = [r for r in rows if r["config"] == config]
+        mean = {k: float(np.mean([r[k] for r in mine])) for k, _, _ in cols}
+        lines.append(f"| **{config}** | mean of {len(mine)} | "
+                     + " | ".join(f"{mean[k]:.{d}f}" for k, _, d in cols) + " |")
+    for r in rows:
+        lines.append(f"| {r['config']} | {r['scene']} | " + " | ".join(f"{r[k]:.{d}f}" for k, _, d in cols) + " |")
+    return head + "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    """Held-out-camera PSNR against clip time, one line per configuration (mean over scenes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    for config in dict.fromkeys(r["config"] for r in rows):
+        mine = [r["psnr_per_time"] for r in rows if r["config"] == config]
+        ts = sorted(mine[0])
+        ax.plot(ts, [np.mean([m[t] for m in mine]) for t in ts], marker="o", ms=3, label=config)
+    ax.set_xlabel("clip time t (odd steps unseen in training)")
+    ax.set_ylabel("PSNR on held-out cameras (dB)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument("--scenes", default=",".join(SCENES))
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--iterations", type=int, default=None, help="override the preset's iterations")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = "cuda" if args.preset == "gpu" and torch.cuda.is_available() else "cpu"
+    base_preset, base_overrides = PRESETS[args.preset]
+    if args.iterations:
+        base_overrides = {**base_overrides, "iterations": args.iterations}
+    from samples.make_scene import make_scene_subprocess
+
+    rows = []
+    started = time.perf_counter()
+    for scene in args.scenes.split(","):
+        scene_dir = make_scene_subprocess(scene, ROOT / "data" / "samples" / scene)
+        for config in args.configs.split(","):
+            options = {**CONFIGS, **EXTRA_CONFIGS}[config]
+            job = (scene_dir, base_preset, {**base_overrides, **options}, device, args.threads)
+            with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                row, per_time, child_rss = pool.submit(_fit_in_child, job).result()
+            if row["peak_mem_mb"] is None:
+                row["peak_mem_mb"] = child_rss  # the fit's whole process, CPU
+            row = {"config": config, "scene": scene, "preset": args.preset, "device": device, **row,
+                   "psnr_per_time": per_time}
+            rows.append(row)
+            print(f"{scene:12s} {config:28s} cams {row['psnr_heldout_cameras']:.2f}/"
+                  f"{row['psnr_heldout_cameras_object']:.2f} dB  times {row['psnr_heldout_times']:.2f} dB  "
+                  f"{row['seconds']:.0f} s  N={row['n_gaussians']}", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"reconstruct_{args.preset}"
+    stem.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+    table = markdown_table(rows)
+    stem.with_suffix(".md").write_text(table)
+    plot(rows, stem.with_suffix(".png"), f"gen4d reconstruct benchmark ({args.preset}, {device})")
+    print(table)
+    print(json.dumps({"preset": args.preset, "rows": len(rows), "seconds": time.perf_counter() - started}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
