@@ -24,49 +24,16 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from backend.eval.metrics import ssim_map  # the project's one SSIM map (torchmetrics)
 
 _WIN, _SIGMA = 11, 1.5
 _C1, _C2 = 0.01 ** 2, 0.03 ** 2
 
 
-def _gauss_1d(device, dtype) -> Tensor:
-    x = torch.arange(_WIN, device=device, dtype=dtype) - _WIN // 2
-    g = torch.exp(-(x ** 2) / (2 * _SIGMA ** 2))
-    return g / g.sum()
-
-
-def ssim_map(x: Tensor, y: Tensor) -> Tensor:
-    """Per-pixel SSIM, 11×11 Gaussian window σ = 1.5, K1 = 0.01, K2 = 0.03, data range 1
-    (Wang et al. 2004; the pytorch-msssim / 3DGS settings), averaged over channels.
-
-    Unlike pytorch-msssim's "valid" convolution, the inputs are reflect-padded by 5 px so
-    the map has the input size; away from the border it equals pytorch-msssim's map.
-
-    Args:
-        x, y: ``[B, H, W, C]`` float images in [0, 1], H, W ≥ 6 (reflect padding).
-
-    Returns:
-        ``[B, H, W]`` SSIM in [−1, 1] (1 where identical); differentiable.
-    """
-    B, H, W, C = x.shape
-    g = _gauss_1d(x.device, x.dtype)
-    pad = _WIN // 2
-    xs = x.permute(0, 3, 1, 2).reshape(B * C, 1, H, W)
-    ys = y.permute(0, 3, 1, 2).reshape(B * C, 1, H, W)
-    stack = torch.cat([xs, ys, xs * xs, ys * ys, xs * ys], dim=1)  # [BC, 5, H, W]
-    stack = F.pad(stack, (pad, pad, pad, pad), mode="reflect")
-    stack = F.conv2d(stack, g.view(1, 1, 1, _WIN).expand(5, 1, 1, _WIN), groups=5)
-    stack = F.conv2d(stack, g.view(1, 1, _WIN, 1).expand(5, 1, _WIN, 1), groups=5)
-    mx, my, sxx, syy, sxy = stack.unbind(1)
-    vx, vy, cxy = sxx - mx * mx, syy - my * my, sxy - mx * my
-    s = ((2 * mx * my + _C1) * (2 * cxy + _C2)) / ((mx * mx + my * my + _C1) * (vx + vy + _C2))
-    return s.reshape(B, C, H, W).mean(1)
-
-
 def _ssim_map_np(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """:func:`ssim_map` for one pair of ``[H, W, C]`` float32 arrays with OpenCV blurs
+    """The SSIM map for one pair of ``[H, W, C]`` float32 numpy arrays with OpenCV blurs
     (``BORDER_REFLECT_101`` = torch's ``"reflect"`` padding); returns ``[H, W]``. Much
     faster than the batched torch convolution on one CPU core (it made confidence_maps
     ~5× faster)."""

@@ -167,10 +167,13 @@ def scene_bounds(footage: Footage) -> tuple[torch.Tensor, float]:
 
 def carve_initial_points(footage: Footage, n_points: int, generator: torch.Generator,
                          shell_fraction: float = 0.06) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample points in a thin shell inside the visual hull of the frames nearest t = 0.5.
+    """Sample points in a thin shell inside the visual hull of the footage's masks.
 
-    A candidate survives when it is in frame for at least 80% of the cameras and
-    projects inside the mask (alpha > 0.5) of every camera that sees it. Its distance to the hull surface is bounded by the smallest, over
+    Synchronized multi-view footage is carved at one time (the best-covered time nearest
+    t = 0.5): a candidate survives when it is in frame for at least 80% of those cameras
+    and projects inside the mask (alpha > 0.5) of every camera that sees it. Orbital video
+    (fewer than 4 cameras per time) is carved over all frames, keeping candidates inside
+    the mask of at least 75% of the frames that see them (the object moves between views). Its distance to the hull surface is bounded by the smallest, over
     views, of its projection's distance to the silhouette edge (OpenCV distance
     transform) times depth / focal length; only candidates within ``shell_fraction`` of
     the scene radius of the surface are kept, since interior Gaussians are never seen.
@@ -190,8 +193,19 @@ def carve_initial_points(footage: Footage, n_points: int, generator: torch.Gener
     import cv2
 
     centre, radius = scene_bounds(footage)
-    t_mid = footage.times[torch.argmin((footage.times - 0.5).abs())]
-    sel = torch.nonzero(footage.times == t_mid).flatten().tolist()
+    # Synchronized multi-view footage: carve the frames of one time (the best-covered
+    # time nearest mid-clip), demanding the mask of every camera. Orbital video (about one
+    # camera per time): carve all frames, demanding the mask in most of them, since the
+    # object moves between the views.
+    times, counts = torch.unique(footage.times, return_counts=True)
+    if int(counts.max()) >= 4:
+        best = times[counts == counts.max()]
+        t_carve = best[torch.argmin((best - 0.5).abs())]
+        sel = torch.nonzero(footage.times == t_carve).flatten().tolist()
+        inside_fraction = 1.0
+    else:
+        sel = list(range(len(footage)))
+        inside_fraction = 0.75
     edge_dist = {}
     for i in sel:
         mask = (footage.images[i, ..., 3] > 0.5).numpy().astype(np.uint8)
@@ -204,7 +218,7 @@ def carve_initial_points(footage: Footage, n_points: int, generator: torch.Gener
     total = 0
     for _ in range(24):
         cand = centre + (torch.rand(200_000, 3, generator=generator) * 2 - 1) * radius
-        inside = torch.ones(len(cand), dtype=torch.bool)
+        inside_count = torch.zeros(len(cand), dtype=torch.int32)
         seen = torch.zeros(len(cand), dtype=torch.int32)
         col_sum = torch.zeros(len(cand), 3)
         depth_to_edge = torch.full((len(cand),), float("inf"))
@@ -217,12 +231,13 @@ def carve_initial_points(footage: Footage, n_points: int, generator: torch.Gener
             on = (pc[:, 2] > 0) & (u >= 0) & (u < footage.width) & (v >= 0) & (v < footage.height)
             uc, vc = u.clamp(0, footage.width - 1), v.clamp(0, footage.height - 1)
             px = footage.images[i, vc, uc]
-            inside &= ~on | (px[:, 3] > 0.5)
+            inside_count += (on & (px[:, 3] > 0.5)).int()
             seen += on.int()
             col_sum += torch.where(on[:, None], px[:, :3], torch.zeros(3))
             # The silhouette edge lies half a pixel beyond the last inside pixel centre.
             metric = (edge_dist[i][vc, uc] - 0.5) * z / K[0, 0]
             depth_to_edge = torch.where(on, torch.minimum(depth_to_edge, metric), depth_to_edge)
+        inside = inside_count >= torch.ceil(inside_fraction * seen.float()).int()
         ok = inside & (seen >= min_seen) & (depth_to_edge <= shell)
         keep_pts.append(cand[ok])
         keep_cols.append(col_sum[ok] / seen[ok, None].float())
