@@ -680,19 +680,30 @@ def make_scene_subprocess(name: str, out_dir, size: int = DEFAULT_SIZE,
         subprocess.CalledProcessError: if rendering fails (non-zero exit status).
         subprocess.TimeoutExpired: if ``timeout`` (seconds) passes.
     """
-    root = Path(__file__).resolve().parents[1]
-    cmd = [sys.executable, "-m", "samples.make_scene", "--scene", name, "--out", str(out_dir),
-           "--size", str(size), "--train-cams", str(n_train), "--test-cams", str(n_test),
-           "--times", str(n_times), "--samples", str(samples)]
+    args = ["--scene", name, "--out", str(out_dir), "--size", str(size), "--train-cams", str(n_train),
+            "--test-cams", str(n_test), "--times", str(n_times), "--samples", str(samples)]
     if force:
-        cmd.append("--force")
+        args.append("--force")
     if denoise:
-        cmd.append("--denoise")
+        args.append("--denoise")
+    run_sample_module("samples.make_scene", args, timeout)
+    return Path(out_dir)
+
+
+def run_sample_module(module: str, args: list[str], timeout: float | None = None) -> None:
+    """Run ``python -m <module> <args>`` in a fresh interpreter with the repo on
+    ``PYTHONPATH`` (so its ``bpy`` state is its own); its stdout is discarded, its stderr
+    (progress) is this process's.
+
+    Raises:
+        subprocess.CalledProcessError: on a non-zero exit status.
+        subprocess.TimeoutExpired: if ``timeout`` (seconds) passes.
+    """
+    root = Path(__file__).resolve().parents[1]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(root)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    subprocess.run(cmd, check=True, cwd=str(root), env=env, timeout=timeout,
+    subprocess.run([sys.executable, "-m", module, *args], check=True, cwd=str(root), env=env, timeout=timeout,
                    stdout=subprocess.DEVNULL)
-    return Path(out_dir)
 
 
 def main(argv: list[str] | None = None) -> int:

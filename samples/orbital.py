@@ -29,7 +29,8 @@ import numpy as np
 from backend.cameras import look_at_c2w
 from samples import SCENES
 from samples.make_scene import (CAMERA_DISTANCE, DEFAULT_SAMPLES, DEFAULT_SIZE, _alpha_stats, _code_hash, _log,
-                                _quiet_stdout, _Scene, _setup_render, _strip_png_metadata, camera_positions)
+                                _quiet_stdout, _Scene, _setup_render, _strip_png_metadata, camera_positions,
+                                run_sample_module)
 
 ORBITAL_VERSION = 1
 
@@ -129,6 +130,26 @@ def make_orbital(name: str, out_dir, size: int = DEFAULT_SIZE, n_frames: int = 2
     stamp_path.write_text(json.dumps(stamp, indent=1))
     _log(f"[samples] {name} orbital: {len(pngs)} images in {stamp['render_seconds']}s -> {out_dir}")
     return out_dir
+
+
+def make_orbital_subprocess(name: str, out_dir, size: int = DEFAULT_SIZE, n_frames: int = 24,
+                            step_deg: float = 15.0, static_orbit: bool = False, n_test: int = 2,
+                            samples: int = DEFAULT_SAMPLES, force: bool = False,
+                            timeout: float | None = None) -> Path:
+    """Like :func:`make_orbital`, but renders in a fresh Python interpreter (same cache).
+
+    Raises:
+        subprocess.CalledProcessError: if rendering fails.
+        subprocess.TimeoutExpired: if ``timeout`` (seconds) passes.
+    """
+    args = ["--scene", name, "--out", str(out_dir), "--size", str(size), "--frames", str(n_frames),
+            "--step-deg", str(step_deg), "--test-cams", str(n_test), "--samples", str(samples)]
+    if static_orbit:
+        args.append("--static-orbit")
+    if force:
+        args.append("--force")
+    run_sample_module("samples.orbital", args, timeout)
+    return Path(out_dir)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,6 +48,9 @@ class ReconstructConfig:
     densify_strategy: str = "default"  # "default" (gsplat 3DGS) | "stag4d"
     confidence_weighting: bool = False  # Efficient4D confidence-aware photometric loss
     rigidity_weight: float = 0.0  # kNN local-rigidity regularizer weight
+    # The rigidity term is also evaluated at this many uniform random times in [0, 1]
+    # per step, so in-between (unseen) times are held rigid too, not only the batch's.
+    rigidity_random_times: int = 2
     max_scale_ratio: float = 0.0  # STAG4D scale-ratio cap (7.5); 0 = off
     hexplane_coarse_fraction: float = 0.3  # static (coarse) phase before deformation
     # 4DGaussians uses 1.6e-3 / 1.6e-4 over 14k steps; these runs are ~10x shorter.
@@ -443,7 +446,11 @@ def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, devic
                 photometric = weighted_image_loss(colors, gt_rgb, conf[idx])
             loss = photometric + cfg.alpha_weight * alpha_loss(alphas, gt[..., 3:])
             if rigidity is not None and (not hexplane or model.use_deformation):
-                loss = loss + cfg.rigidity_weight * rigidity(model.params["means"], g.means)
+                means_t = g.means
+                if cfg.rigidity_random_times > 0:
+                    extra = torch.rand(cfg.rigidity_random_times, generator=gen).to(device)
+                    means_t = torch.cat([means_t, model.at(extra).means])
+                loss = loss + cfg.rigidity_weight * rigidity(model.params["means"], means_t)
             if hexplane and model.use_deformation:
                 loss = loss + model.regularization_loss()
             if densifier is not None:
