@@ -1,8 +1,9 @@
-"""gen4d backend command line: ``python -m backend serve | run | render``.
+"""gen4d backend command line: ``python -m backend serve | run | render | models``.
 
 - ``serve``: the ZeroMQ job server (see :mod:`backend.server`).
 - ``run``: one job without a server, through the same :func:`run_job` code path.
 - ``render``: render a result at the cameras and times of a transforms file.
+- ``models list | download | verify``: the generation models (:mod:`backend.models`).
 """
 
 from __future__ import annotations
@@ -89,6 +90,48 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_overrides(pairs) -> dict[str, str]:
+    return {key: str(value) for key, value in (pairs or [])}
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from backend.errors import JobError
+    from backend.models import registry
+
+    overrides = _model_overrides(args.model)
+    roles = args.roles or list(registry.ROLES)
+    try:
+        if args.action == "list":
+            print(f"models folder: {registry.models_dir()}  (set ${registry.MODELS_DIR_ENV} to change)")
+            print(f"{'role':19s} {'present':8s} {'size':>8s}  source")
+            for role in roles:
+                r = registry.resolve(role, overrides)
+                spec = registry.ROLES[role]
+                size = f"{registry.folder_size_gb(r.path):.2f} GB" if r.present else f"~{spec.download_gb:g} GB"
+                flag = "yes" if r.present else ("no (opt)" if spec.optional else "no")
+                print(f"{role:19s} {flag:8s} {size:>8s}  {r.source}  [{spec.license}]")
+                print(f"{'':19s} {spec.purpose}")
+            return 0
+        if args.action == "download":
+            for role in roles:
+                print(f"{role}: downloading {overrides.get(role, registry.ROLES[role].default_source)} ...",
+                      flush=True)
+                print(f"{role}: saved to {registry.download(role, overrides)}")
+            return 0
+        failed = 0
+        for role in roles:  # verify
+            try:
+                registry.load(role, overrides)
+                print(f"{role}: ok ({registry.resolve(role, overrides).path})")
+            except JobError as exc:
+                failed += 1
+                print(f"{role}: FAILED [{exc.code}] {exc.message}", file=sys.stderr)
+        return 1 if failed else 0
+    except JobError as exc:
+        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser for all subcommands."""
     from backend.server import default_data_dir
@@ -118,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cameras", required=True, help="transforms_*.json giving cameras and times")
     p.add_argument("--out", required=True, help="output folder; PNGs named by each frame's file_path")
     p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("models", help="list, download or verify the generation models")
+    p.add_argument("action", choices=("list", "download", "verify"))
+    p.add_argument("roles", nargs="*", help="roles to act on (default: all)")
+    p.add_argument("--model", action="append", type=_parse_option, metavar="ROLE=SOURCE",
+                   help="use a hub id or local folder for a role, e.g. multiview=/models/zero123plus")
+    p.set_defaults(func=cmd_models)
     return parser
 
 

@@ -1,0 +1,258 @@
+"""Model registry: which model fills each generation role, where its weights are, and
+how to load it through the real diffusers / transformers code.
+
+A role's *source* is, in order of precedence:
+
+1. a per-job or command-line override (``{"multiview": "/path/or/hub-id"}``);
+2. the folder ``<models dir>/<role>`` when it exists (``$GEN4D_MODELS_DIR``, default
+   ``~/.cache/gen4d/models``): ``python -m backend models download`` writes there, and
+   tests put tiny random-weight models there;
+3. the role's default hub id, found in the Hugging Face cache.
+
+Nothing is ever downloaded implicitly and nothing is faked: a model that is not on disk
+raises :class:`ModelMissingError`, naming every missing model with its size and the
+command that fetches it. Loading always goes through ``from_pretrained(path,
+local_files_only=True)`` of the role's class.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from backend.errors import JobError
+
+#: environment variable naming the models folder.
+MODELS_DIR_ENV = "GEN4D_MODELS_DIR"
+
+
+@dataclass(frozen=True)
+class ModelRole:
+    """One generation role and its default model.
+
+    Attributes:
+        name: role id (``text_to_image`` ...).
+        default_source: Hugging Face hub id used when nothing overrides it.
+        loader: ``"module:Class"`` whose ``from_pretrained`` loads the folder (diffusers /
+            transformers classes, or a gen4d pipeline built on diffusers components).
+        download_gb: approximate download size of the default model's weights (GB), as
+            listed on its hub page; for the user's planning, not checked.
+        vram_gb: approximate GPU memory to run it in fp16 (GB), from the model cards.
+        license: the default weights' license.
+        optional: the pipeline runs without it (with a weaker fallback it reports).
+        purpose: one line for ``models list`` and error messages.
+    """
+
+    name: str
+    default_source: str
+    loader: str
+    download_gb: float
+    vram_gb: float
+    license: str
+    optional: bool
+    purpose: str
+
+
+ROLES: dict[str, ModelRole] = {r.name: r for r in (
+    ModelRole("text_to_image", "stabilityai/sd-turbo", "diffusers:AutoPipelineForText2Image",
+              2.6, 4.0, "Stability AI Community License", False,
+              "prompt -> reference image (prompt jobs)"),
+    ModelRole("image_to_video", "stabilityai/stable-video-diffusion-img2vid-xt",
+              "diffusers:StableVideoDiffusionPipeline", 4.5, 12.0, "Stability AI Community License", False,
+              "reference image -> monocular video (prompt and image jobs)"),
+    ModelRole("multiview", "sudo-ai/zero123plus-v1.2", "backend.models.zero123plus:Zero123PlusPipeline",
+              3.5, 6.0, "CC-BY-NC 4.0 (non-commercial)", False,
+              "frame -> 6 views, Zero123++ v1.2 with STAG4D temporal anchoring (all generation jobs)"),
+    ModelRole("sds_guidance", "ashawkey/zero123-xl-diffusers", "diffusers:DiffusionPipeline",
+              3.4, 6.0, "MIT (Zero123 weights: see the model card)", True,
+              "camera-conditioned SDS guidance for views the generated ones miss (optional loss)"),
+    ModelRole("background_removal", "briaai/RMBG-1.4", "transformers:AutoModelForImageSegmentation",
+              0.18, 1.0, "bria-rmbg-1.4 (non-commercial)", True,
+              "object masks for video without alpha (falls back to OpenCV for plain backgrounds)"),
+)}
+
+
+class ModelMissingError(JobError):
+    """One or more models a job needs are not on disk (code ``model_missing``).
+
+    Attributes:
+        missing: the role names that are missing.
+    """
+
+    def __init__(self, missing: list[tuple[str, str]]):
+        self.missing = [role for role, _ in missing]
+        lines = []
+        for role, source in missing:
+            spec = ROLES[role]
+            lines.append(f"- {role}: {source} (about {spec.download_gb:g} GB, {spec.license}) is not installed; "
+                         f"get it with `python -m backend models download {role}` where the Hugging Face hub "
+                         f"is reachable, or point the role at a local folder "
+                         f"(`--model {role}=PATH`, or a copy in ${MODELS_DIR_ENV}/{role})")
+        super().__init__("model_missing", "missing model(s):\n" + "\n".join(lines))
+
+
+def models_dir() -> Path:
+    """The folder holding per-role model copies (``$GEN4D_MODELS_DIR`` or
+    ``~/.cache/gen4d/models``); not created here."""
+    env = os.environ.get(MODELS_DIR_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "gen4d" / "models"
+
+
+def is_offline() -> bool:
+    """True when ``HF_HUB_OFFLINE`` is set to a true value."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a role's model comes from.
+
+    Attributes:
+        role: the role.
+        source: the override, local folder or hub id as configured.
+        kind: ``"local"`` (a folder) or ``"hub"`` (a hub id).
+        path: the folder to load from, or None when the model is not on disk.
+    """
+
+    role: str
+    source: str
+    kind: str
+    path: Path | None
+
+    @property
+    def present(self) -> bool:
+        """Whether the weights are on disk."""
+        return self.path is not None
+
+
+def _looks_local(source: str) -> bool:
+    """A folder path, not a hub id (``owner/name``)."""
+    return source.startswith(("/", ".", "~")) or source.count("/") != 1 or Path(source).expanduser().exists()
+
+
+def _hub_cache_path(repo_id: str) -> Path | None:
+    """The cached snapshot folder of ``repo_id``, or None; never touches the network."""
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError:  # pragma: no cover - huggingface_hub comes with diffusers
+        return None
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
+        return None
+
+
+def resolve(role: str, overrides: dict[str, str] | None = None) -> ResolvedModel:
+    """Where ``role``'s model is (see the module docstring for the precedence).
+
+    Raises:
+        JobError: ``unknown_model_role`` for a role not in :data:`ROLES`.
+    """
+    if role not in ROLES:
+        raise JobError("unknown_model_role", f"unknown model role {role!r}; roles are {sorted(ROLES)}")
+    source = (overrides or {}).get(role)
+    if source is None:
+        local = models_dir() / role
+        if local.is_dir():
+            return ResolvedModel(role, str(local), "local", local)
+        source = ROLES[role].default_source
+    if _looks_local(source):
+        path = Path(source).expanduser()
+        return ResolvedModel(role, source, "local", path if path.is_dir() else None)
+    return ResolvedModel(role, source, "hub", _hub_cache_path(source))
+
+
+def require(roles: list[str], overrides: dict[str, str] | None = None) -> dict[str, ResolvedModel]:
+    """Resolve every role a job needs, failing fast with all missing ones named.
+
+    Returns:
+        ``{role: ResolvedModel}``, every one present.
+
+    Raises:
+        ModelMissingError: naming each missing model (within milliseconds; no network).
+    """
+    resolved = {role: resolve(role, overrides) for role in roles}
+    missing = [(r.role, r.source) for r in resolved.values() if not r.present]
+    if missing:
+        raise ModelMissingError(missing)
+    return resolved
+
+
+def loader_class(role: str):
+    """The class whose ``from_pretrained`` loads ``role``'s folder.
+
+    Raises:
+        JobError: ``missing_dependency`` when its package (diffusers/transformers) is not
+            installed.
+    """
+    module_name, class_name = ROLES[role].loader.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise JobError("missing_dependency", f"role {role!r} needs the Python package {module_name!r} "
+                                             f"({exc}); run scripts/setup.sh") from None
+    return getattr(module, class_name)
+
+
+def load(role: str, overrides: dict[str, str] | None = None, device: str = "cpu", dtype=None, **kwargs):
+    """Load ``role``'s model from disk through its class's ``from_pretrained``.
+
+    Args:
+        role: a role of :data:`ROLES`.
+        overrides: per-job sources (hub id or folder) by role.
+        device: torch device to move the model to (``.to(device)``).
+        dtype: ``torch_dtype`` passed to ``from_pretrained`` (None: as saved).
+        **kwargs: passed on to ``from_pretrained``.
+
+    Raises:
+        ModelMissingError: the weights are not on disk.
+        JobError: ``model_invalid`` when the folder does not load as the role's class.
+    """
+    resolved = require([role], overrides)[role]
+    cls = loader_class(role)
+    if dtype is not None:
+        kwargs["torch_dtype"] = dtype
+    try:
+        model = cls.from_pretrained(str(resolved.path), local_files_only=True, **kwargs)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, json.JSONDecodeError) as exc:
+        raise JobError("model_invalid", f"{role}: {resolved.source} ({resolved.path}) does not load as "
+                                        f"{ROLES[role].loader}: {exc}") from None
+    return model.to(device) if hasattr(model, "to") else model
+
+
+def folder_size_gb(path: Path) -> float:
+    """Total size of the files under ``path`` in GB (10⁹ bytes), links followed."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 1e9
+
+
+def download(role: str, overrides: dict[str, str] | None = None) -> Path:
+    """Fetch ``role``'s hub model into ``<models dir>/<role>`` (``huggingface_hub``).
+
+    Raises:
+        JobError: ``offline`` when ``HF_HUB_OFFLINE`` is set; ``download_failed`` when the
+            hub cannot be reached or refuses (gated model: accept its license on the hub
+            and log in with ``hf auth login``); ``invalid_option`` for a local-folder
+            source (nothing to download).
+    """
+    resolve(role, overrides)  # validates the role
+    source = (overrides or {}).get(role, ROLES[role].default_source)
+    if _looks_local(source):
+        raise JobError("invalid_option", f"{role} points at a local folder ({source}); nothing to download")
+    if is_offline():
+        raise JobError("offline", f"HF_HUB_OFFLINE is set: cannot download {source} for {role}. Unset it on a "
+                                  f"machine with internet access, or copy the model folder to "
+                                  f"{models_dir() / role}")
+    from huggingface_hub import snapshot_download
+
+    target = models_dir() / role
+    try:
+        snapshot_download(source, local_dir=str(target), etag_timeout=10)
+    except Exception as exc:  # network errors come in many classes; all mean the same here
+        raise JobError("download_failed", f"could not download {source} for {role}: {exc}. If the model is "
+                                          f"gated, accept its license on huggingface.co and run "
+                                          f"`hf auth login`.") from None
+    return target

@@ -1,0 +1,288 @@
+"""Zero123++ (Shi et al. 2023) multi-view generation, written for gen4d on diffusers
+components, with STAG4D's temporal anchor (:mod:`backend.models.anchor_attention`).
+
+One condition image gives six views tiled 3 rows × 2 columns (640 × 960 px for v1.2).
+Conditioning, as in the paper and its public pipeline:
+
+- **Global**: the CLIP image embedding of the condition image, times per-token ramping
+  coefficients (``config.ramping_coefficients``, 77 floats), added to the text encoder's
+  embedding of the empty prompt: the cross-attention context.
+- **Local (reference attention)**: the VAE latent of the condition image, noised to the
+  current timestep, runs through the UNet first; every self-attention layer records its
+  input, and the main pass appends those tokens to its K/V input. The unconditional
+  branch of CFG uses a zero latent.
+- v1.2 latent / image scaling: the UNet works on ``(z − 0.22) · 0.75`` and the decoder's
+  output is scaled by ``0.8 / 0.5`` before mapping to [0, 1].
+
+The folder layout is the hub repo ``sudo-ai/zero123plus-v1.2``'s: ``vae``,
+``text_encoder``, ``tokenizer``, ``unet``, ``scheduler``, ``vision_encoder``,
+``feature_extractor_clip``, ``feature_extractor_vae`` and ``ramping_coefficients`` in
+``model_index.json``; :meth:`Zero123PlusPipeline.from_pretrained` loads it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers import DDPMScheduler, DiffusionPipeline
+from torch import Tensor
+
+from backend.models.anchor_attention import TemporalAnchor, install_anchored_processors
+
+#: relative azimuths of the six views (degrees), row-major over the 3 × 2 grid.
+VIEW_AZIMUTHS_DEG = (30.0, 90.0, 150.0, 210.0, 270.0, 330.0)
+#: absolute elevations of the six views in v1.2 (degrees; v1.1 used +30 / −20).
+VIEW_ELEVATIONS_DEG_V12 = (20.0, -10.0, 20.0, -10.0, 20.0, -10.0)
+#: v1.2's fixed output field of view (degrees).
+VIEW_FOV_DEG_V12 = 30.0
+GRID_ROWS, GRID_COLS = 3, 2
+
+
+def scale_latents(z: Tensor) -> Tensor:
+    """Zero123++ v1.2's latent normalization ``(z − 0.22) · 0.75``."""
+    return (z - 0.22) * 0.75
+
+
+def unscale_latents(z: Tensor) -> Tensor:
+    """Inverse of :func:`scale_latents`."""
+    return z / 0.75 + 0.22
+
+
+def unscale_image(x: Tensor) -> Tensor:
+    """Zero123++ v1.2's decoder-output scaling ``x / 0.5 · 0.8`` (x in the VAE's [-1, 1])."""
+    return x / 0.5 * 0.8
+
+
+def split_grid(grid: Tensor, rows: int = GRID_ROWS, cols: int = GRID_COLS) -> Tensor:
+    """Split ``[C, rows·h, cols·w]`` into ``[rows·cols, C, h, w]`` views, row-major.
+
+    Raises:
+        ValueError: if the grid's size is not divisible by the tiling.
+    """
+    c, height, width = grid.shape
+    if height % rows or width % cols:
+        raise ValueError(f"grid {height}x{width} is not divisible into {rows}x{cols} tiles")
+    h, w = height // rows, width // cols
+    return grid.reshape(c, rows, h, cols, w).permute(1, 3, 0, 2, 4).reshape(rows * cols, c, h, w)
+
+
+@dataclass
+class MultiViewOutput:
+    """Result of one :class:`Zero123PlusPipeline` call.
+
+    Attributes:
+        grid: ``[3, H, W]`` float32 RGB in [0, 1] (sRGB), the tiled views.
+        views: ``[6, 3, H/3, W/2]`` the views in :data:`VIEW_AZIMUTHS_DEG` order.
+    """
+
+    grid: Tensor
+    views: Tensor
+
+
+class Zero123PlusPipeline(DiffusionPipeline):
+    """Zero123++ sampling (see the module docstring) with an optional temporal anchor.
+
+    Components (diffusers / transformers classes, loaded by ``from_pretrained``):
+    ``vae`` (AutoencoderKL), ``text_encoder`` (CLIPTextModel), ``tokenizer``
+    (CLIPTokenizer), ``unet`` (UNet2DConditionModel), ``scheduler`` (EulerAncestral in the
+    hub config; STAG4D samples with trailing timesteps), ``vision_encoder``
+    (CLIPVisionModelWithProjection), ``feature_extractor_clip`` and
+    ``feature_extractor_vae`` (CLIPImageProcessor). Config: ``ramping_coefficients``.
+    """
+
+    def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, vision_encoder, feature_extractor_clip,
+                 feature_extractor_vae, ramping_coefficients: list | None = None):
+        super().__init__()
+        self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                              scheduler=scheduler, vision_encoder=vision_encoder,
+                              feature_extractor_clip=feature_extractor_clip,
+                              feature_extractor_vae=feature_extractor_vae)
+        self.register_to_config(ramping_coefficients=ramping_coefficients)
+        self.anchor = TemporalAnchor()
+        self.self_attention_layers = install_anchored_processors(self.unet, self.anchor)
+
+    @property
+    def vae_scale_factor(self) -> int:
+        """Pixels per latent cell (8 for SD-family VAEs)."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @torch.no_grad()
+    def encode_condition(self, image) -> tuple[Tensor, Tensor]:
+        """Global and local conditioning of one image.
+
+        Args:
+            image: PIL image or ``[H, W, 3]`` uint8 array, RGB on the background the model
+                expects (white / grey for Zero123++).
+
+        Returns:
+            ``(prompt_embeds [1, 77, D], cond_latent [1, 4, h, w])``.
+        """
+        device, dtype = self.unet.device, self.unet.dtype
+        clip_in = self.feature_extractor_clip(images=image, return_tensors="pt").pixel_values
+        global_embeds = self.vision_encoder(clip_in.to(device, self.vision_encoder.dtype)).image_embeds
+        tokens = self.tokenizer("", padding="max_length", max_length=self.tokenizer.model_max_length,
+                                truncation=True, return_tensors="pt").input_ids.to(device)
+        text = self.text_encoder(tokens)[0]
+        ramp = self.config.ramping_coefficients
+        ramp = torch.ones(text.shape[1]) if ramp is None else torch.tensor(ramp, dtype=torch.float32)
+        prompt = text + global_embeds[:, None, :].to(text.dtype) * ramp.to(device, text.dtype)[None, :, None]
+        vae_in = self.feature_extractor_vae(images=image, return_tensors="pt").pixel_values
+        cond = self.vae.encode(vae_in.to(device, self.vae.dtype)).latent_dist.mode()
+        return prompt.to(dtype), cond.to(dtype)
+
+    def empty_prompt_embeds(self) -> Tensor:
+        """``[1, 77, D]`` the text encoder's embedding of the empty prompt (CFG's
+        unconditional context)."""
+        tokens = self.tokenizer("", padding="max_length", max_length=self.tokenizer.model_max_length,
+                                truncation=True, return_tensors="pt").input_ids.to(self.unet.device)
+        return self.text_encoder(tokens)[0].to(self.unet.dtype)
+
+    @torch.no_grad()
+    def __call__(self, image, num_inference_steps: int = 75, guidance_scale: float = 4.0,
+                 height: int = 960, width: int = 640, generator: torch.Generator | None = None,
+                 latents: Tensor | None = None, anchor_mode: str = "off", anchor_weight: float | None = None,
+                 callback=None) -> MultiViewOutput:
+        """Generate the six views of ``image``.
+
+        Args:
+            image: condition image (see :meth:`encode_condition`).
+            num_inference_steps: denoising steps (STAG4D: 75).
+            guidance_scale: CFG scale (STAG4D: 4); ≤ 1 disables CFG.
+            height, width: grid size in pixels (960 × 640 for v1.2), multiples of
+                ``3 · vae_scale_factor`` and ``2 · vae_scale_factor``.
+            generator: RNG for the initial noise, the reference noise and ancestral steps.
+            latents: ``[1, 4, height/f, width/f]`` initial noise (before
+                ``init_noise_sigma``); drawn from ``generator`` when None. Pass the same
+                noise to every frame of a clip.
+            anchor_mode: ``"off"``, ``"record"`` (frame 0) or ``"apply"`` (frame k); see
+                :class:`TemporalAnchor`.
+            anchor_weight: override the anchor's weight w for this call.
+            callback: ``callback(step, total)`` after each denoising step.
+
+        Returns:
+            :class:`MultiViewOutput`.
+
+        Raises:
+            ValueError: bad size or anchor settings. RuntimeError: ``"apply"`` without a
+                recorded anchor of the same steps and size.
+        """
+        f = self.vae_scale_factor
+        if height % (GRID_ROWS * f) or width % (GRID_COLS * f):
+            raise ValueError(f"grid {height}x{width} must be a multiple of {GRID_ROWS * f}x{GRID_COLS * f}")
+        device, dtype = self.unet.device, self.unet.dtype
+        self.anchor.set_mode(anchor_mode)
+        if anchor_weight is not None:
+            if not 0.0 <= anchor_weight <= 1.0:
+                raise ValueError(f"anchor weight must be in [0, 1], got {anchor_weight}")
+            self.anchor.weight = float(anchor_weight)
+        prompt, cond = self.encode_condition(image)
+        cfg = guidance_scale > 1.0
+        if cfg:
+            prompt = torch.cat([self.empty_prompt_embeds(), prompt])
+            cond = torch.cat([torch.zeros_like(cond), cond])
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        noise_sched = DDPMScheduler.from_config(self.scheduler.config)
+        shape = (1, self.unet.config.in_channels, height // f, width // f)
+        if latents is None:
+            latents = torch.randn(shape, generator=generator, dtype=torch.float32).to(device, dtype)
+        elif tuple(latents.shape) != shape:
+            raise ValueError(f"latents must be {shape}, got {tuple(latents.shape)}")
+        latents = latents.to(device, dtype) * self.scheduler.init_noise_sigma
+        timesteps = self.scheduler.timesteps
+        for i, t in enumerate(timesteps):
+            self.anchor.step = i
+            model_in = torch.cat([latents] * 2) if cfg else latents
+            model_in = self.scheduler.scale_model_input(model_in, t)
+            ref_noise = torch.randn(cond.shape, generator=generator, dtype=torch.float32).to(device, dtype)
+            t_batch = t.reshape(1).repeat(cond.shape[0]).to(torch.long)
+            noisy_cond = noise_sched.add_noise(cond, ref_noise, t_batch)
+            noisy_cond = self.scheduler.scale_model_input(noisy_cond, t)
+            ref_dict: dict = {}
+            self.unet(noisy_cond, t, encoder_hidden_states=prompt,
+                      cross_attention_kwargs={"mode": "w", "ref_dict": ref_dict})
+            noise_pred = self.unet(model_in, t, encoder_hidden_states=prompt,
+                                   cross_attention_kwargs={"mode": "r", "ref_dict": ref_dict}).sample
+            if cfg:
+                uncond, condp = noise_pred.chunk(2)
+                noise_pred = uncond + guidance_scale * (condp - uncond)
+            latents = self.scheduler.step(noise_pred, t, latents, generator=generator).prev_sample
+            if callback is not None:
+                callback(i + 1, len(timesteps))
+        self.anchor.step = 0
+        decoded = self.vae.decode(unscale_latents(latents) / self.vae.config.scaling_factor).sample
+        grid = (unscale_image(decoded)[0].float() * 0.5 + 0.5).clamp(0, 1).cpu()
+        return MultiViewOutput(grid=grid, views=split_grid(grid))
+
+
+def view_cameras(radius: float, input_azimuth_deg: float = 0.0, fov_deg: float = VIEW_FOV_DEG_V12,
+                 elevations_deg=VIEW_ELEVATIONS_DEG_V12) -> tuple[np.ndarray, float]:
+    """Blender-convention c2w of the six generated views, looking at the origin, Z up.
+
+    Azimuth is measured from +X towards +Y (the input view sits at ``input_azimuth_deg``,
+    elevation 0 in v1.2's normalized frame); view i is at ``input + VIEW_AZIMUTHS_DEG[i]``.
+
+    Returns:
+        ``(c2w [6, 4, 4] float64, camera_angle_x radians)``.
+    """
+    from backend.cameras import look_at_c2w
+
+    c2ws = []
+    for az, el in zip(VIEW_AZIMUTHS_DEG, elevations_deg):
+        a, e = math.radians(input_azimuth_deg + az), math.radians(el)
+        pos = radius * np.array([math.cos(e) * math.cos(a), math.cos(e) * math.sin(a), math.sin(e)])
+        c2ws.append(look_at_c2w(pos))
+    return np.stack(c2ws), math.radians(fov_deg)
+
+
+def generate_anchored_views(pipe: Zero123PlusPipeline, frames: list, num_inference_steps: int = 75,
+                            guidance_scale: float = 4.0, anchor_weight: float = 0.5, seed: int = 0,
+                            height: int = 960, width: int = 640, progress=None) -> tuple[list[MultiViewOutput], dict]:
+    """Multi-view images of every frame of a clip with STAG4D's temporal anchor.
+
+    Frame 0 runs in ``"record"`` mode, every later frame in ``"apply"`` mode with weight
+    ``anchor_weight``; every frame starts from the same initial noise and RNG seed (so
+    the only coupling between frames is the anchor). The anchor cache is freed when the
+    clip is done, also when a frame fails or the job is cancelled.
+
+    Args:
+        pipe: a loaded :class:`Zero123PlusPipeline`.
+        frames: condition images, frame 0 first.
+        progress: ``progress(done_steps, total_steps)`` over the whole clip.
+
+    Returns:
+        ``(outputs, stats)``: one :class:`MultiViewOutput` per frame; stats holds
+        ``anchor_cache_bytes`` (its size after frame 0), ``anchor_cache_entries`` and
+        ``anchor_layers``.
+
+    Raises:
+        ValueError: no frames, or bad sizes (see :meth:`Zero123PlusPipeline.__call__`).
+    """
+    if not frames:
+        raise ValueError("no frames to generate views for")
+    f = pipe.vae_scale_factor
+    shape = (1, pipe.unet.config.in_channels, height // f, width // f)
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    total = len(frames) * num_inference_steps
+    outputs, stats = [], {}
+    try:
+        for k, frame in enumerate(frames):
+            def step_done(i, n, k=k):
+                if progress is not None:
+                    progress(k * num_inference_steps + i, total)
+
+            out = pipe(frame, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                       height=height, width=width, generator=torch.Generator().manual_seed(seed), latents=noise,
+                       anchor_mode="record" if k == 0 else "apply", anchor_weight=anchor_weight,
+                       callback=step_done)
+            if k == 0:
+                stats = {"anchor_cache_bytes": pipe.anchor.cache_bytes,
+                         "anchor_cache_entries": len(pipe.anchor.cache),
+                         "anchor_layers": len(pipe.self_attention_layers)}
+            outputs.append(out)
+    finally:
+        pipe.anchor.clear()
+        pipe.anchor.set_mode("off")
+    return outputs, stats

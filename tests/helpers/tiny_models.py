@@ -1,0 +1,125 @@
+"""Tiny random-weight models of the real diffusers / transformers classes, saved to a
+folder in the same layout as the hub models, for tests that must exercise the real
+loading and pipeline code without any download. Quality is meaningless; structure is real.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+TEXT_DIM = 32  # text hidden size = cross-attention dim = CLIP projection dim
+
+
+def _byte_unicode_alphabet() -> list[str]:
+    """The 256 printable stand-ins for bytes used by byte-level BPE vocabularies."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    chars, extra = [], 0
+    for b in range(256):
+        if b in keep:
+            chars.append(chr(b))
+        else:
+            chars.append(chr(256 + extra))
+            extra += 1
+    return chars
+
+
+def tiny_clip_tokenizer():
+    """A character-level CLIPTokenizer (byte alphabet, no merges), max length 77."""
+    import tempfile
+
+    from transformers import CLIPTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        save_tiny_clip_tokenizer(Path(tmp))
+        return CLIPTokenizer.from_pretrained(tmp)
+
+
+def save_tiny_clip_tokenizer(folder: Path) -> None:
+    """Write :func:`tiny_clip_tokenizer`'s files to ``folder``."""
+    from transformers import CLIPTokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {}
+    for c in _byte_unicode_alphabet():
+        vocab[c] = len(vocab)
+    for c in _byte_unicode_alphabet():
+        vocab[c + "</w>"] = len(vocab)
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tok = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77,
+                        pad_token="<|endoftext|>")
+    tok.save_pretrained(str(folder))
+
+
+def _tiny_text_encoder():
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    cfg = CLIPTextConfig(hidden_size=TEXT_DIM, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+                         vocab_size=1000, max_position_embeddings=77, projection_dim=TEXT_DIM,
+                         bos_token_id=512, eos_token_id=513, pad_token_id=513)
+    return CLIPTextModel(cfg)
+
+
+def _tiny_unet(sample_size: int = 16):
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=1,
+                                block_out_channels=(32, 64), norm_num_groups=8,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+                                cross_attention_dim=TEXT_DIM, attention_head_dim=8)
+
+
+def _tiny_vae():
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32),
+                         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                         norm_num_groups=8, sample_size=32)
+
+
+def save_tiny_text_to_image(folder: Path, seed: int = 0) -> Path:
+    """A tiny StableDiffusionPipeline (what ``AutoPipelineForText2Image`` loads for
+    SD-family folders such as sd-turbo), saved with ``save_pretrained``."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+
+    torch.manual_seed(seed)
+    pipe = StableDiffusionPipeline(vae=_tiny_vae(), text_encoder=_tiny_text_encoder(),
+                                   tokenizer=tiny_clip_tokenizer(), unet=_tiny_unet(),
+                                   scheduler=EulerDiscreteScheduler(timestep_spacing="trailing", steps_offset=1),
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(str(folder))
+    return Path(folder)
+
+
+def save_tiny_zero123plus(folder: Path, seed: int = 0, tile: int = 16) -> Path:
+    """A tiny Zero123++-layout folder loadable by
+    :class:`backend.models.zero123plus.Zero123PlusPipeline` (grid ``3·tile × 2·tile``)."""
+    from diffusers import EulerAncestralDiscreteScheduler
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from backend.models.zero123plus import Zero123PlusPipeline
+
+    torch.manual_seed(seed)
+    vision = CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=32, intermediate_size=37,
+                                                            num_attention_heads=4, num_hidden_layers=2,
+                                                            image_size=32, patch_size=8,
+                                                            projection_dim=TEXT_DIM))
+    clip_proc = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    vae_proc = CLIPImageProcessor(size={"shortest_edge": tile}, crop_size={"height": tile, "width": tile},
+                                  image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+    ramp = torch.linspace(0.1, 1.0, 77).tolist()
+    pipe = Zero123PlusPipeline(vae=_tiny_vae(), text_encoder=_tiny_text_encoder(),
+                               tokenizer=tiny_clip_tokenizer(), unet=_tiny_unet(),
+                               scheduler=EulerAncestralDiscreteScheduler(timestep_spacing="trailing"),
+                               vision_encoder=vision, feature_extractor_clip=clip_proc,
+                               feature_extractor_vae=vae_proc, ramping_coefficients=ramp)
+    pipe.save_pretrained(str(folder))
+    return Path(folder)
