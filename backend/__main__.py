@@ -53,6 +53,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         bar.refresh()
 
     spec = {"job_type": "footage", "preset": args.preset, "options": dict(args.option or [])}
+    input_dir = args.input
+    if args.video or args.image:
+        kind, path = ("video", Path(args.video)) if args.video else ("image", Path(args.image))
+        spec.update({"job_type": kind, kind: path.name, "models": _model_overrides(args.model)})
+        input_dir = str(path.parent)
+    elif args.prompt is not None:
+        spec.update({"job_type": "prompt", "prompt": args.prompt, "models": _model_overrides(args.model)})
+        input_dir = args.out
     if args.frames:
         spec["frame_count"] = args.frames
     if args.fps:
@@ -63,7 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                      on_preview=(lambda png: (Path(args.out) / "preview_latest.png").write_bytes(png))
                      if args.preview else (lambda png: None))
     try:
-        manifest = run_job(spec, Path(args.input), Path(args.out), ctx)
+        manifest = run_job(spec, Path(input_dir), Path(args.out), ctx)
     except JobError as exc:
         print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
         return 2
@@ -146,7 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("run", help="run one job without a server")
-    p.add_argument("--input", required=True, help="footage folder (transforms_train.json + images)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", help="footage folder (transforms_train.json + images)")
+    src.add_argument("--video", help="monocular video file: generates multi-view footage first (needs the "
+                                     "multiview model: python -m backend models list)")
+    src.add_argument("--image", help="one image: image -> video -> multi-view footage -> 4D")
+    src.add_argument("--prompt", help="text: image -> video -> multi-view footage -> 4D")
+    p.add_argument("--model", action="append", type=_parse_option, metavar="ROLE=SOURCE",
+                   help="use a hub id or local folder for a model role")
     p.add_argument("--out", required=True, help="result folder")
     p.add_argument("--preset", default="cpu", help="tiny | cpu | gpu")
     p.add_argument("--option", action="append", type=_parse_option, metavar="KEY=VALUE",

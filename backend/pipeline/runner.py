@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from backend.errors import JobError
@@ -12,7 +13,21 @@ from backend.pipeline.export import export_result
 from backend.pipeline.ingest import load_footage
 from backend.pipeline.reconstruct import ReconstructConfig, reconstruct
 
-JOB_TYPES = ("footage",)
+JOB_TYPES = ("footage", "video", "image", "prompt")
+
+#: model roles each generation job type needs (checked before any work starts).
+JOB_MODEL_ROLES = {"video": ["multiview"], "image": ["image_to_video", "multiview"],
+                   "prompt": ["text_to_image", "image_to_video", "multiview"]}
+
+#: per-preset generation settings: (multi-view overrides, prompt/image generation
+#: overrides, multi-view input size, max frames).
+GENERATION_PRESETS = {
+    "tiny": ({"steps": 2, "grid_height": 48, "grid_width": 32},
+             {"image_steps": 2, "image_size": 32, "video_steps": 2, "video_frames": 4, "video_height": 32,
+              "video_width": 32}, 16, 4),
+    "cpu": ({}, {}, 320, 16),
+    "gpu": ({}, {}, 320, 32),
+}
 
 
 def pick_device(preset: str) -> str:
@@ -20,14 +35,89 @@ def pick_device(preset: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _settings(cls, base: dict, user: dict | None):
+    from dataclasses import fields
+
+    known = {f.name for f in fields(cls)}
+    return cls(**{**base, **{k: v for k, v in (user or {}).items() if k in known}})
+
+
+def generate_footage(spec: dict, input_dir: Path, footage_dir: Path, ctx: JobContext) -> Path:
+    """The stages in front of reconstruction for ``video``, ``image`` and ``prompt`` jobs,
+    ending in anchored multi-view footage written to ``footage_dir``.
+
+    - ``video``: ``spec["video"]`` (a file name in ``input_dir``) is decoded and masked;
+    - ``image``: ``spec["image"]`` (a file name in ``input_dir``) goes through SVD;
+    - ``prompt``: ``spec["prompt"]`` goes through text-to-image, then SVD.
+
+    Models come from the registry (``spec["models"]`` overrides sources); every model the
+    job needs is checked before any work starts. ``spec["multiview"]`` and
+    ``spec["generation"]`` override :class:`MultiviewSettings` / :class:`GenerationSettings`.
+
+    Raises:
+        BadInputError: missing/unreadable input. ModelMissingError: a model is not on disk.
+    """
+    from backend.errors import BadInputError
+    from backend.models import registry
+    from backend.pipeline.generate_video import (GenerationSettings, image_to_frames, load_image_rgba,
+                                                 prompt_to_image)
+    from backend.pipeline.multiview_footage import MultiviewSettings, write_multiview_footage
+    from backend.pipeline.video_ingest import load_video
+
+    job_type = spec["job_type"]
+    models = spec.get("models")
+    registry.require(JOB_MODEL_ROLES[job_type], models)
+    preset = spec.get("preset", "cpu")
+    device = pick_device(preset)
+    mv_base, gen_base, size, max_frames = GENERATION_PRESETS.get(preset, GENERATION_PRESETS["cpu"])
+    mv_settings = _settings(MultiviewSettings, mv_base, spec.get("multiview"))
+    gen_settings = _settings(GenerationSettings, gen_base, spec.get("generation"))
+
+    def uploaded(key: str) -> Path:
+        name = spec.get(key)
+        if not name or Path(name).name != name:
+            raise BadInputError(f"a {job_type} job needs spec[{key!r}], the uploaded file's name")
+        path = input_dir / name
+        if not path.is_file():
+            raise BadInputError(f"the uploaded {key} {name!r} is missing")
+        return path
+
+    if job_type == "video":
+        path = uploaded("video")
+        ctx.progress("video_ingest", 0, 1, message=f"decoding {path.name}")
+        frames = load_video(path, size=size, fps=spec.get("video_fps"),
+                            max_frames=int(spec.get("max_frames", max_frames)))
+        ctx.progress("video_ingest", 1, 1, message=f"{len(frames.images)} frames, masks from {frames.mask_source}")
+    else:
+        if job_type == "prompt":
+            pipe = registry.load("text_to_image", models, device=device)
+            image = prompt_to_image(str(spec.get("prompt", "")), pipe, gen_settings, ctx)
+            image = np.concatenate([image, np.full(image.shape[:2] + (1,), 255, np.uint8)], -1)
+            del pipe
+        else:
+            path = uploaded("image")
+            image = load_image_rgba(path.read_bytes(), path.name)
+        pipe = registry.load("image_to_video", models, device=device)
+        frames = image_to_frames(image, pipe, gen_settings, size, ctx)
+        del pipe
+    ctx.check_cancelled()
+    ctx.progress("multiview", 0, 1, message="loading the multi-view model")
+    pipe = registry.load("multiview", models, device=device)
+    footage_dir, _ = write_multiview_footage(frames, pipe, footage_dir, mv_settings, ctx)
+    return footage_dir
+
+
 def run_job(spec: dict, input_dir: Path, out_dir: Path, ctx: JobContext) -> dict:
     """Run a job and write its result.
 
     Args:
-        spec: job spec ``{"job_type": "footage", "preset": "cpu", "options": {...},
+        spec: job spec ``{"job_type": "footage" | "video", "preset": "cpu", "options": {...},
             "frame_count": T (optional), "fps": 24 (optional)}``; ``options`` override
-            :class:`~backend.pipeline.reconstruct.ReconstructConfig` fields.
-        input_dir: folder holding the uploaded input (``transforms_train.json`` + images).
+            :class:`~backend.pipeline.reconstruct.ReconstructConfig` fields. Generation
+            jobs (``"video"``, ``"image"``, ``"prompt"``) carry their input
+            (:func:`generate_footage`).
+        input_dir: folder holding the uploaded input (``transforms_train.json`` + images,
+            or the video).
         out_dir: result folder; receives ``manifest.json``, ``frames/frame_0000.ply`` ...
         ctx: progress/preview callbacks and the cancel flag.
 
@@ -44,6 +134,8 @@ def run_job(spec: dict, input_dir: Path, out_dir: Path, ctx: JobContext) -> dict
     if job_type not in JOB_TYPES:
         raise JobError("unknown_job_type", f"unknown job type {job_type!r}; this backend runs {list(JOB_TYPES)}")
     cfg = ReconstructConfig.from_options(spec.get("preset", "cpu"), spec.get("options"))
+    if job_type in JOB_MODEL_ROLES:
+        input_dir = generate_footage(spec, Path(input_dir), Path(out_dir) / "generated_footage", ctx)
     ctx.progress("ingest", 0, 1, message="reading footage")
     footage = load_footage(Path(input_dir), "train", max_size=cfg.max_image_size)
     ctx.progress("ingest", 1, 1, message=f"{len(footage)} images, {footage.width}x{footage.height}")

@@ -36,6 +36,7 @@ class BackendProcess:
         prelude: Python code run before ``serve`` (forces the ``-c`` launcher), e.g. to
             monkeypatch the runner in scratch experiments.
         startup_timeout_s: how long to wait for the "listening" line.
+        extra_env: environment variables for the server (e.g. ``GEN4D_MODELS_DIR``).
 
     Attributes:
         address: the bound endpoint. key: the key from ``<data_dir>/gen4d.key``.
@@ -43,14 +44,14 @@ class BackendProcess:
     """
 
     def __init__(self, data_dir, address: Optional[str] = None, prelude: Optional[str] = None,
-                 startup_timeout_s: float = 30.0):
+                 startup_timeout_s: float = 30.0, extra_env: Optional[dict] = None):
         from protocol import load_key
 
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.address = address or f"tcp://127.0.0.1:{free_port()}"
         self.log_path = self.data_dir / "server.log"
-        env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+        env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **(extra_env or {}))
         env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         if prelude is None and (REPO_ROOT / "backend" / "__main__.py").exists():
             cmd = [sys.executable, "-m", "backend", "serve", "--address", self.address,

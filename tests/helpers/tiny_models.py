@@ -123,3 +123,61 @@ def save_tiny_zero123plus(folder: Path, seed: int = 0, tile: int = 16) -> Path:
                                feature_extractor_vae=vae_proc, ramping_coefficients=ramp)
     pipe.save_pretrained(str(folder))
     return Path(folder)
+
+
+def save_tiny_zero123_guidance(folder: Path, seed: int = 0) -> Path:
+    """A tiny zero123-xl-diffusers-layout folder loadable by
+    :class:`backend.models.zero123_guidance.Zero123Guidance` (8-channel UNet input)."""
+    from diffusers import DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from backend.models.zero123_guidance import CLIPCameraProjection, Zero123Guidance
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(sample_size=16, in_channels=8, out_channels=4, layers_per_block=1,
+                                block_out_channels=(32, 64), norm_num_groups=8,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+                                cross_attention_dim=TEXT_DIM, attention_head_dim=8)
+    vision = CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=32, intermediate_size=37,
+                                                            num_attention_heads=4, num_hidden_layers=2,
+                                                            image_size=32, patch_size=8, projection_dim=TEXT_DIM))
+    proc = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    sched = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
+                          set_alpha_to_one=False, steps_offset=1)
+    guidance = Zero123Guidance(unet, _tiny_vae(), vision, proc, sched,
+                               CLIPCameraProjection(embedding_dim=TEXT_DIM, additional_embeddings=4))
+    guidance.save_pretrained(folder)
+    return Path(folder)
+
+
+def save_tiny_image_to_video(folder: Path, seed: int = 0) -> Path:
+    """A tiny StableVideoDiffusionPipeline (spatio-temporal UNet, temporal-decoder VAE,
+    CLIP vision encoder at its required 224 px), saved with ``save_pretrained``."""
+    from diffusers import (AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, StableVideoDiffusionPipeline,
+                           UNetSpatioTemporalConditionModel)
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    unet = UNetSpatioTemporalConditionModel(sample_size=16, in_channels=8, out_channels=4, layers_per_block=1,
+                                            block_out_channels=(32, 64),
+                                            down_block_types=("CrossAttnDownBlockSpatioTemporal",
+                                                              "DownBlockSpatioTemporal"),
+                                            up_block_types=("UpBlockSpatioTemporal",
+                                                            "CrossAttnUpBlockSpatioTemporal"),
+                                            cross_attention_dim=TEXT_DIM, num_attention_heads=(2, 4),
+                                            addition_time_embed_dim=8, projection_class_embeddings_input_dim=24,
+                                            num_frames=4)
+    vae = AutoencoderKLTemporalDecoder(block_out_channels=(32, 64),  # GroupNorm(32) is built in
+                                       down_block_types=("DownEncoderBlock2D",) * 2, latent_channels=4)
+    vision = CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=32, intermediate_size=37,
+                                                            num_attention_heads=4, num_hidden_layers=2,
+                                                            image_size=224, patch_size=32,
+                                                            projection_dim=TEXT_DIM))
+    proc = CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
+    sched = EulerDiscreteScheduler(prediction_type="v_prediction", timestep_spacing="leading", steps_offset=1,
+                                   use_karras_sigmas=True, sigma_min=0.002, sigma_max=700.0)
+    pipe = StableVideoDiffusionPipeline(vae=vae, image_encoder=vision, unet=unet, scheduler=sched,
+                                        feature_extractor=proc)
+    pipe.save_pretrained(str(folder))
+    return Path(folder)
