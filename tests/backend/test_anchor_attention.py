@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-from backend.models import registry
 from backend.models.zero123plus import Zero123PlusPipeline, generate_anchored_views
 
 STEPS = 3
@@ -14,16 +13,9 @@ H, W = 48, 32  # 3 x 2 tiles of 16 px
 
 @pytest.fixture(scope="module")
 def pipe(tmp_path_factory):
-    from tests.helpers.tiny_models import save_tiny_zero123plus
+    from tests.helpers.tiny_models import load_tiny_through_registry, save_tiny_zero123plus
 
-    models = tmp_path_factory.mktemp("models")
-    save_tiny_zero123plus(models / "multiview")
-    mp = pytest.MonkeyPatch()
-    mp.setenv(registry.MODELS_DIR_ENV, str(models))
-    try:
-        p = registry.load("multiview")
-    finally:
-        mp.undo()
+    p = load_tiny_through_registry("multiview", save_tiny_zero123plus, tmp_path_factory.mktemp("models"))
     assert isinstance(p, Zero123PlusPipeline)
     p.anchor.cache_dtype = torch.float32  # exact comparisons; the default fp16 only rounds
     return p

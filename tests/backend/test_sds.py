@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from backend.cameras import intrinsics_from_fov, look_at_c2w, c2w_blender_to_viewmat
-from backend.models import registry
 from backend.models.zero123_guidance import Zero123Guidance, pose_features
 from backend.optim import sds
 from backend.render import rasterize
@@ -55,16 +54,9 @@ def test_nearest_view_conditioning():
 
 @pytest.fixture(scope="module")
 def guidance(tmp_path_factory):
-    from tests.helpers.tiny_models import save_tiny_zero123_guidance
+    from tests.helpers.tiny_models import load_tiny_through_registry, save_tiny_zero123_guidance
 
-    models = tmp_path_factory.mktemp("models")
-    save_tiny_zero123_guidance(models / "sds_guidance")
-    mp = pytest.MonkeyPatch()
-    mp.setenv(registry.MODELS_DIR_ENV, str(models))
-    try:
-        g = registry.load("sds_guidance")
-    finally:
-        mp.undo()
+    g = load_tiny_through_registry("sds_guidance", save_tiny_zero123_guidance, tmp_path_factory.mktemp("models"))
     assert isinstance(g, Zero123Guidance)
     return g
 

@@ -181,3 +181,23 @@ def save_tiny_image_to_video(folder: Path, seed: int = 0) -> Path:
                                         feature_extractor=proc)
     pipe.save_pretrained(str(folder))
     return Path(folder)
+
+
+def load_tiny_through_registry(role: str, save, models_dir: Path):
+    """Save a tiny model with ``save(folder)`` into ``models_dir/role`` and load it back
+    through :func:`backend.models.registry.load` (the real code path), with
+    ``$GEN4D_MODELS_DIR`` pointing at ``models_dir`` only while loading."""
+    import os
+
+    from backend.models import registry
+
+    save(Path(models_dir) / role)
+    old = os.environ.get(registry.MODELS_DIR_ENV)
+    os.environ[registry.MODELS_DIR_ENV] = str(models_dir)
+    try:
+        return registry.load(role)
+    finally:
+        if old is None:
+            del os.environ[registry.MODELS_DIR_ENV]
+        else:
+            os.environ[registry.MODELS_DIR_ENV] = old
