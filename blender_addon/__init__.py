@@ -25,6 +25,7 @@ def register():
 def unregister():
     """Stop the backend thread and timer, then unregister everything."""
     state.shutdown()
+    panels.free_previews()
     if hasattr(bpy.types.Scene, "gen4d"):
         del bpy.types.Scene.gen4d
     for cls in reversed(_classes):

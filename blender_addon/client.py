@@ -24,6 +24,7 @@ import ipaddress
 import queue
 import threading
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 _STOP = object()
@@ -70,6 +71,8 @@ class BackendWorker:
 
     def send(self, command: str, **kwargs) -> None:
         """Queue a command: ``submit_footage(folder, spec)``, ``submit(spec, files)``,
+        ``submit_file(path, spec, field)`` (uploads one file and sets ``spec[field]`` to its
+        name: ``field="image"`` or ``"video"``),
         ``cancel(job_id)``, ``watch(job_id)``, ``fetch(job_id, dest)``, ``ping()``."""
         self.commands.put((command, kwargs))
 
@@ -146,6 +149,10 @@ class BackendWorker:
                 self._emit(type="submitted", job_id=client.submit_footage(kwargs["folder"], kwargs["spec"]))
             elif command == "submit":
                 self._emit(type="submitted", job_id=client.submit(kwargs["spec"], kwargs["files"]))
+            elif command == "submit_file":  # an image or video: read here, not on Blender's main thread
+                path = Path(kwargs["path"])
+                spec = {**kwargs["spec"], kwargs["field"]: path.name}
+                self._emit(type="submitted", job_id=client.submit(spec, {path.name: path.read_bytes()}))
             elif command == "cancel":
                 client.cancel(job_id)
             elif command == "watch":

@@ -1,4 +1,5 @@
-"""Operators: connect, submit footage, cancel, import, and the Cycles bounce helper.
+"""Operators: connect, submit footage / a prompt / an image / a video, cancel, import,
+and the Cycles bounce helper.
 
 Errors are reported with ``self.report({'ERROR'}, ...)`` and ``{'CANCELLED'}``; no
 operator lets an exception escape.
@@ -64,6 +65,69 @@ class GEN4D_OT_submit_footage(bpy.types.Operator):
         return {"FINISHED"}
 
 
+def _start_job(op, context, command: str, spec: dict, **kwargs):
+    worker = _worker(op, context)
+    if worker is None:
+        return {"CANCELLED"}
+    s = state.STATE
+    s.job_id, s.status, s.stage, s.progress, s.last_error = "", "submitting", "", 0.0, ""
+    s.result_dir, s.message, s.preview_path = "", "uploading", ""
+    worker.send(command, spec={**spec, "preset": context.scene.gen4d.preset}, **kwargs)
+    return {"FINISHED"}
+
+
+class GEN4D_OT_submit_prompt(bpy.types.Operator):
+    """Generate a 4D asset from the prompt (text -> image -> video -> multi-view -> 4D)"""
+    bl_idname = "gen4d.submit_prompt"
+    bl_label = "Generate from Prompt"
+
+    def execute(self, context):
+        prompt = context.scene.gen4d.prompt.strip()
+        if not prompt:
+            self.report({"ERROR"}, "gen4d: type a prompt first")
+            return {"CANCELLED"}
+        return _start_job(self, context, "submit", {"job_type": "prompt", "prompt": prompt}, files={})
+
+
+class _SubmitFile:
+    """Shared body of the image and video operators: pick a file, upload it in the worker."""
+    filepath: bpy.props.StringProperty(subtype="FILE_PATH")
+    field = ""
+    extensions: tuple = ()
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        path = bpy.path.abspath(self.filepath)
+        if not os.path.isfile(path):
+            self.report({"ERROR"}, f"gen4d: no such file: {path}")
+            return {"CANCELLED"}
+        if not path.lower().endswith(self.extensions):
+            self.report({"ERROR"}, f"gen4d: {os.path.basename(path)} is not one of {', '.join(self.extensions)}")
+            return {"CANCELLED"}
+        return _start_job(self, context, "submit_file", {"job_type": self.field}, path=path, field=self.field)
+
+
+class GEN4D_OT_submit_image(_SubmitFile, bpy.types.Operator):
+    """Generate a 4D asset from one image (image -> video -> multi-view -> 4D)"""
+    bl_idname = "gen4d.submit_image"
+    bl_label = "From Image…"
+    field = "image"
+    extensions = (".png", ".jpg", ".jpeg", ".webp", ".exr", ".tif", ".tiff")
+    filter_glob: bpy.props.StringProperty(default="*.png;*.jpg;*.jpeg;*.webp;*.tif;*.tiff", options={"HIDDEN"})
+
+
+class GEN4D_OT_submit_video(_SubmitFile, bpy.types.Operator):
+    """Generate a 4D asset from a monocular video (video -> multi-view -> 4D)"""
+    bl_idname = "gen4d.submit_video"
+    bl_label = "From Video…"
+    field = "video"
+    extensions = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif")
+    filter_glob: bpy.props.StringProperty(default="*.mp4;*.mov;*.mkv;*.webm;*.avi;*.gif", options={"HIDDEN"})
+
+
 class GEN4D_OT_cancel(bpy.types.Operator):
     """Cancel the current job"""
     bl_idname = "gen4d.cancel"
@@ -123,5 +187,6 @@ class GEN4D_OT_set_cycles_bounces(bpy.types.Operator):
         return {"FINISHED"}
 
 
-classes = (GEN4D_OT_connect, GEN4D_OT_submit_footage, GEN4D_OT_cancel, GEN4D_OT_import_result,
+classes = (GEN4D_OT_connect, GEN4D_OT_submit_footage, GEN4D_OT_submit_prompt, GEN4D_OT_submit_image,
+           GEN4D_OT_submit_video, GEN4D_OT_cancel, GEN4D_OT_import_result,
            GEN4D_OT_set_cycles_bounces)

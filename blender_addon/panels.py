@@ -15,6 +15,37 @@ def _eta(seconds) -> str:
     return f"ETA {seconds // 60}:{seconds % 60:02d}"
 
 
+_previews = None
+
+
+def _preview_icon(path: str) -> int:
+    """Icon id of the latest preview PNG (a ``bpy.utils.previews`` collection), 0 if none."""
+    global _previews
+    if not path:
+        return 0
+    try:
+        import bpy.utils.previews
+
+        if _previews is None:
+            _previews = bpy.utils.previews.new()
+        if path not in _previews:
+            _previews.clear()
+            _previews.load(path, path, "IMAGE")
+        return _previews[path].icon_id
+    except Exception:  # a preview must never break the panel
+        return 0
+
+
+def free_previews() -> None:
+    """Release the preview collection (on unregister)."""
+    global _previews
+    if _previews is not None:
+        import bpy.utils.previews
+
+        bpy.utils.previews.remove(_previews)
+        _previews = None
+
+
 class GEN4D_PT_main(bpy.types.Panel):
     """Submit footage, follow the job, import the result."""
     bl_idname = "GEN4D_PT_main"
@@ -42,9 +73,14 @@ class GEN4D_PT_main(bpy.types.Panel):
         layout.prop(settings, "preset")
         layout.prop(settings, "asset_name")
         busy = s.status in ("submitting", "queued", "running", "fetching")
-        row = layout.row()
-        row.enabled = not busy
-        row.operator("gen4d.submit_footage", icon="FILE_FOLDER")
+        col = layout.column(align=True)
+        col.enabled = not busy
+        col.prop(settings, "prompt", text="", icon="TEXT")
+        col.operator("gen4d.submit_prompt", icon="PLAY")
+        row = col.row(align=True)
+        row.operator("gen4d.submit_image", icon="IMAGE_DATA")
+        row.operator("gen4d.submit_video", icon="FILE_MOVIE")
+        col.operator("gen4d.submit_footage", icon="FILE_FOLDER")
 
         if s.status != "idle":
             col = layout.column()
@@ -53,6 +89,9 @@ class GEN4D_PT_main(bpy.types.Panel):
             col.progress(factor=s.progress, type="BAR", text=f"{text} {eta}".strip())
             if s.message:
                 col.label(text=s.message)
+            icon = _preview_icon(s.preview_path)
+            if icon:
+                col.template_icon(icon_value=icon, scale=6.0)
             if busy and s.job_id:
                 col.operator("gen4d.cancel", icon="CANCEL")
         row = layout.row()

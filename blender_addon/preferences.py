@@ -36,6 +36,8 @@ class GEN4D_SceneSettings(bpy.types.PropertyGroup):
                ("cpu", "CPU", "Minutes on a CPU backend"),
                ("gpu", "GPU", "Full quality on a CUDA backend")])
     asset_name: bpy.props.StringProperty(name="Asset Name", default="gen4d_asset")
+    prompt: bpy.props.StringProperty(name="Prompt", default="",
+                                     description="What to generate (text -> image -> video -> 4D)")
 
 
 def get_prefs(context=None):

@@ -83,6 +83,44 @@ def test_submit_progress_fetch(live, tmp_path):
         assert time.monotonic() - t0 < 3 and not worker.alive
 
 
+def test_submit_file_uploads_from_the_worker_thread(live, tmp_path, monkeypatch):
+    address, key = live
+    seen = {}
+
+    def recording_run_job(spec, input_dir, out_dir, ctx):
+        seen["spec"], seen["files"] = dict(spec), sorted(p.name for p in Path(input_dir).iterdir())
+        seen["bytes"] = (Path(input_dir) / spec["video"]).read_bytes()
+        return fake_run_job(spec, input_dir, out_dir, ctx)
+
+    monkeypatch.setattr(runner, "run_job", recording_run_job)
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00\x01video bytes" * 1000)
+    worker = client_mod.BackendWorker(address, key, protocol, timeout_s=5.0, heartbeat_s=0.5).start()
+    try:
+        next_event(worker, "reachable")
+        worker.send("submit_file", path=str(video), field="video", spec={"job_type": "video", "preset": "tiny"})
+        job_id = next_event(worker, "submitted")[0]["job_id"]
+        worker.send("watch", job_id=job_id)
+        next_event(worker, "completed")
+        assert seen["spec"]["job_type"] == "video" and seen["spec"]["video"] == "clip.mp4"
+        assert seen["files"] == ["clip.mp4"] and seen["bytes"] == video.read_bytes()
+        # A file that vanished before upload is an error event, and the worker carries on.
+        worker.send("submit_file", path=str(tmp_path / "gone.mp4"), field="video", spec={"job_type": "video"})
+        err = None
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and err is None:
+            try:
+                ev = worker.events.get(timeout=0.1)
+            except Exception:
+                continue
+            if ev["type"] == "error":
+                err = ev
+        assert err is not None and "gone.mp4" in err["message"]
+        assert worker.alive
+    finally:
+        worker.stop()
+
+
 def test_dead_backend_reports_unreachable_and_stops_fast():
     worker = client_mod.BackendWorker(f"tcp://127.0.0.1:{free_port()}", b"k" * 16, protocol,
                                       timeout_s=0.3).start()

@@ -28,6 +28,20 @@ res["wheel_installed"] = any(p.name == "zmq" for p in __import__("pathlib").Path
     res["user_resources"]).rglob("zmq"))
 res["installed_under_user_resources"] = pkg.__file__.startswith(res["user_resources"] or "\0")
 
+
+
+def op_error(call):
+    """An operator that reports an ERROR raises RuntimeError under bpy.ops: its message."""
+    try:
+        return f"returned {sorted(call())}"
+    except RuntimeError as exc:
+        return str(exc)
+
+
+res["empty_prompt"] = op_error(lambda: bpy.ops.gen4d.submit_prompt())
+res["missing_video"] = op_error(lambda: bpy.ops.gen4d.submit_video(filepath="/nonexistent/clip.mp4"))
+res["wrong_image_type"] = op_error(lambda: bpy.ops.gen4d.submit_image(filepath=zip_path))
+
 state = sys.modules[module + ".state"]
 client = sys.modules[module + ".client"]
 res["loopback"] = [client.is_loopback(a) for a in
