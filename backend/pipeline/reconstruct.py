@@ -52,6 +52,9 @@ class ReconstructConfig:
     # per step, so in-between (unseen) times are held rigid too, not only the batch's.
     rigidity_random_times: int = 2
     max_scale_ratio: float = 0.0  # STAG4D scale-ratio cap (7.5); 0 = off
+    # STAG4D SDS on novel cameras (needs the sds_guidance model); 0 = off.
+    sds_weight: float = 0.0
+    sds_every: int = 1  # SDS on every k-th step
     hexplane_coarse_fraction: float = 0.3  # static (coarse) phase before deformation
     # 4DGaussians uses 1.6e-3 / 1.6e-4 over 14k steps; these runs are ~10x shorter.
     lr_hexplane_planes: float = 1e-2
@@ -365,7 +368,7 @@ def preview_png(model: TrajectoryGaussians4D, footage: Footage, index: int = 0) 
 
 
 def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, device: str = "cpu",
-                stage: str = "reconstruct") -> tuple[TrajectoryGaussians4D | HexPlaneGaussians4D, dict]:
+                stage: str = "reconstruct", guidance=None) -> tuple[TrajectoryGaussians4D | HexPlaneGaussians4D, dict]:
     """Fit 4D Gaussians: trajectories (static when ``cfg.motion == "static"``) or a HexPlane
     deformation field with a static coarse phase (``cfg.representation``).
 
@@ -379,15 +382,22 @@ def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, devic
         ctx: progress/preview/cancel channel; progress is reported every step (rate-limited
             by the context) with the current loss, previews every ``cfg.preview_every_s``.
         device: ``"cpu"`` or ``"cuda"``.
+        guidance: the SDS guidance model (:class:`Zero123Guidance`), required when
+            ``cfg.sds_weight > 0`` (:class:`backend.optim.sds_term.SDSTerm`).
 
     Returns:
         ``(model, stats)``; stats holds ``iterations``, ``seconds``, ``it_per_s``,
-        ``n_gaussians``, ``final_loss`` and ``loss_curve`` (list of [step, loss]).
+        ``n_gaussians``, ``final_loss``, ``loss_curve`` (list of [step, loss]) and
+        ``sds_steps``.
 
     Raises:
         JobCancelled: when cancelled between steps.
-        JobError: ``out_of_memory`` when the device runs out of memory.
+        JobError: ``out_of_memory`` when the device runs out of memory; ``invalid_option``
+            for ``sds_weight > 0`` without a guidance model.
     """
+    if cfg.sds_weight > 0 and guidance is None:
+        raise JobError("invalid_option", "sds_weight > 0 needs the sds_guidance model (python -m backend models "
+                                         "list)")
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     ctx.progress(stage, 0, cfg.iterations, message="initializing Gaussians")
@@ -405,6 +415,12 @@ def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, devic
     if densifier is not None:
         densifier.check(model.params, optimizers)
     rigidity = LocalRigidity() if cfg.rigidity_weight > 0 and not getattr(model, "is_static", False) else None
+    sds_term = None
+    if cfg.sds_weight > 0:
+        from backend.optim.sds_term import SDSTerm
+
+        centre, _ = scene_bounds(footage)
+        sds_term = SDSTerm(footage, guidance.to(device), centre, cfg.iterations, seed=cfg.seed)
     full_conf = low_conf = None
     if cfg.confidence_weighting:
         ctx.progress(stage, 0, cfg.iterations, message="confidence maps (optical flow)")
@@ -453,6 +469,8 @@ def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, devic
                 loss = loss + cfg.rigidity_weight * rigidity(model.params["means"], means_t)
             if hexplane and model.use_deformation:
                 loss = loss + model.regularization_loss()
+            if sds_term is not None and step % max(cfg.sds_every, 1) == 0:
+                loss = loss + cfg.sds_weight * sds_term.loss(model, step, device)
             if densifier is not None:
                 densifier.pre_backward(model.params, optimizers, step, info)
             loss.backward()
@@ -484,5 +502,6 @@ def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, devic
             ctx.preview(preview_png(model, footage))
     seconds = time.monotonic() - start
     stats = {"iterations": cfg.iterations, "seconds": seconds, "it_per_s": cfg.iterations / max(seconds, 1e-9),
-             "n_gaussians": model.num_gaussians, "final_loss": ema, "loss_curve": curve}
+             "n_gaussians": model.num_gaussians, "final_loss": ema, "loss_curve": curve,
+             "sds_steps": 0 if sds_term is None else sds_term.calls}
     return model, stats

@@ -134,13 +134,22 @@ def run_job(spec: dict, input_dir: Path, out_dir: Path, ctx: JobContext) -> dict
     if job_type not in JOB_TYPES:
         raise JobError("unknown_job_type", f"unknown job type {job_type!r}; this backend runs {list(JOB_TYPES)}")
     cfg = ReconstructConfig.from_options(spec.get("preset", "cpu"), spec.get("options"))
+    guidance = None
+    if cfg.sds_weight > 0:
+        from backend.models import registry
+
+        registry.require(JOB_MODEL_ROLES.get(job_type, []) + ["sds_guidance"], spec.get("models"))
     if job_type in JOB_MODEL_ROLES:
         input_dir = generate_footage(spec, Path(input_dir), Path(out_dir) / "generated_footage", ctx)
+    if cfg.sds_weight > 0:
+        from backend.models import registry
+
+        guidance = registry.load("sds_guidance", spec.get("models"))
     ctx.progress("ingest", 0, 1, message="reading footage")
     footage = load_footage(Path(input_dir), "train", max_size=cfg.max_image_size)
     ctx.progress("ingest", 1, 1, message=f"{len(footage)} images, {footage.width}x{footage.height}")
     ctx.check_cancelled()
-    model, stats = reconstruct(footage, cfg, ctx, device=pick_device(spec.get("preset", "cpu")))
+    model, stats = reconstruct(footage, cfg, ctx, device=pick_device(spec.get("preset", "cpu")), guidance=guidance)
     frame_count = int(spec.get("frame_count") or len(footage.unique_times()))
     fps = float(spec.get("fps", 24.0))
     return export_result(model, Path(out_dir), frame_count, fps, spec, ctx, stats)

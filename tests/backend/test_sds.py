@@ -102,3 +102,27 @@ def test_sds_gradient_reaches_the_gaussians(guidance):
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
     # The guidance networks stay frozen.
     assert all(q.grad is None for q in guidance.unet.parameters())
+
+
+def test_sds_term_in_reconstruction(guidance, tmp_path):
+    """SDS as an optional loss term of a fit: it runs on every k-th step on novel cameras,
+    changes the fitted Gaussians, and is refused without a guidance model."""
+    from backend.errors import JobError
+    from backend.pipeline.context import JobContext
+    from backend.pipeline.ingest import load_footage
+    from backend.pipeline.reconstruct import ReconstructConfig, reconstruct
+    from tests.helpers.footage import make_tiny_footage
+
+    footage = load_footage(make_tiny_footage(tmp_path / "f", n_cams=4, n_times=3, size=32), "train")
+    results = {}
+    for weight in (0.0, 1.0):
+        cfg = ReconstructConfig.from_options("tiny", {"sds_weight": weight, "sds_every": 2, "iterations": 10})
+        model, stats = reconstruct(footage, cfg, JobContext(), guidance=guidance)
+        results[weight] = (model, stats)
+    assert results[0.0][1]["sds_steps"] == 0 and results[1.0][1]["sds_steps"] == 5
+    m0, m1 = results[0.0][0], results[1.0][0]
+    assert m0.num_gaussians == m1.num_gaussians
+    assert not torch.allclose(m0.params["sh0"], m1.params["sh0"])  # SDS moved the colours
+    assert all(torch.isfinite(p).all() for p in m1.params.values())
+    with pytest.raises(JobError, match="sds_guidance"):
+        reconstruct(footage, ReconstructConfig.from_options("tiny", {"sds_weight": 1.0}), JobContext())

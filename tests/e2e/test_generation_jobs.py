@@ -29,12 +29,14 @@ def video(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory):
-    from tests.helpers.tiny_models import save_tiny_image_to_video, save_tiny_text_to_image, save_tiny_zero123plus
+    from tests.helpers.tiny_models import (save_tiny_image_to_video, save_tiny_text_to_image,
+                                           save_tiny_zero123_guidance, save_tiny_zero123plus)
 
     models = tmp_path_factory.mktemp("models")
     save_tiny_zero123plus(models / "multiview")
     save_tiny_image_to_video(models / "image_to_video")
     save_tiny_text_to_image(models / "text_to_image")
+    save_tiny_zero123_guidance(models / "sds_guidance")
     proc = BackendProcess(tmp_path_factory.mktemp("data"), extra_env={"GEN4D_MODELS_DIR": str(models)})
     yield proc
     assert proc.stop() == 0, proc.log_text()
@@ -56,13 +58,16 @@ def _run(backend, spec, files, tmp_path, stages):
     footage = json.loads((out / "generated_footage" / "transforms_train.json").read_text())
     assert len(footage["frames"]) == 4 * 7  # 4 frames x (input + 6 generated views)
     assert len(list((out / "generated_footage" / "train").glob("*.png"))) == 4 * 7
-    return events, footage
+    return events, footage, manifest
 
 
 def test_video_job(backend, video, tmp_path):
-    events, footage = _run(backend, {"job_type": "video", "video": video.name, "preset": "tiny"},
+    # With the optional SDS term on novel cameras (every 5th step), as a job option.
+    spec = {"job_type": "video", "video": video.name, "preset": "tiny", "options": {"sds_weight": 0.5, "sds_every": 5}}
+    events, footage, manifest = _run(backend, spec,
                            {video.name: video.read_bytes()}, tmp_path, ("video_ingest", "multiview", "reconstruct"))
     assert footage["gen4d"]["mask_source"] == "opencv_background"
+    assert manifest["stats"]["sds_steps"] == manifest["stats"]["iterations"] // 5
     # Every denoising step of every frame is reported (tiny: 2 steps x 4 frames).
     steps = {e["step"] for e in events if e["type"] == "progress" and e["stage"] == "multiview"}
     assert {0, 8} <= steps
