@@ -20,6 +20,11 @@ appends those tokens to its K/V input).
 The cache holds one tensor per (layer, step), stored on ``cache_device`` in
 ``cache_dtype`` (CPU fp16 by default) so that it does not compete with the UNet for GPU
 memory; :attr:`TemporalAnchor.cache_bytes` reports its size and :meth:`clear` frees it.
+It is bounded by ``max_cache_bytes``: recording stops at the first step that would pass
+the budget, and later frames are anchored on the recorded (early, structure-setting)
+steps only; :attr:`TemporalAnchor.anchored_steps` says how many. For Zero123++ v1.2
+(960 × 640, CFG) one step is about 108 MB in fp16, so the 2 GiB default anchors the
+first ~19 of 75 steps.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class TemporalAnchor:
         cache_device: where cached tensors live (``"cpu"`` by default).
         cache_dtype: their dtype (``torch.float16`` by default).
         cache: ``{(layer name, step): Tensor [B, L, C]}``.
+        max_cache_bytes: the cache's budget (bytes).
 
     Raises:
         ValueError: (at construction or :meth:`set_mode`) weight outside [0, 1] or an
@@ -58,8 +64,11 @@ class TemporalAnchor:
     cache_device: str | torch.device = "cpu"
     cache_dtype: torch.dtype = torch.float16
     cache: dict = field(default_factory=dict)
+    max_cache_bytes: int = 2 * 1024 ** 3
 
     def __post_init__(self):
+        self._bytes = 0
+        self._full_from_step: int | None = None
         if not 0.0 <= self.weight <= 1.0:
             raise ValueError(f"anchor weight must be in [0, 1], got {self.weight}")
         self.set_mode(self.mode)
@@ -75,11 +84,18 @@ class TemporalAnchor:
     @property
     def cache_bytes(self) -> int:
         """Bytes held by the cache."""
-        return sum(t.numel() * t.element_size() for t in self.cache.values())
+        return self._bytes
+
+    @property
+    def anchored_steps(self) -> int | None:
+        """Steps recorded in full before the budget ran out (None: no cut)."""
+        return self._full_from_step
 
     def clear(self) -> None:
         """Free every cached tensor."""
         self.cache.clear()
+        self._bytes = 0
+        self._full_from_step = None
 
     def kv_input(self, layer: str, current: Tensor) -> Tensor:
         """The multi-view tokens that feed K/V at ``layer`` for the current step.
@@ -96,10 +112,23 @@ class TemporalAnchor:
                 shape that differs from the anchor's (another resolution or batch).
         """
         if self.mode == "record":
+            if self._full_from_step is not None and self.step >= self._full_from_step:
+                return current
+            size = current.numel() * torch.finfo(self.cache_dtype).bits // 8
+            if self._bytes + size > self.max_cache_bytes:
+                # Drop this step's partial entries: a step is anchored in full or not at all.
+                for key in [k for k in self.cache if k[1] == self.step]:
+                    self._bytes -= self.cache[key].numel() * self.cache[key].element_size()
+                    del self.cache[key]
+                self._full_from_step = self.step
+                return current
             self.cache[(layer, self.step)] = current.detach().to(self.cache_device, self.cache_dtype)
+            self._bytes += size
             return current
         if self.mode == "off" or self.weight == 0.0:
             return current
+        if self._full_from_step is not None and self.step >= self._full_from_step:
+            return current  # past the budget: unanchored (reported by anchored_steps)
         anchor = self.cache.get((layer, self.step))
         if anchor is None:
             raise RuntimeError(f"no temporal anchor cached for layer {layer!r} at step {self.step}: run frame 0 "

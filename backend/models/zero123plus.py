@@ -254,8 +254,9 @@ def generate_anchored_views(pipe: Zero123PlusPipeline, frames: list, num_inferen
 
     Returns:
         ``(outputs, stats)``: one :class:`MultiViewOutput` per frame; stats holds
-        ``anchor_cache_bytes`` (its size after frame 0), ``anchor_cache_entries`` and
-        ``anchor_layers``.
+        ``anchor_cache_bytes`` (its size after frame 0), ``anchor_cache_entries``,
+        ``anchor_layers`` and ``anchored_steps`` (fewer than the steps when the cache's
+        budget cut recording short).
 
     Raises:
         ValueError: no frames, or bad sizes (see :meth:`Zero123PlusPipeline.__call__`).
@@ -280,7 +281,8 @@ def generate_anchored_views(pipe: Zero123PlusPipeline, frames: list, num_inferen
             if k == 0:
                 stats = {"anchor_cache_bytes": pipe.anchor.cache_bytes,
                          "anchor_cache_entries": len(pipe.anchor.cache),
-                         "anchor_layers": len(pipe.self_attention_layers)}
+                         "anchor_layers": len(pipe.self_attention_layers),
+                         "anchored_steps": pipe.anchor.anchored_steps or num_inference_steps}
             outputs.append(out)
     finally:
         pipe.anchor.clear()

@@ -115,3 +115,26 @@ def test_apply_without_anchor_and_bad_weights_are_clear_errors(pipe):
         _run(pipe, fk, "apply", 1.5)
     with pytest.raises(ValueError, match="anchor mode"):
         _run(pipe, fk, "sideways")
+
+
+def test_cache_budget_bounds_memory_and_anchors_early_steps_only(pipe):
+    f0, fk = _frames()
+    _run(pipe, f0, "record")
+    per_step = pipe.anchor.cache_bytes // STEPS
+    assert pipe.anchor.anchored_steps is None and pipe.anchor.cache_bytes == per_step * STEPS
+    unanchored, _ = generate_anchored_views(pipe, [f0, fk], num_inference_steps=STEPS, guidance_scale=3.0,
+                                            anchor_weight=0.0, height=H, width=W)
+    old = pipe.anchor.max_cache_bytes
+    pipe.anchor.max_cache_bytes = int(1.5 * per_step)
+    try:
+        outputs, stats = generate_anchored_views(pipe, [f0, fk], num_inference_steps=STEPS, guidance_scale=3.0,
+                                                 height=H, width=W)
+        assert stats["anchored_steps"] == 1 and stats["anchor_cache_bytes"] == per_step
+        assert stats["anchor_cache_entries"] == stats["anchor_layers"]
+        # Same noise and seed: anchoring only the first step still changes frame k (and not
+        # frame 0); nothing is left cached afterwards.
+        assert torch.equal(outputs[0].grid, unanchored[0].grid)
+        assert (outputs[1].grid - unanchored[1].grid).abs().max() > 1e-5
+        assert pipe.anchor.cache_bytes == 0 and pipe.anchor.anchored_steps is None
+    finally:
+        pipe.anchor.max_cache_bytes = old
