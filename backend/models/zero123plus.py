@@ -110,12 +110,13 @@ class Zero123PlusPipeline(DiffusionPipeline):
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     @torch.no_grad()
-    def encode_condition(self, image) -> tuple[Tensor, Tensor]:
+    def encode_condition(self, image, empty_prompt: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Global and local conditioning of one image.
 
         Args:
             image: PIL image or ``[H, W, 3]`` uint8 array, RGB on the background the model
                 expects (white / grey for Zero123++).
+            empty_prompt: :meth:`empty_prompt_embeds`, when the caller already has it.
 
         Returns:
             ``(prompt_embeds [1, 77, D], cond_latent [1, 4, h, w])``.
@@ -123,9 +124,7 @@ class Zero123PlusPipeline(DiffusionPipeline):
         device, dtype = self.unet.device, self.unet.dtype
         clip_in = self.feature_extractor_clip(images=image, return_tensors="pt").pixel_values
         global_embeds = self.vision_encoder(clip_in.to(device, self.vision_encoder.dtype)).image_embeds
-        tokens = self.tokenizer("", padding="max_length", max_length=self.tokenizer.model_max_length,
-                                truncation=True, return_tensors="pt").input_ids.to(device)
-        text = self.text_encoder(tokens)[0]
+        text = self.empty_prompt_embeds() if empty_prompt is None else empty_prompt
         ramp = self.config.ramping_coefficients
         ramp = torch.ones(text.shape[1]) if ramp is None else torch.tensor(ramp, dtype=torch.float32)
         prompt = text + global_embeds[:, None, :].to(text.dtype) * ramp.to(device, text.dtype)[None, :, None]
@@ -133,6 +132,7 @@ class Zero123PlusPipeline(DiffusionPipeline):
         cond = self.vae.encode(vae_in.to(device, self.vae.dtype)).latent_dist.mode()
         return prompt.to(dtype), cond.to(dtype)
 
+    @torch.no_grad()
     def empty_prompt_embeds(self) -> Tensor:
         """``[1, 77, D]`` the text encoder's embedding of the empty prompt (CFG's
         unconditional context)."""
@@ -178,10 +178,11 @@ class Zero123PlusPipeline(DiffusionPipeline):
             if not 0.0 <= anchor_weight <= 1.0:
                 raise ValueError(f"anchor weight must be in [0, 1], got {anchor_weight}")
             self.anchor.weight = float(anchor_weight)
-        prompt, cond = self.encode_condition(image)
+        empty = self.empty_prompt_embeds()
+        prompt, cond = self.encode_condition(image, empty)
         cfg = guidance_scale > 1.0
         if cfg:
-            prompt = torch.cat([self.empty_prompt_embeds(), prompt])
+            prompt = torch.cat([empty, prompt])
             cond = torch.cat([torch.zeros_like(cond), cond])
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         noise_sched = DDPMScheduler.from_config(self.scheduler.config)

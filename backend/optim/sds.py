@@ -62,7 +62,8 @@ def sds_weight(alphas_cumprod: Tensor, t: int) -> float:
     return float(1.0 - alphas_cumprod[t])
 
 
-def _wrap_deg(a: float) -> float:
+def wrap_deg(a):
+    """An angle (float or tensor, degrees) wrapped to [−180°, 180°)."""
     return (a + 180.0) % 360.0 - 180.0
 
 
@@ -74,7 +75,7 @@ class Conditioning:
         view: −1 for the input frame, else the index i of the generated view (azimuth
             ``30° + 60°·i`` relative to the input).
         delta_elevation_deg, delta_azimuth_deg: the sampled camera's pose relative to the
-            conditioning view (azimuth wrapped to (−180°, 180°]).
+            conditioning view (azimuth wrapped to [−180°, 180°)).
     """
 
     view: int
@@ -96,13 +97,13 @@ def nearest_view(azimuth_deg: float, elevation_deg: float, view_elevations_deg, 
     Returns:
         :class:`Conditioning`.
     """
-    rel = _wrap_deg(azimuth_deg)
+    rel = wrap_deg(azimuth_deg)
     coin = (rng or random).random()
     if abs(rel) <= INPUT_VIEW_HALF_ANGLE_DEG or coin < INPUT_VIEW_PROBABILITY:
         return Conditioning(-1, elevation_deg - input_elevation_deg, rel)
     i = int(math.floor((azimuth_deg % 360.0) / GENERATED_VIEW_STEP_DEG))
     view_az = 30.0 + GENERATED_VIEW_STEP_DEG * i
-    return Conditioning(i, elevation_deg - float(view_elevations_deg[i]), _wrap_deg(azimuth_deg - view_az))
+    return Conditioning(i, elevation_deg - float(view_elevations_deg[i]), wrap_deg(azimuth_deg - view_az))
 
 
 def sds_loss(latents: Tensor, eps_fn, t: int, alphas_cumprod: Tensor, guidance_scale: float = SDS_CFG_SCALE,

@@ -68,14 +68,14 @@ class SDSTerm:
     def _conditioning(self, ti: int, azimuth: float, elevation: float) -> tuple[int, Tensor]:
         frames = torch.nonzero(self.time_index == ti).flatten()
         az = self.azimuth[frames]
-        ref = int(frames[torch.argmin(((az + 180) % 360 - 180).abs())])
-        rel = float((azimuth - self.azimuth[ref] + 180) % 360 - 180)
+        ref = int(frames[torch.argmin(sds.wrap_deg(az).abs())])
+        rel = float(sds.wrap_deg(azimuth - self.azimuth[ref]))
         if abs(rel) <= sds.INPUT_VIEW_HALF_ANGLE_DEG or self.rng.random() < sds.INPUT_VIEW_PROBABILITY:
             cond = ref
         else:
-            cond = int(frames[torch.argmin(((az - azimuth + 180) % 360 - 180).abs())])
+            cond = int(frames[torch.argmin(sds.wrap_deg(az - azimuth).abs())])
         d_el = torch.tensor([elevation - float(self.elevation[cond])])
-        d_az = torch.tensor([float((azimuth - self.azimuth[cond] + 180) % 360 - 180)])
+        d_az = torch.tensor([float(sds.wrap_deg(azimuth - self.azimuth[cond]))])
         return cond, pose_features(d_el, d_az, torch.zeros(1))
 
     def loss(self, model, step: int, device: str = "cpu") -> Tensor:

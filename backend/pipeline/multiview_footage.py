@@ -20,7 +20,7 @@ import imageio.v3 as iio
 import numpy as np
 
 from backend.pipeline.context import JobContext
-from backend.pipeline.video_ingest import BACKGROUND_THRESHOLD, VideoFrames
+from backend.pipeline.video_ingest import BACKGROUND_THRESHOLD, VideoFrames, plain_background_distance
 
 #: the stage name in progress events.
 STAGE = "multiview"
@@ -62,9 +62,7 @@ def view_alpha(view: np.ndarray, threshold: float = BACKGROUND_THRESHOLD) -> tup
     90%, e.g. the noise of an untrained model); the mask is then all ones, so the view
     still constrains colour, and the caller reports it.
     """
-    border = np.concatenate([view[0], view[-1], view[:, 0], view[:, -1]])
-    background = np.median(border, axis=0)
-    mask = (np.linalg.norm(view - background, axis=-1) > threshold).astype(np.float32)
+    mask = (plain_background_distance(view[None])[0] > threshold).astype(np.float32)
     coverage = float(mask.mean())
     if coverage < 0.005 or coverage > 0.9:
         return np.ones(view.shape[:2], np.float32), False

@@ -134,16 +134,14 @@ def run_job(spec: dict, input_dir: Path, out_dir: Path, ctx: JobContext) -> dict
     if job_type not in JOB_TYPES:
         raise JobError("unknown_job_type", f"unknown job type {job_type!r}; this backend runs {list(JOB_TYPES)}")
     cfg = ReconstructConfig.from_options(spec.get("preset", "cpu"), spec.get("options"))
-    guidance = None
-    if cfg.sds_weight > 0:
-        from backend.models import registry
+    from backend.models import registry
 
+    guidance = None
+    if cfg.sds_weight > 0:  # every model the job needs is checked before any work starts
         registry.require(JOB_MODEL_ROLES.get(job_type, []) + ["sds_guidance"], spec.get("models"))
     if job_type in JOB_MODEL_ROLES:
         input_dir = generate_footage(spec, Path(input_dir), Path(out_dir) / "generated_footage", ctx)
     if cfg.sds_weight > 0:
-        from backend.models import registry
-
         guidance = registry.load("sds_guidance", spec.get("models"))
     ctx.progress("ingest", 0, 1, message="reading footage")
     footage = load_footage(Path(input_dir), "train", max_size=cfg.max_image_size)

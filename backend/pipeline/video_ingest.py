@@ -97,6 +97,22 @@ def decode_video(path, fps: float | None = None, max_frames: int = 32) -> tuple[
     return np.stack([frames[i] for i in idx]), stamps[idx], has_alpha
 
 
+def plain_background_distance(rgb: np.ndarray) -> np.ndarray:
+    """Colour distance of every pixel from a plain background, whose colour is the median
+    of the frames' borders (all frames together).
+
+    Args:
+        rgb: ``[T, H, W, 3]`` float in [0, 1].
+
+    Returns:
+        ``[T, H, W]`` float32 Euclidean RGB distance.
+    """
+    border = np.concatenate([rgb[:, 0].reshape(-1, 3), rgb[:, -1].reshape(-1, 3), rgb[:, :, 0].reshape(-1, 3),
+                             rgb[:, :, -1].reshape(-1, 3)])
+    background = np.median(border, axis=0).astype(np.float32)
+    return np.linalg.norm(rgb.astype(np.float32) - background, axis=-1)
+
+
 def background_masks(rgb: np.ndarray, threshold: float = BACKGROUND_THRESHOLD) -> np.ndarray:
     """Foreground masks of frames over a static plain background (OpenCV, no weights).
 
@@ -114,10 +130,7 @@ def background_masks(rgb: np.ndarray, threshold: float = BACKGROUND_THRESHOLD) -
     import cv2
 
     T, H, W, _ = rgb.shape
-    border = np.concatenate([rgb[:, 0].reshape(-1, 3), rgb[:, -1].reshape(-1, 3), rgb[:, :, 0].reshape(-1, 3),
-                             rgb[:, :, -1].reshape(-1, 3)])
-    background = np.median(border, axis=0).astype(np.float32) / 255.0
-    dist = np.linalg.norm(rgb.astype(np.float32) / 255.0 - background, axis=-1)
+    dist = plain_background_distance(rgb.astype(np.float32) / 255.0)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
     masks = np.zeros((T, H, W), np.float32)
     for t in range(T):
