@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from backend.gaussians.ply import SH_C0
-from backend.render.torch_rasterizer import rasterize_torch
+from backend.render.numba_rasterizer import rasterize_numba
 
 
 def sh0_to_rgb(sh0: Tensor) -> Tensor:
@@ -77,5 +77,5 @@ def rasterize(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, c
         return out_c[:, 0], out_a[:, 0], info
     if means.device.type != "cpu":
         raise ValueError(f"unsupported device {means.device}")
-    return rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+    return rasterize_numba(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
                            backgrounds=backgrounds, eps2d=eps2d, near_plane=near_plane, far_plane=far_plane)

@@ -1,4 +1,6 @@
-"""Pure-PyTorch 3DGS rasterizer with gsplat 1.5.3 semantics, for CPU tensors.
+"""Pure-PyTorch 3DGS rasterizer with gsplat 1.5.3 semantics, for CPU tensors: the reference
+the compiled :mod:`backend.render.numba_rasterizer` (the CPU default) is tested against,
+and the home of the shared projection.
 
 Same conventions as ``gsplat.rasterization`` (EWA projection, ``eps2d = 0.3`` blur,
 opacity-aware 3.33σ boxes, pixel centres at +0.5, ``α = min(0.999, o·exp(−σ))``,
@@ -110,6 +112,28 @@ def project_gaussians(means: Tensor, quats: Tensor, scales: Tensor, opacities: T
     return means2d, conics, tz, radii
 
 
+def pixel_boxes(means2d: Tensor, radii: Tensor, width: int, height: int):
+    """Inclusive pixel box of each Gaussian's opacity-aware extent, clipped to the image.
+
+    Pixel centres are at +0.5: pixel ``i`` is covered when ``|i + 0.5 − m| <= r``.
+
+    Args:
+        means2d: ``[..., 2]`` projected centres (pixels).
+        radii: ``[..., 2]`` int box half-sizes from :func:`project_gaussians`.
+
+    Returns:
+        ``(x0, x1, y0, y1)`` int64 ``[...]``; the box is empty when ``x0 > x1`` or
+        ``y0 > y1``. Culled Gaussians (radii 0) are not masked here.
+    """
+    m = means2d.detach()
+    r = radii.to(torch.float32)
+    x0 = torch.clamp(torch.ceil(m[..., 0] - r[..., 0] - 0.5), min=0).to(torch.int64)
+    x1 = torch.clamp(torch.floor(m[..., 0] + r[..., 0] - 0.5), max=width - 1).to(torch.int64)
+    y0 = torch.clamp(torch.ceil(m[..., 1] - r[..., 1] - 0.5), min=0).to(torch.int64)
+    y1 = torch.clamp(torch.floor(m[..., 1] + r[..., 1] - 0.5), max=height - 1).to(torch.int64)
+    return x0, x1, y0, y1
+
+
 def _pixel_pairs(means2d: Tensor, radii: Tensor, width: int, height: int):
     """Enumerate (image, gaussian, pixel) triples covered by each visible Gaussian's box.
 
@@ -118,13 +142,8 @@ def _pixel_pairs(means2d: Tensor, radii: Tensor, width: int, height: int):
     B, N = radii.shape[:2]
     vis = torch.nonzero((radii[..., 0] > 0).reshape(-1), as_tuple=True)[0]
     vis_b, vis_g = torch.div(vis, N, rounding_mode="floor"), vis % N
-    m = means2d.detach().reshape(-1, 2).index_select(0, vis)
-    r = radii.reshape(-1, 2).index_select(0, vis).to(torch.float32)
-    # Pixel centres at +0.5: pixel i is covered when |i + 0.5 - m| <= r.
-    x0 = torch.clamp(torch.ceil(m[:, 0] - r[:, 0] - 0.5), min=0).to(torch.int64)
-    x1 = torch.clamp(torch.floor(m[:, 0] + r[:, 0] - 0.5), max=width - 1).to(torch.int64)
-    y0 = torch.clamp(torch.ceil(m[:, 1] - r[:, 1] - 0.5), min=0).to(torch.int64)
-    y1 = torch.clamp(torch.floor(m[:, 1] + r[:, 1] - 0.5), max=height - 1).to(torch.int64)
+    x0, x1, y0, y1 = pixel_boxes(means2d.detach().reshape(-1, 2).index_select(0, vis),
+                                 radii.reshape(-1, 2).index_select(0, vis), width, height)
     w = (x1 - x0 + 1).clamp_min(0)
     h = (y1 - y0 + 1).clamp_min(0)
     counts = w * h

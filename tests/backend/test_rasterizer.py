@@ -1,4 +1,4 @@
-"""The CPU rasterizer against a slow, obviously-correct per-pixel reference (gsplat 1.5.3
+"""Both CPU rasterizers (pure PyTorch, and the compiled Numba compositor) against a slow, obviously-correct per-pixel reference (gsplat 1.5.3
 semantics, DESIGN.md "Rendering"), plus its gradients, culling, batching and ``info``."""
 
 import math
@@ -10,7 +10,20 @@ import torch
 from backend.cameras import c2w_blender_to_viewmat, look_at_c2w
 from backend.gaussians.ply import SH_C0
 from backend.render.rasterize import rasterize, rgb_to_sh0, sh0_to_rgb
+from backend.render.numba_rasterizer import rasterize_numba
 from backend.render.torch_rasterizer import project_gaussians, rasterize_torch
+
+IMPLEMENTATIONS = {"torch": rasterize_torch, "numba": rasterize_numba}
+
+
+@pytest.fixture(autouse=True, params=sorted(IMPLEMENTATIONS))
+def implementation(request, monkeypatch):
+    """Every test below runs once per CPU rasterizer (``render_impl`` is swapped)."""
+    monkeypatch.setitem(globals(), "render_impl", IMPLEMENTATIONS[request.param])
+    return request.param
+
+
+render_impl = rasterize_torch
 
 W, H = 16, 12
 FOCAL = 20.0
@@ -138,7 +151,7 @@ def batched(means, quats, scales, opacities, colors, B):
 def render_scene(scene, bg=None):
     means, quats, scales, opacities, colors, viewmats, Ks = scene
     B = viewmats.shape[0]
-    return rasterize_torch(*batched(means, quats, scales, opacities, colors, B), viewmats, Ks, W, H,
+    return render_impl(*batched(means, quats, scales, opacities, colors, B), viewmats, Ks, W, H,
                            backgrounds=bg)
 
 
@@ -201,7 +214,7 @@ def _stack(opacities, colors):
     K = K_matrix()[None]
     K[0, 0, 2] += 0.5  # the means project exactly onto the centre of pixel (W/2, H/2)
     K[0, 1, 2] += 0.5
-    return rasterize_torch(means[None], quats[None], scales[None], op[None], col[None], vm, K, W, H,
+    return render_impl(means[None], quats[None], scales[None], op[None], col[None], vm, K, W, H,
                            backgrounds=torch.tensor([[0.0, 0.0, 1.0]]))
 
 
@@ -251,7 +264,7 @@ def test_alpha_is_one_minus_final_transmittance_and_background_composites():
 
 def test_background_only_when_nothing_visible():
     means = torch.tensor([[[0.0, 50.0, 30.0]]])  # far off to the side
-    out_c, out_a, info = rasterize_torch(
+    out_c, out_a, info = render_impl(
         means, torch.tensor([[[1.0, 0, 0, 0]]]), torch.full((1, 1, 3), 0.1), torch.tensor([[0.9]]),
         torch.tensor([[[1.0, 0.0, 0.0]]]), camera((0.0, -3.0, 0.0))[None], K_matrix()[None], W, H,
         backgrounds=torch.tensor([[0.25, 0.5, 0.75]]))
@@ -268,13 +281,13 @@ def test_gaussian_behind_camera_is_not_drawn():
     scales = torch.full((1, 2, 3), 0.5)
     op = torch.tensor([[0.9, 0.9]])
     col = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
-    c, a, info = rasterize_torch(means[:, :1], quats[:, :1], scales[:, :1], op[:, :1], col[:, :1], vm,
+    c, a, info = render_impl(means[:, :1], quats[:, :1], scales[:, :1], op[:, :1], col[:, :1], vm,
                                  K_matrix()[None], W, H)
     assert torch.equal(a, torch.zeros_like(a)) and torch.equal(c, torch.zeros_like(c))
     assert torch.equal(info["radii"][0, 0], torch.zeros(2, dtype=info["radii"].dtype))
     # With a visible Gaussian in front, the one behind changes nothing.
-    c2, a2, info2 = rasterize_torch(means, quats, scales, op, col, vm, K_matrix()[None], W, H)
-    c3, a3, _ = rasterize_torch(means[:, 1:], quats[:, 1:], scales[:, 1:], op[:, 1:], col[:, 1:], vm,
+    c2, a2, info2 = render_impl(means, quats, scales, op, col, vm, K_matrix()[None], W, H)
+    c3, a3, _ = render_impl(means[:, 1:], quats[:, 1:], scales[:, 1:], op[:, 1:], col[:, 1:], vm,
                                 K_matrix()[None], W, H)
     torch.testing.assert_close(c2, c3)
     assert c2[0, ..., 0].abs().max() == 0  # no red anywhere
@@ -288,9 +301,9 @@ def test_batch_equals_rendering_each_alone():
     means_b = torch.stack([means, means + torch.tensor([0.05, -0.02, 0.03])])
     bg = torch.tensor([[0.1, 0.2, 0.3], [0.9, 0.8, 0.7]])
     q, s, o, c = (x.expand(2, *x.shape) for x in (quats, scales, opacities, colors))
-    cb, ab, info = rasterize_torch(means_b, q, s, o, c, viewmats, Ks, W, H, backgrounds=bg)
+    cb, ab, info = render_impl(means_b, q, s, o, c, viewmats, Ks, W, H, backgrounds=bg)
     for b in range(2):
-        c1, a1, info1 = rasterize_torch(means_b[b:b + 1], q[:1], s[:1], o[:1], c[:1], viewmats[b:b + 1],
+        c1, a1, info1 = render_impl(means_b[b:b + 1], q[:1], s[:1], o[:1], c[:1], viewmats[b:b + 1],
                                         Ks[b:b + 1], W, H, backgrounds=bg[b:b + 1])
         torch.testing.assert_close(cb[b], c1[0], atol=1e-6, rtol=0)
         torch.testing.assert_close(ab[b], a1[0], atol=1e-6, rtol=0)
@@ -303,7 +316,7 @@ def test_info_shapes_and_means2d_gradient():
     means, quats, scales, opacities, colors, viewmats, Ks = scene
     m = means.clone().requires_grad_(True)
     B, N = 2, len(means)
-    out_c, out_a, info = rasterize_torch(m.expand(B, N, 3), *batched(means, quats, scales, opacities, colors, B)[1:],
+    out_c, out_a, info = render_impl(m.expand(B, N, 3), *batched(means, quats, scales, opacities, colors, B)[1:],
                                          viewmats, Ks, W, H)
     assert info["means2d"].shape == (B, N, 2)
     assert info["radii"].shape == (B, N, 2)
@@ -353,7 +366,7 @@ def _loss_fn(scene, weights, bg):
     wc, wa = weights
 
     def f(m, s, o, c):
-        out_c, out_a, _ = rasterize_torch(m.expand(B, *m.shape), quats.expand(B, *quats.shape),
+        out_c, out_a, _ = render_impl(m.expand(B, *m.shape), quats.expand(B, *quats.shape),
                                           s.expand(B, *s.shape), o.expand(B, *o.shape),
                                           c.expand(B, *c.shape), viewmats, Ks, W, H, backgrounds=bg)
         return (out_c * wc).sum() + (out_a * wa).sum()
@@ -402,17 +415,51 @@ def test_gradients_float32_match_float64():
         torch.testing.assert_close(g32, g64, atol=2e-4 * g64.abs().max().item(), rtol=1e-3)
 
 
-def test_dispatch_cpu_equals_torch_rasterizer_and_validates_batch():
+def test_dispatch_cpu_uses_the_compiled_rasterizer_and_validates_batch():
     scene = make_scene()
     means, quats, scales, opacities, colors, viewmats, Ks = scene
     args = (*batched(means, quats, scales, opacities, colors, 2), viewmats, Ks, W, H)
     c1, a1, _ = rasterize(*args)
-    c2, a2, _ = rasterize_torch(*args)
+    c2, a2, _ = rasterize_numba(*args)
     assert torch.equal(c1, c2) and torch.equal(a1, a2)
     with pytest.raises(ValueError):
         rasterize(*batched(means, quats, scales, opacities, colors, 2), viewmats[:1], Ks[:1], W, H)
     with pytest.raises(ValueError):
         rasterize(*batched(means, quats, scales, opacities, colors, 2), viewmats, Ks[:1], W, H)
+
+
+def test_numba_matches_torch_forward_and_gradients_on_a_dense_scene(implementation):
+    """A crowded 3-camera scene (400 Gaussians, many pixels cut at T = 1e-4, clamped
+    alphas, Gaussians behind the camera): the compiled compositor's images and every
+    gradient match the autograd-through-torch rasterizer."""
+    if implementation != "numba":
+        pytest.skip("one comparison is enough")
+    g = torch.Generator().manual_seed(5)
+    B, N, w, h = 3, 400, 41, 29
+    base = [0.5 * torch.randn(N, 3, generator=g), torch.randn(N, 4, generator=g),
+            0.02 + 0.15 * torch.rand(N, 3, generator=g), 0.05 + 0.95 * torch.rand(N, generator=g),
+            torch.rand(N, 3, generator=g)]
+    base[3][:40] = 1.0  # alpha clamped at 0.999
+    base[0][40:50] = torch.tensor([0.0, -4.0, 0.0])  # behind camera 0
+    viewmats = torch.stack([camera((0.0, -3.0, 0.0)), camera((2.2, 1.5, 1.2)), camera((-1.0, 2.5, -1.5))])
+    Ks = torch.stack([K_matrix(width=w, height=h), K_matrix(f=30.0, width=w, height=h),
+                      K_matrix(f=15.0, width=w, height=h)])
+    bg = torch.rand(B, 3, generator=g)
+    wc, wa = torch.rand(B, h, w, 3, generator=g), torch.rand(B, h, w, 1, generator=g)
+    results = []
+    for fn in (rasterize_torch, rasterize_numba):
+        leaves = [x.clone().requires_grad_(True) for x in base]
+        c, a, info = fn(*batched(*leaves, B), viewmats, Ks, w, h, backgrounds=bg)
+        info["means2d"].retain_grad()
+        ((c * wc).sum() + (a * wa).sum()).backward()
+        results.append((c.detach(), a.detach(), [x.grad for x in leaves], info["means2d"].grad))
+    (c0, a0, g0, m0), (c1, a1, g1, m1) = results
+    assert (a0 > 0.99).float().mean() > 0.05  # dense enough for the transmittance cut
+    torch.testing.assert_close(c1, c0, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(a1, a0, atol=1e-5, rtol=1e-4)
+    for x1, x0 in zip(g1 + [m1], g0 + [m0]):
+        assert x0.abs().max() > 0
+        torch.testing.assert_close(x1, x0, atol=1e-5 * x0.abs().max().item(), rtol=1e-3)
 
 
 def test_sh0_rgb_conversion():
