@@ -8,22 +8,72 @@ output ``[B, 1, N, 2]`` is flattened before the strategy sees it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from gsplat.strategy import DefaultStrategy
 
 
+def growth_budget_mask(grads: torch.Tensor, candidates: torch.Tensor, budget: int) -> torch.Tensor:
+    """Keep at most ``budget`` of the growth candidates: those with the largest gradients.
+
+    Each grown Gaussian (clone or split) adds exactly one, so a budget of
+    ``max_gaussians − N`` keeps N at or under the cap.
+
+    Args:
+        grads: ``[N]`` average 2D gradient norms.
+        candidates: ``[N]`` bool, what the strategy would grow.
+        budget: how many may grow (≤ 0: none).
+
+    Returns:
+        ``[N]`` bool, a subset of ``candidates``.
+    """
+    n_candidates = int(candidates.sum())
+    if n_candidates <= budget:
+        return candidates
+    keep = torch.zeros_like(candidates)
+    if budget > 0:
+        ranked = torch.where(candidates, grads, torch.full_like(grads, -torch.inf))
+        keep[torch.topk(ranked, budget, sorted=False).indices] = True
+    return keep & candidates
+
+
+@dataclass
+class CappedDefaultStrategy(DefaultStrategy):
+    """gsplat's ``DefaultStrategy`` whose growth never takes N above ``max_gaussians``.
+
+    When more Gaussians pass ``grow_grad2d`` than the budget ``max_gaussians − N``
+    allows, only the budget's worth with the largest gradients grow (pruning still runs
+    afterwards). ``max_gaussians = 0`` means no cap.
+    """
+
+    max_gaussians: int = 0
+
+    @torch.no_grad()
+    def _grow_gs(self, params, optimizers, state, step):
+        if self.max_gaussians <= 0:
+            return super()._grow_gs(params, optimizers, state, step)
+        grads = state["grad2d"] / state["count"].clamp_min(1)
+        allowed = growth_budget_mask(grads, grads > self.grow_grad2d, self.max_gaussians - len(params["means"]))
+        # gsplat grows where grads > grow_grad2d: zero the rest. The strategy zeroes every
+        # running gradient right after this refinement anyway.
+        state["grad2d"] = torch.where(allowed, state["grad2d"], torch.zeros_like(state["grad2d"]))
+        return super()._grow_gs(params, optimizers, state, step)
+
+
 def make_default_strategy(refine_start: int, refine_stop: int, refine_every: int = 100,
-                          grow_grad2d: float = 2e-4, prune_opa: float = 0.005) -> DefaultStrategy:
-    """gsplat's 3DGS densification with opacity resets disabled.
+                          grow_grad2d: float = 2e-4, prune_opa: float = 0.005,
+                          max_gaussians: int = 0) -> CappedDefaultStrategy:
+    """gsplat's 3DGS densification with opacity resets disabled and growth capped.
 
     gsplat 1.5.3's ``DefaultStrategy`` opacity reset never fires (an operator-precedence
-    bug), so it is switched off explicitly rather than relied on.
+    bug), so it is switched off explicitly rather than relied on. ``max_gaussians`` (0 =
+    none) bounds N after every growth step (:class:`CappedDefaultStrategy`).
     """
-    return DefaultStrategy(prune_opa=prune_opa, grow_grad2d=grow_grad2d, refine_start_iter=refine_start,
-                           refine_stop_iter=refine_stop, refine_every=refine_every,
-                           reset_every=10 ** 9, verbose=False)
+    return CappedDefaultStrategy(prune_opa=prune_opa, grow_grad2d=grow_grad2d, refine_start_iter=refine_start,
+                                 refine_stop_iter=refine_stop, refine_every=refine_every,
+                                 reset_every=10 ** 9, verbose=False, max_gaussians=max_gaussians)
 
 
 class Densifier:

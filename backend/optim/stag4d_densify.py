@@ -45,6 +45,8 @@ from gsplat.strategy import Strategy
 from gsplat.strategy.ops import duplicate, remove, split
 from torch import Tensor
 
+from backend.optim.densify import growth_budget_mask
+
 Params = Union[Dict[str, torch.nn.Parameter], torch.nn.ParameterDict]
 
 
@@ -84,6 +86,8 @@ class STAG4DStrategy(Strategy):
             scale_unit`` (m). STAG4D: 0.001.
         scale_unit: metres per STAG4D scene unit for the two prune scale limits (1.0: the
             limits are metres as written).
+        max_gaussians: growth never takes N above this (the largest gradients grow
+            first); 0 = no cap. Not in STAG4D; keeps a job inside its memory budget.
         verbose: print the counts at every refinement.
         key_for_gradient: key of the 2D means in ``info`` (gsplat convention).
     """
@@ -98,6 +102,7 @@ class STAG4DStrategy(Strategy):
     prune_scale_max: float = 0.1
     prune_scale_min: float = 0.001
     scale_unit: float = 1.0
+    max_gaussians: int = 0
     verbose: bool = False
     key_for_gradient: str = "means2d"
 
@@ -197,7 +202,8 @@ class STAG4DStrategy(Strategy):
 
     def grow_mask(self, params: Params, state: Dict[str, Any]) -> Tensor:
         """Which Gaussians the next refinement grows: exactly the top ⌊grow_fraction·N⌋ by
-        average gradient (``grad2d / max(count, 1)``), minus those ≤ ``min_grad2d``.
+        average gradient (``grad2d / max(count, 1)``), minus those ≤ ``min_grad2d``,
+        cut to the ``max_gaussians − N`` largest when a cap is set.
 
         Returns:
             ``[N]`` bool.
@@ -208,7 +214,10 @@ class STAG4DStrategy(Strategy):
         mask = torch.zeros(n, dtype=torch.bool, device=grads.device)
         if k > 0:
             mask[torch.topk(grads, k, sorted=False).indices] = True
-        return mask & (grads > self.min_grad2d)
+        mask = mask & (grads > self.min_grad2d)
+        if self.max_gaussians > 0:
+            mask = growth_budget_mask(grads, mask, self.max_gaussians - n)
+        return mask
 
     @torch.no_grad()
     def _grow(self, params: Params, optimizers: Dict[str, torch.optim.Optimizer],

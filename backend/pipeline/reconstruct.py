@@ -307,9 +307,11 @@ def make_densifier(cfg: ReconstructConfig, scene_radius: float) -> Densifier | N
     stop = int(cfg.iterations * cfg.densify_stop_fraction)
     if cfg.densify_strategy == "stag4d":
         strategy = STAG4DStrategy(refine_start=max(cfg.densify_start, int(cfg.iterations * 1200 / 8000)),
-                                  refine_stop=stop, refine_every=cfg.densify_every, scale_unit=scene_radius)
+                                  refine_stop=stop, refine_every=cfg.densify_every, scale_unit=scene_radius,
+                                  max_gaussians=cfg.max_gaussians)
     else:
-        strategy = make_default_strategy(cfg.densify_start, stop, cfg.densify_every, cfg.grow_grad2d)
+        strategy = make_default_strategy(cfg.densify_start, stop, cfg.densify_every, cfg.grow_grad2d,
+                                         max_gaussians=cfg.max_gaussians)
     return Densifier(strategy, scene_scale=scene_radius)
 
 
@@ -477,7 +479,7 @@ def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, devic
         except torch.cuda.OutOfMemoryError as exc:
             raise JobError("out_of_memory", f"the GPU ran out of memory at step {step}; use a smaller "
                                             f"preset or lower max_image_size/n_init ({exc})") from None
-        if densifier is not None and model.num_gaussians < cfg.max_gaussians:
+        if densifier is not None:
             densifier.post_backward(model.params, optimizers, step, info)
         for name, opt in optimizers.items():
             opt.step()

@@ -195,3 +195,24 @@ def test_with_real_render_info():
     assert model.num_gaussians == n + n_grow
     for k, v in model.params.items():
         assert v.shape[0] == n + n_grow, k
+
+
+def test_growth_is_capped_at_max_gaussians_largest_gradients_first():
+    """A budget of 2 over N lets only the two largest-gradient candidates grow (one clone,
+    one split here), where uncapped all four would; pruning still runs."""
+    model = make_model()
+    opts = make_optimizers(model)
+    warm_up_adam(model, opts)
+    dens = Densifier(make_default_strategy(refine_start=0, refine_stop=1000, refine_every=10,
+                                           max_gaussians=N + 2), scene_scale=1.0)
+    info = fake_info()
+    info["means2d"].grad[:, 3] = 3e-3  # small: cloned
+    info["means2d"].grad[:, 8] = 2e-3  # large: split
+    dens.post_backward(model.params, opts, step=10, info=info)
+    # +1 clone (3) +1 net from the split (8) -1 pruned (9).
+    assert model.num_gaussians == N + 1 + 1 - 1
+    assert tags(model) == [0, 1, 2, 3, 4, 5, 6, 7, 3, 8, 8]
+    # The prune freed one place: the next refinement grows exactly one, then none.
+    for step in (20, 30):
+        dens.post_backward(model.params, opts, step=step, info=fake_info(n=model.num_gaussians, high=[0, 1, 2]))
+        assert model.num_gaussians == N + 2

@@ -240,3 +240,14 @@ def test_cap_scale_ratio():
     assert (log_s.detach() >= before).all()
     torch.testing.assert_close(cap_scale_ratio(torch.log(torch.tensor([[1.0, 0.01, 1.0]])), 2.0).exp(),
                                torch.tensor([[1.0, 0.5, 1.0]]))
+
+
+def test_growth_is_capped_at_max_gaussians():
+    """With a cap 3 above N, only the 3 largest of the top-2.5 % grow; pruning is unchanged."""
+    model, opts, dens = setup(max_gaussians=N + 3)
+    dens.post_backward(model.params, opts, step=100, info=fake_info())
+    n_dupli, n_split = dens.state["last_refine"]["n_dupli"], dens.state["last_refine"]["n_split"]
+    assert n_dupli + n_split == 3
+    assert model.num_gaussians == N + 3 - 9
+    n_keep = model.num_gaussians - n_dupli - 2 * n_split
+    assert set(tags(model)[n_keep:].tolist()) == set(PERM[-3:].tolist())  # the 3 largest gradients
