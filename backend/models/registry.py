@@ -70,9 +70,10 @@ ROLES: dict[str, ModelRole] = {r.name: r for r in (
               "backend.models.zero123_guidance:Zero123Guidance",
               3.4, 6.0, "MIT (Zero123 weights: see the model card)", True,
               "camera-conditioned SDS guidance for views the generated ones miss (optional loss)"),
-    ModelRole("background_removal", "briaai/RMBG-1.4", "transformers:AutoModelForImageSegmentation",
-              0.18, 1.0, "bria-rmbg-1.4 (non-commercial)", True,
-              "object masks for video without alpha (falls back to OpenCV for plain backgrounds)"),
+    ModelRole("background_removal", "CIDAS/clipseg-rd64-refined",
+              "backend.models.background_removal:ClipSegBackgroundRemover", 0.6, 1.0,
+              "see the model card", True,
+              "text-prompted object masks for video without alpha (else OpenCV, plain backgrounds only)"),
 )}
 
 

@@ -85,8 +85,14 @@ def generate_footage(spec: dict, input_dir: Path, footage_dir: Path, ctx: JobCon
     if job_type == "video":
         path = uploaded("video")
         ctx.progress("video_ingest", 0, 1, message=f"decoding {path.name}")
+        remover = None
+        if registry.resolve("background_removal", models).present:  # optional: used when installed
+            ctx.progress("video_ingest", 0, 1, message="loading the background-removal model")
+            remover = registry.load("background_removal", models, device=device)
         frames = load_video(path, size=size, fps=spec.get("video_fps"),
-                            max_frames=int(spec.get("max_frames", max_frames)))
+                            max_frames=int(spec.get("max_frames", max_frames)), remover=remover,
+                            mask_prompt=spec.get("mask_prompt"))
+        del remover
         ctx.progress("video_ingest", 1, 1, message=f"{len(frames.images)} frames, masks from {frames.mask_source}")
     else:
         if job_type == "prompt":

@@ -5,7 +5,9 @@ Mask sources, in order (the job reports which one it used):
 
 1. ``"alpha"``: the video's own alpha channel (e.g. ProRes 4444, VP9/WebM with alpha,
    PNG/QuickTime RGBA), when some pixel is not opaque;
-2. ``"opencv_background"``: a weight-free fallback for static, plain backgrounds: the
+2. ``"background_removal"``: the optional ``background_removal`` model
+   (:mod:`backend.models.background_removal`, CLIPSeg) when it is installed;
+3. ``"opencv_background"``: a weight-free fallback for static, plain backgrounds: the
    background colour is the median of the frame borders over the clip, a pixel is
    foreground when its colour is farther than a threshold from it; morphology cleans
    the mask and the largest connected component is kept (OpenCV).
@@ -36,7 +38,7 @@ class VideoFrames:
         times: ``[T]`` float32 normalized clip times in [0, 1] (frame i at i / (T − 1)).
         source_times_s: ``[T]`` float64 presentation times of the chosen frames (s).
         fps: the sampling rate the frames represent (frames per second).
-        mask_source: ``"alpha"`` or ``"opencv_background"``.
+        mask_source: ``"alpha"``, ``"background_removal"`` or ``"opencv_background"``.
         crop_box: ``(x0, y0, size)`` of the square crop in source pixels.
     """
 
@@ -179,7 +181,7 @@ def crop_resize(rgba: np.ndarray, box: tuple[int, int, int], size: int) -> np.nd
 
 
 def load_video(path, size: int = 320, fps: float | None = None, max_frames: int = 32,
-               margin: float = 0.1) -> VideoFrames:
+               margin: float = 0.1, remover=None, mask_prompt: str | None = None) -> VideoFrames:
     """Decode, sample, mask, crop and resize a monocular video (see the module docstring).
 
     Args:
@@ -187,6 +189,9 @@ def load_video(path, size: int = 320, fps: float | None = None, max_frames: int 
         size: output side in pixels (the multi-view model's input, 320 for Zero123++).
         fps: sampling rate (None: every frame), then at most ``max_frames``.
         margin: crop margin as a fraction of the object's extent.
+        remover: a loaded background-removal model (``masks(rgb, prompt)``), used when the
+            video has no alpha; None: the OpenCV fallback.
+        mask_prompt: text query for the remover (None: its default).
 
     Returns:
         :class:`VideoFrames`.
@@ -200,8 +205,12 @@ def load_video(path, size: int = 320, fps: float | None = None, max_frames: int 
     alpha = frames[..., 3].astype(np.float32) / 255.0
     if has_alpha and alpha.min() < 0.99:
         masks, source = alpha, "alpha"
+    elif remover is not None:
+        masks, source = remover.masks(np.ascontiguousarray(frames[..., :3]), mask_prompt), "background_removal"
     else:
         masks, source = background_masks(frames[..., :3]), "opencv_background"
+    if not (masks > 0.5).any():
+        raise BadInputError(f"{Path(path).name}: no object found ({source} masks are empty)")
     rgba = np.concatenate([frames[..., :3].astype(np.float32) / 255.0, masks[..., None]], axis=-1)
     box = square_crop_box(masks, margin)
     images = crop_resize(rgba, box, size)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from backend.errors import BadInputError
-from backend.pipeline.video_ingest import load_video
+from backend.pipeline.video_ingest import crop_resize, decode_video, load_video, square_crop_box
 from tests.helpers.video import H, N, R, W, disc_frames as _disc_frames, write_video as _write
 
 
@@ -30,6 +30,30 @@ def test_plain_background_video_gets_opencv_masks(tmp_path):
     # Foreground colour survives (orange), background pixels are transparent.
     fg = v.images[..., 3] > 0.9
     assert np.allclose(v.images[fg][:, :3].mean(0), np.array([230, 60, 20]) / 255, atol=0.08)
+
+
+def test_background_removal_model_masks_a_video_without_alpha(tmp_path):
+    """With the optional model installed (a tiny random-weight CLIPSeg through the real
+    classes), its masks for the job's text query become the alpha, cropped like any mask."""
+    from backend.models.background_removal import ClipSegBackgroundRemover
+    from tests.helpers.tiny_models import save_tiny_background_removal
+
+    remover = ClipSegBackgroundRemover.from_pretrained(save_tiny_background_removal(tmp_path / "bg"))
+    frames, _ = _disc_frames(False)
+    path = _write(tmp_path / "disc.mp4", [f[..., :3] for f in frames], "libx264", "yuv420p", "rgb24")
+    v = load_video(path, size=32, fps=12, remover=remover, mask_prompt="an orange disc")
+    assert v.mask_source == "background_removal"
+    decoded, _, _ = decode_video(path, 12, 32)
+    masks = remover.masks(np.ascontiguousarray(decoded[..., :3]), "an orange disc")
+    assert 0.0 < (masks > 0.5).mean() < 1.0  # varies per pixel
+    box = square_crop_box(masks, 0.1)
+    assert v.crop_box == box
+    expected = crop_resize(np.concatenate([decoded[..., :3] / 255.0, masks[..., None]], -1).astype(np.float32),
+                           box, 32)
+    np.testing.assert_allclose(v.images[..., 3], expected[..., 3], atol=1e-5)
+    # The text query is used: another query gives other masks.
+    other = remover.masks(np.ascontiguousarray(decoded[..., :3]), "a blue cube")
+    assert np.abs(other - masks).max() > 1e-3
 
 
 def test_alpha_video_uses_its_alpha(tmp_path):

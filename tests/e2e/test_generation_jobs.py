@@ -73,6 +73,20 @@ def test_video_job(backend, video, tmp_path):
     assert {0, 8} <= steps
 
 
+def test_video_job_with_the_background_removal_model(backend, video, tmp_path):
+    """The optional background-removal model, given per job, masks the video instead of
+    the OpenCV fallback, and the job says so."""
+    from tests.helpers.tiny_models import save_tiny_background_removal
+
+    remover = save_tiny_background_removal(tmp_path / "clipseg")
+    spec = {"job_type": "video", "video": video.name, "preset": "tiny", "mask_prompt": "an orange disc",
+            "models": {"background_removal": str(remover)}}
+    events, footage, _ = _run(backend, spec, {video.name: video.read_bytes()}, tmp_path,
+                              ("video_ingest", "multiview", "reconstruct"))
+    assert footage["gen4d"]["mask_source"] == "background_removal"
+    assert any("masks from background_removal" in e.get("message", "") for e in events if e["type"] == "progress")
+
+
 def test_image_job(backend, tmp_path):
     img = np.zeros((40, 40, 4), np.uint8)
     img[8:32, 10:30] = (40, 160, 220, 255)

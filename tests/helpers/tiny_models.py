@@ -183,6 +183,35 @@ def save_tiny_image_to_video(folder: Path, seed: int = 0) -> Path:
     return Path(folder)
 
 
+def save_tiny_background_removal(folder: Path, seed: int = 0, bias: float = 3.0) -> Path:
+    """A tiny CLIPSeg (``CIDAS/clipseg-rd64-refined`` layout) loadable by
+    :class:`backend.models.background_removal.ClipSegBackgroundRemover`. The decoder's
+    last bias is set to ``bias`` so the random-weight masks are mostly above 0.5 (an
+    object is found) while still varying per pixel."""
+    from transformers import (CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor,
+                              ViTImageProcessor)
+
+    from backend.models.background_removal import ClipSegBackgroundRemover
+
+    torch.manual_seed(seed)
+    config = CLIPSegConfig(
+        text_config={"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2,
+                     "vocab_size": 600, "max_position_embeddings": 77, "bos_token_id": 512,
+                     "eos_token_id": 513, "pad_token_id": 513},
+        vision_config={"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4,
+                       "num_hidden_layers": 2, "image_size": 32, "patch_size": 8},
+        projection_dim=16, reduce_dim=16, extract_layers=[0, 1], decoder_num_attention_heads=2,
+        decoder_intermediate_size=32)
+    model = CLIPSegForImageSegmentation(config)
+    with torch.no_grad():
+        model.decoder.transposed_convolution.bias.fill_(bias)
+    image_processor = ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.48, 0.46, 0.41],
+                                        image_std=[0.27, 0.26, 0.28])
+    processor = CLIPSegProcessor(image_processor=image_processor, tokenizer=tiny_clip_tokenizer())
+    ClipSegBackgroundRemover(processor, model).save_pretrained(folder)
+    return Path(folder)
+
+
 def load_tiny_through_registry(role: str, save, models_dir: Path):
     """Save a tiny model with ``save(folder)`` into ``models_dir/role`` and load it back
     through :func:`backend.models.registry.load` (the real code path), with
