@@ -1,4 +1,6 @@
-"""Write a synthetic gen4d result folder (no bpy): T frames of N Gaussians moving differently."""
+"""Write a synthetic gen4d result folder (no bpy): T frames of N Gaussians moving differently.
+
+Used by the add-on tests and ``benchmarks/blender_import.py``."""
 
 import json
 import sys
@@ -6,12 +8,39 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from backend.gaussians.ply import write_gaussians_ply  # noqa: E402
 
 
-def write_result(root, n=200, frames=3, seed=0, spread=0.3, log_scale=-3.0, opacity=2.0, jitter=0.3):
-    """Write ``manifest.json`` + ``frames/frame_XXXX.ply``; returns the list of means per frame."""
+def _quat_multiply(a: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Hamilton product ``a ⊗ q`` of one wxyz quaternion with ``[n, 4]`` ones."""
+    w1, x1, y1, z1 = a
+    w2, x2, y2, z2 = q.T
+    return np.stack([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2, w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+                     w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2, w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2],
+                    axis=1).astype(np.float32)
+
+
+def write_result(root, n=200, frames=3, seed=0, spread=0.3, log_scale=-3.0, opacity=2.0, jitter=0.3,
+                 spin=0.0):
+    """Write ``manifest.json`` + ``frames/frame_XXXX.ply`` (Inria 3DGS layout, SH degree 0).
+
+    Gaussian i sits at ``base + velocity·f + 0.02·f²·sin(base)`` in frame f (metres), so
+    every Gaussian moves differently; its quaternion turns by ``spin·f`` radians about world
+    Z (0: constant); scales, opacity and colour are constant.
+
+    Args:
+        root: output folder (created).
+        n, frames: Gaussian and frame counts.
+        seed: RNG seed.
+        spread: standard deviation of the base positions (m).
+        log_scale, jitter: log scales are ``log_scale ± U(jitter)``.
+        opacity: opacity logit of every Gaussian.
+        spin: rotation per frame about world Z (radians).
+
+    Returns:
+        the ``[n, 3]`` float32 means of each frame, as a list.
+    """
     root = Path(root)
     rng = np.random.default_rng(seed)
     base = rng.normal(size=(n, 3)).astype(np.float32) * spread
@@ -24,7 +53,10 @@ def write_result(root, n=200, frames=3, seed=0, spread=0.3, log_scale=-3.0, opac
     for i in range(frames):
         m = base + velocity * i + np.float32(0.02) * i * i * np.sin(base)
         rel = f"frames/frame_{i:04d}.ply"
-        write_gaussians_ply(root / rel, m, quats, log_scales, np.full(n, opacity, np.float32), sh)
+        half = 0.5 * spin * i
+        turn = np.array([np.cos(half), 0.0, 0.0, np.sin(half)], np.float32)  # wxyz about Z
+        q = _quat_multiply(turn, quats)
+        write_gaussians_ply(root / rel, m, q, log_scales, np.full(n, opacity, np.float32), sh)
         files.append(rel)
         means.append(m)
     manifest = {"format": "gen4d-result", "format_version": 1, "frame_count": frames, "fps": 24.0,

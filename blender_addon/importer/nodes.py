@@ -3,9 +3,13 @@
 Group interface (look identifiers up with :func:`input_identifier`, never hard-code
 ``Socket_N``):
 
-* ``Frame`` (float): clip frame index, 0-based. Clamped to ``[0, T-1]``. A fractional
-  value blends positions linearly between the two neighbouring frames (N and the order
-  are fixed over time); everything else comes from the lower frame.
+* ``Frame`` (float): clip frame index, 0-based. A fractional value blends positions
+  linearly and rotations by normalized quaternion lerp (shorter arc) between the two
+  neighbouring frames (N and the order are fixed over time); everything else comes from
+  the lower frame.
+* ``Retime`` (int, keyable): what Frame does outside ``[0, T-1]``. 0 **hold**: clamped
+  to the first / last frame; 1 **loop**: wrapped into ``[0, T)``, blending frame T−1
+  into frame 0; 2 **ping-pong**: plays forward then backward (``pingpong(Frame, T−1)``).
 * ``Splat Size`` (float, default 1): multiplier on the 3σ instance size.
 * output ``Geometry``: one instance of a subdivision-1 icosphere (radius 1) per Gaussian,
   scaled by ``3·exp(scale_i)·Splat Size`` per axis and rotated by the quaternion
@@ -30,6 +34,9 @@ COLOR_ATTR = "gen4d_color"
 ALPHA_ATTR = "gen4d_alpha"
 FRAME_INPUT = "Frame"
 SIZE_INPUT = "Splat Size"
+RETIME_INPUT = "Retime"
+#: values of the Retime input.
+RETIME_MODES = {"HOLD": 0, "LOOP": 1, "PING_PONG": 2}
 
 
 def _sock(sockets, name, enabled_only=True):
@@ -92,6 +99,57 @@ def _frame_path(b, frame, template, width):
                         {"String": template, "Find": FRAME_TOKEN, "Replace": digits}))
 
 
+def _blend_quaternions(b, geometry, geo_b, weight):
+    """Store on ``geometry`` (frame a) the normalized lerp of its ``rot_0..3`` (wxyz) with
+    frame b's, taking b's sign so the blend follows the shorter arc (nlerp ≈ slerp for
+    neighbouring frames)."""
+    index = b.out(b.node("GeometryNodeInputIndex"))
+
+    def sample(value, data_type):
+        return b.out(b.node("GeometryNodeSampleIndex", {"Geometry": geo_b, "Value": value, "Index": index},
+                            data_type=data_type, domain="POINT"))
+
+    xyz_a = b.out(b.node("ShaderNodeCombineXYZ", {"X": b.attr("rot_1"), "Y": b.attr("rot_2"),
+                                                  "Z": b.attr("rot_3")}))
+    w_a = b.attr("rot_0")
+    xyz_b = sample(xyz_a, "FLOAT_VECTOR")
+    w_b = sample(w_a, "FLOAT")
+    dot = b.math("ADD", b.math("MULTIPLY", w_a, w_b), b.vmath("DOT_PRODUCT", xyz_a, xyz_b, out="Value"))
+    sign = b.math("SUBTRACT", b.math("MULTIPLY", b.math("GREATER_THAN", dot, -1e-12), 2.0), 1.0)
+    w = b.out(b.node("ShaderNodeMix", {"Factor": weight, "A": w_a, "B": b.math("MULTIPLY", w_b, sign)},
+                     data_type="FLOAT"))
+    xyz = b.out(b.node("ShaderNodeMix", {"Factor": weight, "A": xyz_a, "B": b.vmath("SCALE", xyz_b, None,
+                                                                                    more={"Scale": sign})},
+                       data_type="VECTOR"))
+    norm = b.math("SQRT", b.math("ADD", b.math("MULTIPLY", w, w), b.vmath("DOT_PRODUCT", xyz, xyz, out="Value")))
+    norm = b.math("MAXIMUM", norm, 1e-12)
+    parts = b.node("ShaderNodeSeparateXYZ", {"Vector": xyz})
+    # Fields are evaluated at each Store node, so writing rot_0 first would change what
+    # rot_1..3 read: store all four under temporary names, then copy them over.
+    for i, value in enumerate((w, b.out(parts, "X"), b.out(parts, "Y"), b.out(parts, "Z"))):
+        geometry = b.out(b.node("GeometryNodeStoreNamedAttribute",
+                                {"Geometry": geometry, "Name": f"gen4d_blend_rot_{i}",
+                                 "Value": b.math("DIVIDE", value, norm)}, data_type="FLOAT", domain="POINT"))
+    for i in range(4):
+        geometry = b.out(b.node("GeometryNodeStoreNamedAttribute",
+                                {"Geometry": geometry, "Name": f"rot_{i}", "Value": b.attr(f"gen4d_blend_rot_{i}")},
+                                data_type="FLOAT", domain="POINT"))
+    return b.out(b.node("GeometryNodeRemoveAttribute",
+                        {"Geometry": geometry, "Name": "gen4d_blend_rot_*", "Pattern Mode": "Wildcard"}))
+
+
+def _index_switch(b, index, data_type, values):
+    """Index Switch node: ``values[index]`` (clamped to the last item by Blender when out of range)."""
+    node = b.tree.nodes.new("GeometryNodeIndexSwitch")
+    node.data_type = data_type
+    while len(node.index_switch_items) < len(values):
+        node.index_switch_items.new()
+    b.tree.links.new(index, node.inputs[0])
+    for i, value in enumerate(values):
+        b.tree.links.new(value, node.inputs[i + 1])
+    return b.out(node)
+
+
 def build_tree(name: str, template: str, frame_count: int, width: int,
                material) -> "bpy.types.GeometryNodeTree":
     """Create the player node group.
@@ -100,7 +158,8 @@ def build_tree(name: str, template: str, frame_count: int, width: int,
         name: node group name (Blender may add a suffix).
         template: cache file path with :data:`FRAME_TOKEN` where the zero-padded frame
             number goes, e.g. ``//gen4d_cache/asset/frame_@FRAME@.ply``.
-        frame_count: ``T``; Frame is clamped to ``[0, T-1]``.
+        frame_count: ``T``; Frame is held, looped or ping-ponged into ``[0, T-1]``
+            by the Retime input.
         width: digits of the zero-padded frame number.
         material: material put on the splat instances (or None).
     """
@@ -111,16 +170,27 @@ def build_tree(name: str, template: str, frame_count: int, width: int,
     iface.new_socket(FRAME_INPUT, in_out="INPUT", socket_type="NodeSocketFloat")
     size = iface.new_socket(SIZE_INPUT, in_out="INPUT", socket_type="NodeSocketFloat")
     size.default_value, size.min_value = 1.0, 0.0
+    retime = iface.new_socket(RETIME_INPUT, in_out="INPUT", socket_type="NodeSocketInt")
+    retime.default_value, retime.min_value, retime.max_value = RETIME_MODES["HOLD"], 0, len(RETIME_MODES) - 1
+    retime.description = "0 hold, 1 loop, 2 ping-pong: what Frame does outside the clip"
     iface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
     b = _Builder(tree)
     group_in = b.node("NodeGroupInput")
     last = float(frame_count - 1)
+    count = float(frame_count)
 
-    frame = b.out(b.node("ShaderNodeClamp", {"Value": b.out(group_in, FRAME_INPUT),
-                                             "Min": 0.0, "Max": last}))
+    raw = b.out(group_in, FRAME_INPUT)
+    mode = b.out(group_in, RETIME_INPUT)
+    held = b.out(b.node("ShaderNodeClamp", {"Value": raw, "Min": 0.0, "Max": last}))
+    looped = b.out(b.node("ShaderNodeMath", {0: raw, 1: count, 2: 0.0}, operation="WRAP"))
+    ponged = b.math("PINGPONG", raw, last)
+    frame = _index_switch(b, mode, "FLOAT", [held, looped, ponged])
     fa = b.math("FLOOR", frame)
     weight = b.math("SUBTRACT", frame, fa)
-    fb = b.math("MINIMUM", b.math("ADD", fa, 1.0), last)
+    next_held = b.math("MINIMUM", b.math("ADD", fa, 1.0), last)
+    next_looped = b.out(b.node("ShaderNodeMath", {0: b.math("ADD", fa, 1.0), 1: count, 2: 0.0},
+                               operation="WRAP"))
+    fb = _index_switch(b, mode, "FLOAT", [next_held, next_looped, next_held])
     geo_a = b.out(b.node("GeometryNodeImportPLY", {"Path": _frame_path(b, fa, template, width)}))
     geo_b = b.out(b.node("GeometryNodeImportPLY", {"Path": _frame_path(b, fb, template, width)}))
 
@@ -133,6 +203,7 @@ def build_tree(name: str, template: str, frame_count: int, width: int,
     mixed = b.out(b.node("ShaderNodeMix", {"Factor": weight, "A": pos, "B": pos_b},
                          data_type="VECTOR"))
     blended = b.out(b.node("GeometryNodeSetPosition", {"Geometry": geo_a, "Position": mixed}))
+    blended = _blend_quaternions(b, blended, geo_b, weight)
     is_frac = b.out(b.node("FunctionNodeCompare", {"A": weight, "B": 0.0},
                            data_type="FLOAT", operation="GREATER_THAN"))
     points = b.out(b.node("GeometryNodeSwitch", {"Switch": is_frac, "False": geo_a,

@@ -50,3 +50,20 @@ def test_relative_cache_beside_blend(res):
 
 def test_missing_result_is_a_clear_error(res):
     assert "manifest.json not found" in res["missing_error"]
+
+
+def test_retime_modes_loop_ping_pong_and_hold(res):
+    """Frame outside [0, T−1] (T = 3): loop wraps (2.5 blends frame 2 into frame 0),
+    ping-pong reflects (3 → 1, 4 → 0, 5 → 1), hold clamps; hold is the default."""
+    assert res["retime_default"] == 0
+    assert len(res["retime_err"]) == 9
+    for key, value in res["retime_err"].items():
+        assert value < TOL, key
+
+
+def test_fractional_frame_blends_rotations(res):
+    """Frame 0.25 / 0.5 rotate each splat by the normalized lerp of its neighbouring
+    frames' quaternions (the frames differ by 0.6 rad about Z)."""
+    assert res["rot_frames_differ"] > 0.3
+    for key, value in res["rot_blend_err"].items():
+        assert value < 1e-4, key

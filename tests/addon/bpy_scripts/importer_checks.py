@@ -15,7 +15,8 @@ import bpy  # noqa: E402
 
 from backend.gaussians.ply import SH_C0, read_gaussians_ply  # noqa: E402
 from blender_addon.importer import evaluated_centres, frame_data_path, import_result  # noqa: E402
-from synthetic import write_result  # noqa: E402
+from blender_addon.importer.nodes import RETIME_INPUT, RETIME_MODES, input_identifier  # noqa: E402
+from samples.synthetic_result import write_result  # noqa: E402
 
 
 def instance_attr(obj, name, width):
@@ -82,6 +83,45 @@ for value, key in ((0.0, "direct_err0"), (2.0, "direct_err2"), (7.0, "clamp_err_
 mod[ident] = 0.5
 obj.update_tag()
 res["half_err"] = err(evaluated_centres(obj), (means[0] + means[1]) / 2)
+
+# Retime modes (T = 3): loop wraps, ping-pong reflects, hold clamps.
+retime = input_identifier(mod.node_group, RETIME_INPUT)
+res["retime_default"] = mod[retime]
+expected = {  # (mode, Frame) -> the clip frame's means it must show
+    ("LOOP", 3.0): means[0], ("LOOP", 4.0): means[1], ("LOOP", -1.0): means[2],
+    ("LOOP", 2.5): (means[2] + means[0]) / 2,
+    ("PING_PONG", 3.0): means[1], ("PING_PONG", 4.0): means[0], ("PING_PONG", 5.0): means[1],
+    ("PING_PONG", 2.5): (means[2] + means[1]) / 2,
+    ("HOLD", 4.0): means[2],
+}
+res["retime_err"] = {}
+for (mode, value), want in expected.items():
+    mod[retime] = RETIME_MODES[mode]
+    mod[ident] = value
+    obj.update_tag()
+    res["retime_err"][f"{mode}@{value}"] = err(evaluated_centres(obj), want)
+mod[retime] = RETIME_MODES["HOLD"]
+
+# Fractional Frame blends rotations too: quaternions spinning 0.6 rad per frame about Z.
+write_result(work / "spin", n=50, frames=2, spin=0.6, seed=3)
+spun = import_result(work / "spin", name="spin", cache_dir=work / "cache_spin")
+spun.driver_remove(frame_data_path(spun))
+q0 = read_gaussians_ply(work / "cache_spin" / "frame_0000.ply")["quats"].astype(np.float64)
+q1 = read_gaussians_ply(work / "cache_spin" / "frame_0001.ply")["quats"].astype(np.float64)
+q1 = q1 * np.sign((q0 * q1).sum(1, keepdims=True))
+spin_scales = 3 * np.exp(read_gaussians_ply(work / "cache_spin" / "frame_0000.ply")["log_scales"])
+spin_ident = frame_data_path(spun).split('"')[3]
+res["rot_blend_err"] = {}
+for value, want in ((0.0, q0), (0.5, q0 + q1), (0.25, 0.75 * q0 + 0.25 * q1), (1.0, q1)):
+    spun.modifiers["gen4d"][spin_ident] = value
+    spun.update_tag()
+    got = instance_attr(spun, "instance_transform", 16).reshape(-1, 4, 4).transpose(0, 2, 1)[:, :3, :3]
+    want = want / np.linalg.norm(want, axis=1, keepdims=True)
+    rot = np.array([Quaternion(q).to_matrix() for q in want])
+    res["rot_blend_err"][str(value)] = err(got / spin_scales[:, None, :], rot)
+res["rot_frames_differ"] = err(np.array([Quaternion(q).to_matrix() for q in q0]),
+                               np.array([Quaternion(q).to_matrix() for q in q1]))
+bpy.data.objects.remove(spun)
 
 # Keyframes: Frame 0 -> 2 over scene frames 1 -> 10.
 mod[ident] = 0.0

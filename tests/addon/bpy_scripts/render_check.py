@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bpy  # noqa: E402
 
 from blender_addon.importer import import_result  # noqa: E402
-from synthetic import write_result  # noqa: E402
+from samples.synthetic_result import write_result  # noqa: E402
 
 work = Path(sys.argv[1])
 SIZE = 64
