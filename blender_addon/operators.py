@@ -60,8 +60,7 @@ class GEN4D_OT_submit_footage(bpy.types.Operator):
         s = state.STATE
         s.job_id, s.status, s.stage, s.progress, s.last_error = "", "submitting", "", 0.0, ""
         s.result_dir, s.message = "", "uploading"
-        worker.send("submit_footage", folder=folder,
-                    spec={"job_type": "footage", "preset": context.scene.gen4d.preset})
+        worker.send("submit_footage", folder=folder, spec=context.scene.gen4d.spec("footage"))
         return {"FINISHED"}
 
 
@@ -72,7 +71,8 @@ def _start_job(op, context, command: str, spec: dict, **kwargs):
     s = state.STATE
     s.job_id, s.status, s.stage, s.progress, s.last_error = "", "submitting", "", 0.0, ""
     s.result_dir, s.message, s.preview_path = "", "uploading", ""
-    worker.send(command, spec={**spec, "preset": context.scene.gen4d.preset}, **kwargs)
+    extra = {k: v for k, v in spec.items() if k != "job_type"}
+    worker.send(command, spec=context.scene.gen4d.spec(spec["job_type"], **extra), **kwargs)
     return {"FINISHED"}
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import bpy
 
 from . import state
+from .importer import MODIFIER_NAME
+from .importer.nodes import FRAME_INPUT, RETIME_INPUT, SIZE_INPUT, input_identifier
 from .preferences import get_prefs
 
 
@@ -46,6 +48,21 @@ def free_previews() -> None:
         _previews = None
 
 
+def _draw_asset(layout, obj) -> None:
+    """The active gen4d asset's player inputs: Frame (driven or keyable), Retime, Splat Size."""
+    mod = obj.modifiers.get(MODIFIER_NAME) if obj is not None else None
+    if mod is None or mod.node_group is None:
+        return
+    box = layout.box()
+    box.label(text=obj.name, icon="OUTLINER_OB_POINTCLOUD")
+    for name in (FRAME_INPUT, RETIME_INPUT, SIZE_INPUT):
+        try:
+            ident = input_identifier(mod.node_group, name)
+        except KeyError:  # an asset imported by an older version
+            continue
+        box.prop(mod, f'["{ident}"]', text=name)
+
+
 class GEN4D_PT_main(bpy.types.Panel):
     """Submit footage, follow the job, import the result."""
     bl_idname = "GEN4D_PT_main"
@@ -72,6 +89,13 @@ class GEN4D_PT_main(bpy.types.Panel):
         settings = context.scene.gen4d
         layout.prop(settings, "preset")
         layout.prop(settings, "asset_name")
+        adv = layout.box()
+        adv.prop(settings, "show_advanced", icon="TRIA_DOWN" if settings.show_advanced else "TRIA_RIGHT",
+                 emboss=False)
+        if settings.show_advanced:
+            for name in ("iterations", "max_image_size", "representation", "densify_strategy",
+                         "confidence_weighting"):
+                adv.prop(settings, name)
         busy = s.status in ("submitting", "queued", "running", "fetching")
         col = layout.column(align=True)
         col.enabled = not busy
@@ -98,6 +122,7 @@ class GEN4D_PT_main(bpy.types.Panel):
         row.operator("gen4d.import_result", icon="IMPORT",
                      text="Import" if s.status == "ready" else "Import Result Folder…")
         layout.operator("gen4d.set_cycles_bounces", icon="RENDER_STILL")
+        _draw_asset(layout, context.active_object)
         if s.last_error:
             err = layout.box()
             err.alert = True

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import bpy
 
+from .job_presets import PRESETS, job_spec
+
 ADDON_ID = __package__
 
 
@@ -31,10 +33,33 @@ class GEN4D_AddonPreferences(bpy.types.AddonPreferences):
 class GEN4D_SceneSettings(bpy.types.PropertyGroup):
     """Per-scene job options (``scene.gen4d``)."""
     preset: bpy.props.EnumProperty(
-        name="Preset", default="cpu",
-        items=[("tiny", "Tiny", "Seconds; for testing the connection"),
-               ("cpu", "CPU", "Minutes on a CPU backend"),
-               ("gpu", "GPU", "Full quality on a CUDA backend")])
+        name="Quality", default="STANDARD",
+        items=[(key, label, description) for key, (label, description, _) in PRESETS.items()])
+    show_advanced: bpy.props.BoolProperty(name="Advanced", default=False)
+    iterations: bpy.props.IntProperty(
+        name="Iterations", default=0, min=0, soft_max=20000,
+        description="Optimizer steps (0: the quality preset's)")
+    max_image_size: bpy.props.IntProperty(
+        name="Image Size", default=0, min=0, soft_max=1024, subtype="PIXEL",
+        description="Longest side of the training images (0: the quality preset's)")
+    representation: bpy.props.EnumProperty(
+        name="Motion", default="PRESET",
+        items=[("PRESET", "Preset", "The quality preset's (trajectories)"),
+               ("trajectory", "Trajectories", "Per-Gaussian polynomial + Fourier trajectories"),
+               ("hexplane", "HexPlane", "A HexPlane deformation field (4DGS / STAG4D)")])
+    densify_strategy: bpy.props.EnumProperty(
+        name="Densification", default="PRESET",
+        items=[("PRESET", "Preset", "The quality preset's (3DGS)"),
+               ("default", "3DGS", "gsplat's default strategy"),
+               ("stag4d", "STAG4D", "STAG4D adaptive densification (top 2.5% gradients)")])
+    confidence_weighting: bpy.props.BoolProperty(
+        name="Confidence Weighting", default=False,
+        description="Efficient4D confidence-aware loss: down-weight frames that disagree with their neighbours")
+
+    def spec(self, job_type: str, **extra) -> dict:
+        """The job spec for these settings (see :func:`job_presets.job_spec`)."""
+        return job_spec(job_type, self.preset, self.iterations, self.max_image_size, self.representation,
+                        self.densify_strategy, self.confidence_weighting, **extra)
     asset_name: bpy.props.StringProperty(name="Asset Name", default="gen4d_asset")
     prompt: bpy.props.StringProperty(name="Prompt", default="",
                                      description="What to generate (text -> image -> video -> 4D)")
