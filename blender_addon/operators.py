@@ -38,6 +38,19 @@ class GEN4D_OT_connect(bpy.types.Operator):
         return {"FINISHED"}
 
 
+def _start_job(op, context, command: str, job_type: str, spec_extra: dict | None = None, **kwargs):
+    """Reset the panel state and send ``command`` with the scene's job spec for ``job_type``
+    (quality preset + Advanced options + ``spec_extra``) and ``kwargs`` to the worker."""
+    worker = _worker(op, context)
+    if worker is None:
+        return {"CANCELLED"}
+    s = state.STATE
+    s.job_id, s.status, s.stage, s.progress, s.last_error = "", "submitting", "", 0.0, ""
+    s.result_dir, s.message, s.preview_path = "", "uploading", ""
+    worker.send(command, spec=context.scene.gen4d.spec(job_type, **(spec_extra or {})), **kwargs)
+    return {"FINISHED"}
+
+
 class GEN4D_OT_submit_footage(bpy.types.Operator):
     """Upload a multi-view footage folder (transforms_train.json + images) and start a job"""
     bl_idname = "gen4d.submit_footage"
@@ -54,26 +67,7 @@ class GEN4D_OT_submit_footage(bpy.types.Operator):
         if not os.path.isfile(os.path.join(folder, "transforms_train.json")):
             self.report({"ERROR"}, f"gen4d: no transforms_train.json in {folder}")
             return {"CANCELLED"}
-        worker = _worker(self, context)
-        if worker is None:
-            return {"CANCELLED"}
-        s = state.STATE
-        s.job_id, s.status, s.stage, s.progress, s.last_error = "", "submitting", "", 0.0, ""
-        s.result_dir, s.message = "", "uploading"
-        worker.send("submit_footage", folder=folder, spec=context.scene.gen4d.spec("footage"))
-        return {"FINISHED"}
-
-
-def _start_job(op, context, command: str, spec: dict, **kwargs):
-    worker = _worker(op, context)
-    if worker is None:
-        return {"CANCELLED"}
-    s = state.STATE
-    s.job_id, s.status, s.stage, s.progress, s.last_error = "", "submitting", "", 0.0, ""
-    s.result_dir, s.message, s.preview_path = "", "uploading", ""
-    extra = {k: v for k, v in spec.items() if k != "job_type"}
-    worker.send(command, spec=context.scene.gen4d.spec(spec["job_type"], **extra), **kwargs)
-    return {"FINISHED"}
+        return _start_job(self, context, "submit_footage", "footage", folder=folder)
 
 
 class GEN4D_OT_submit_prompt(bpy.types.Operator):
@@ -86,7 +80,7 @@ class GEN4D_OT_submit_prompt(bpy.types.Operator):
         if not prompt:
             self.report({"ERROR"}, "gen4d: type a prompt first")
             return {"CANCELLED"}
-        return _start_job(self, context, "submit", {"job_type": "prompt", "prompt": prompt}, files={})
+        return _start_job(self, context, "submit", "prompt", {"prompt": prompt}, files={})
 
 
 class _SubmitFile:
@@ -107,7 +101,7 @@ class _SubmitFile:
         if not path.lower().endswith(self.extensions):
             self.report({"ERROR"}, f"gen4d: {os.path.basename(path)} is not one of {', '.join(self.extensions)}")
             return {"CANCELLED"}
-        return _start_job(self, context, "submit_file", {"job_type": self.field}, path=path, field=self.field)
+        return _start_job(self, context, "submit_file", self.field, path=path, field=self.field)
 
 
 class GEN4D_OT_submit_image(_SubmitFile, bpy.types.Operator):

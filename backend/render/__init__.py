@@ -1,4 +1,4 @@
-"""``rasterize()``: the one rendering entry point; gsplat on CUDA, the torch rasterizer on CPU."""
+"""``rasterize()``: the one rendering entry point; gsplat on CUDA, the compiled (Numba) rasterizer on CPU."""
 
 from backend.render.rasterize import rasterize, sh0_to_rgb, rgb_to_sh0
 

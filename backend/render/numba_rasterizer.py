@@ -67,29 +67,28 @@ def _bin_tiles(order, boxes, tiles_x, tiles_y):  # pragma: no cover - compiled
     B, N = order.shape
     per_image = tiles_x * tiles_y
     counts = np.zeros(B * per_image + 1, np.int64)
-    for b in range(B):
-        for k in range(N):
-            g = order[b, k]
-            x0, x1, y0, y1 = boxes[b, g, 0], boxes[b, g, 1], boxes[b, g, 2], boxes[b, g, 3]
-            if x0 > x1 or y0 > y1:
-                continue
-            for ty in range(y0 // TILE, y1 // TILE + 1):
-                for tx in range(x0 // TILE, x1 // TILE + 1):
-                    counts[b * per_image + ty * tiles_x + tx + 1] += 1
-    offsets = np.cumsum(counts)
-    cursor = offsets[:-1].copy()
-    ids = np.empty(offsets[-1], np.int64)
-    for b in range(B):
-        for k in range(N):
-            g = order[b, k]
-            x0, x1, y0, y1 = boxes[b, g, 0], boxes[b, g, 1], boxes[b, g, 2], boxes[b, g, 3]
-            if x0 > x1 or y0 > y1:
-                continue
-            for ty in range(y0 // TILE, y1 // TILE + 1):
-                for tx in range(x0 // TILE, x1 // TILE + 1):
-                    t = b * per_image + ty * tiles_x + tx
-                    ids[cursor[t]] = g
-                    cursor[t] += 1
+    offsets = counts
+    cursor = counts
+    ids = np.empty(0, np.int64)
+    for fill in range(2):  # pass 0 counts entries per tile, pass 1 writes them
+        if fill:
+            offsets = np.cumsum(counts)
+            cursor = offsets[:-1].copy()
+            ids = np.empty(offsets[-1], np.int64)
+        for b in range(B):
+            for k in range(N):
+                g = order[b, k]
+                x0, x1, y0, y1 = boxes[b, g, 0], boxes[b, g, 1], boxes[b, g, 2], boxes[b, g, 3]
+                if x0 > x1 or y0 > y1:
+                    continue
+                for ty in range(y0 // TILE, y1 // TILE + 1):
+                    for tx in range(x0 // TILE, x1 // TILE + 1):
+                        t = b * per_image + ty * tiles_x + tx
+                        if fill:
+                            ids[cursor[t]] = g
+                            cursor[t] += 1
+                        else:
+                            counts[t + 1] += 1
     return offsets, ids
 
 
