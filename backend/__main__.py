@@ -58,6 +58,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         kind, path = ("video", Path(args.video)) if args.video else ("image", Path(args.image))
         spec.update({"job_type": kind, kind: path.name, "models": _model_overrides(args.model)})
         input_dir = str(path.parent)
+    elif args.orbital_video:
+        path = Path(args.orbital_video)
+        spec.update({"job_type": "orbital", "video": path.name, "orbit": dict(args.orbit or [])})
+        input_dir = str(path.parent)
     elif args.prompt is not None:
         spec.update({"job_type": "prompt", "prompt": args.prompt, "models": _model_overrides(args.model)})
         input_dir = args.out
@@ -160,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      "multiview model: python -m backend models list)")
     src.add_argument("--image", help="one image: image -> video -> multi-view footage -> 4D")
     src.add_argument("--prompt", help="text: image -> video -> multi-view footage -> 4D")
+    src.add_argument("--orbital-video", help="a video whose camera orbits the moving object (Diffusion4D "
+                                             "input): each frame is one camera at one time; see --orbit")
+    p.add_argument("--orbit", action="append", type=_parse_option, metavar="KEY=VALUE",
+                   help="orbital video camera: sweep_deg (345), start_azimuth_deg (0), elevation_deg (0), "
+                        "fov_deg (39.6), radius (2.0)")
     p.add_argument("--model", action="append", type=_parse_option, metavar="ROLE=SOURCE",
                    help="use a hub id or local folder for a model role")
     p.add_argument("--out", required=True, help="result folder")

@@ -40,6 +40,7 @@ class VideoFrames:
         fps: the sampling rate the frames represent (frames per second).
         mask_source: ``"alpha"``, ``"background_removal"`` or ``"opencv_background"``.
         crop_box: ``(x0, y0, size)`` of the square crop in source pixels.
+        source_size: ``(width, height)`` of the decoded video frames in pixels.
     """
 
     images: np.ndarray
@@ -48,6 +49,7 @@ class VideoFrames:
     fps: float
     mask_source: str
     crop_box: tuple[int, int, int]
+    source_size: tuple[int, int] = (0, 0)
 
 
 def decode_video(path, fps: float | None = None, max_frames: int = 32) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -218,4 +220,5 @@ def load_video(path, size: int = 320, fps: float | None = None, max_frames: int 
     span = stamps[-1] - stamps[0]
     eff_fps = fps if fps is not None else ((T - 1) / span if span > 0 else 24.0)
     return VideoFrames(images=images, times=np.linspace(0.0, 1.0, T, dtype=np.float32), source_times_s=stamps,
-                       fps=float(eff_fps), mask_source=source, crop_box=box)
+                       fps=float(eff_fps), mask_source=source, crop_box=box,
+                       source_size=(int(frames.shape[2]), int(frames.shape[1])))
