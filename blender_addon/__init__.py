@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import bpy
 
-from . import operators, panels, preferences, state
+from . import capture, operators, panels, preferences, state
 
-_classes = (*preferences.classes, *operators.classes, *panels.classes)
+_classes = (*preferences.classes, *operators.classes, *capture.classes, *panels.classes)
 
 
 def register():
