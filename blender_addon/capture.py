@@ -115,8 +115,15 @@ def _eevee_engine_id() -> str:
     return "BLENDER_EEVEE_NEXT" if bpy.app.version < (5, 0, 0) else "BLENDER_EEVEE"
 
 
+def held_out_directions(count: int, n_cameras: int) -> list[Vector]:
+    """``count`` directions for held-out (test) cameras: a spiral of ``count`` turned by half
+    the mean azimuth gap of an ``n_cameras`` spiral, so they fall between training cameras."""
+    turn = Matrix.Rotation(math.pi / max(n_cameras, 1), 3, "Z")
+    return [turn @ d for d in spiral_directions(count)]
+
+
 def iter_capture(scene, obj, out_dir, n_cameras: int = 16, frame_step: int = 1, size: int = 256,
-                 engine: str = "SCENE", samples: int = 32):
+                 engine: str = "SCENE", samples: int = 32, n_test: int = 0):
     """Render ``obj``'s animation from ``n_cameras`` cameras into transforms footage.
 
     A generator: yields ``(done, total)`` after each image; when exhausted,
@@ -133,6 +140,8 @@ def iter_capture(scene, obj, out_dir, n_cameras: int = 16, frame_step: int = 1, 
         size: square image side in pixels.
         engine: a key of :data:`ENGINES`.
         samples: Cycles samples (when rendering with Cycles).
+        n_test: extra held-out cameras (:func:`held_out_directions`) written to
+            ``transforms_test.json`` and ``test/``, for measuring a reconstruction.
 
     Raises:
         ValueError: fewer than 2 cameras or frames, or no geometry in the selection.
@@ -179,26 +188,32 @@ def iter_capture(scene, obj, out_dir, n_cameras: int = 16, frame_step: int = 1, 
         for other in scene.objects:
             if other.name not in keep and other is not camera and other.type not in {"LIGHT", "CAMERA"}:
                 restorer.set(other, "hide_render", True)
-        eyes = [centre + d * distance for d in spiral_directions(n_cameras)]
-        matrices = [look_at(eye, centre) for eye in eyes]
-        records, total, done = [], len(frames) * n_cameras, 0
+        views = [("train", ci, look_at(centre + d * distance, centre))
+                 for ci, d in enumerate(spiral_directions(n_cameras))]
+        views += [("test", ci, look_at(centre + d * distance, centre))
+                  for ci, d in enumerate(held_out_directions(n_test, n_cameras))]
+        if n_test:
+            (out_dir / "test").mkdir(exist_ok=True)
+        records = {"train": [], "test": []}
+        total, done = len(frames) * len(views), 0
         for ti, frame in enumerate(frames):
             scene.frame_set(frame)
             t = ti / (len(frames) - 1)
-            for ci, matrix in enumerate(matrices):
+            for split, ci, matrix in views:
                 camera.matrix_world = matrix
-                rel = f"train/c{ci:03d}_t{ti:03d}"
+                rel = f"{split}/c{ci:03d}_t{ti:03d}"
                 render.filepath = str(out_dir / f"{rel}.png")
                 bpy.ops.render.render(write_still=True, scene=scene.name)
-                records.append({"file_path": f"./{rel}", "transform_matrix": [list(row) for row in matrix],
-                                "time": t, "camera_index": ci, "time_index": ti})
+                records[split].append({"file_path": f"./{rel}", "transform_matrix": [list(row) for row in matrix],
+                                       "time": t, "camera_index": ci, "time_index": ti})
                 done += 1
                 yield done, total
-        doc = {"camera_angle_x": camera_data.angle_x, "frames": records,
-               "gen4d": {"source": "blender_capture", "object": obj.name, "scene_frames": frames,
-                         "fps": scene.render.fps / scene.render.fps_base / max(1, int(frame_step)),
-                         "centre": list(centre), "radius": radius, "blender": bpy.app.version_string}}
-        (out_dir / "transforms_train.json").write_text(json.dumps(doc, indent=1))
+        meta = {"source": "blender_capture", "object": obj.name, "scene_frames": frames,
+                "fps": scene.render.fps / scene.render.fps_base / max(1, int(frame_step)),
+                "centre": list(centre), "radius": radius, "blender": bpy.app.version_string}
+        for split in ("train", "test") if n_test else ("train",):
+            doc = {"camera_angle_x": camera_data.angle_x, "frames": records[split], "gen4d": meta}
+            (out_dir / f"transforms_{split}.json").write_text(json.dumps(doc, indent=1))
     finally:
         restorer.restore()
         bpy.data.objects.remove(camera)
@@ -322,5 +337,6 @@ class GEN4D_OT_capture_selected(bpy.types.Operator):
 
 classes = (GEN4D_OT_capture_selected,)
 
-__all__ = ["iter_capture", "capture_footage", "spiral_directions", "look_at", "animation_bounds",
+__all__ = ["iter_capture", "capture_footage", "spiral_directions", "held_out_directions", "look_at",
+           "animation_bounds",
            "GEN4D_OT_capture_selected", "classes"]

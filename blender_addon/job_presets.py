@@ -35,6 +35,10 @@ PRESETS: dict[str, tuple[str, str, dict]] = {
     }),
 }
 
+#: Job types the panel submits (the backend's ``backend.pipeline.runner.JOB_TYPES``; a
+#: test keeps the two equal, since the add-on cannot import the backend).
+JOB_TYPES = ("footage", "video", "image", "prompt", "orbital")
+
 #: Advanced choices offered in the panel (value "PRESET" = keep the preset's).
 REPRESENTATIONS = ("PRESET", "trajectory", "hexplane")
 DENSIFY_STRATEGIES = ("PRESET", "default", "stag4d")
@@ -46,7 +50,7 @@ def job_spec(job_type: str, preset: str, iterations: int = 0, max_image_size: in
     """The job spec for ``job_type`` at quality ``preset`` with Advanced overrides.
 
     Args:
-        job_type: ``footage``, ``video``, ``image`` or ``prompt``.
+        job_type: one of :data:`JOB_TYPES` (``orbital``: ``extra`` carries ``orbit``).
         preset: a key of :data:`PRESETS`.
         iterations: optimizer steps; 0 keeps the preset's.
         max_image_size: longest training image side (px); 0 keeps the preset's.
@@ -59,9 +63,11 @@ def job_spec(job_type: str, preset: str, iterations: int = 0, max_image_size: in
         a new dict; nested dicts are copies, so the preset table is never modified.
 
     Raises:
-        ValueError: unknown preset, representation or densification strategy, or a
+        ValueError: unknown job type, preset, representation or densification strategy, or a
             negative count.
     """
+    if job_type not in JOB_TYPES:
+        raise ValueError(f"unknown job type {job_type!r}; choose one of {list(JOB_TYPES)}")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     if representation not in REPRESENTATIONS:

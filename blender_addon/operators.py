@@ -84,10 +84,17 @@ class GEN4D_OT_submit_prompt(bpy.types.Operator):
 
 
 class _SubmitFile:
-    """Shared body of the image and video operators: pick a file, upload it in the worker."""
+    """Shared body of the image and video operators: pick a file, upload it in the worker.
+
+    ``field`` is the spec key that names the uploaded file, ``job_type`` the job (default:
+    ``field``), and :meth:`spec_extra` adds operator-specific spec keys."""
     filepath: bpy.props.StringProperty(subtype="FILE_PATH")
     field = ""
+    job_type = ""
     extensions: tuple = ()
+
+    def spec_extra(self) -> dict:
+        return {}
 
     def invoke(self, context, event):
         context.window_manager.fileselect_add(self)
@@ -101,7 +108,8 @@ class _SubmitFile:
         if not path.lower().endswith(self.extensions):
             self.report({"ERROR"}, f"gen4d: {os.path.basename(path)} is not one of {', '.join(self.extensions)}")
             return {"CANCELLED"}
-        return _start_job(self, context, "submit_file", self.field, path=path, field=self.field)
+        return _start_job(self, context, "submit_file", self.job_type or self.field, self.spec_extra(), path=path,
+                          field=self.field)
 
 
 class GEN4D_OT_submit_image(_SubmitFile, bpy.types.Operator):
@@ -120,6 +128,31 @@ class GEN4D_OT_submit_video(_SubmitFile, bpy.types.Operator):
     field = "video"
     extensions = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif")
     filter_glob: bpy.props.StringProperty(default="*.mp4;*.mov;*.mkv;*.webm;*.avi;*.gif", options={"HIDDEN"})
+
+
+class GEN4D_OT_submit_orbital_video(_SubmitFile, bpy.types.Operator):
+    """Reconstruct a 4D asset from a video whose camera orbits the moving object (Diffusion4D style):
+    every frame is one camera at one time on the orbit described here"""
+    bl_idname = "gen4d.submit_orbital_video"
+    bl_label = "From Orbital Video…"
+    field = "video"
+    job_type = "orbital"
+    extensions = GEN4D_OT_submit_video.extensions
+    filter_glob: bpy.props.StringProperty(default="*.mp4;*.mov;*.mkv;*.webm;*.avi;*.gif", options={"HIDDEN"})
+    sweep_deg: bpy.props.FloatProperty(name="Orbit Sweep", default=345.0, min=-3600.0, max=3600.0,
+                                       description="Degrees the camera travels from the first to the last frame "
+                                                   "(24 frames at 15 degrees: 345); negative = clockwise from above")
+    start_azimuth_deg: bpy.props.FloatProperty(name="Start Azimuth", default=0.0,
+                                               description="Azimuth of the first frame (0 = on the +X axis)")
+    elevation_deg: bpy.props.FloatProperty(name="Elevation", default=0.0, min=-89.0, max=89.0)
+    fov_deg: bpy.props.FloatProperty(name="Horizontal FOV", default=39.6, min=1.0, max=170.0,
+                                     description="The video camera's horizontal field of view (50 mm on 36 mm: 39.6)")
+    radius: bpy.props.FloatProperty(name="Distance", default=2.0, min=0.01, subtype="DISTANCE",
+                                    description="Camera distance from the orbit centre (sets the asset's scale)")
+
+    def spec_extra(self) -> dict:
+        return {"orbit": {"sweep_deg": self.sweep_deg, "start_azimuth_deg": self.start_azimuth_deg,
+                          "elevation_deg": self.elevation_deg, "fov_deg": self.fov_deg, "radius": self.radius}}
 
 
 class GEN4D_OT_cancel(bpy.types.Operator):
@@ -182,5 +215,5 @@ class GEN4D_OT_set_cycles_bounces(bpy.types.Operator):
 
 
 classes = (GEN4D_OT_connect, GEN4D_OT_submit_footage, GEN4D_OT_submit_prompt, GEN4D_OT_submit_image,
-           GEN4D_OT_submit_video, GEN4D_OT_cancel, GEN4D_OT_import_result,
+           GEN4D_OT_submit_video, GEN4D_OT_submit_orbital_video, GEN4D_OT_cancel, GEN4D_OT_import_result,
            GEN4D_OT_set_cycles_bounces)

@@ -96,7 +96,7 @@ class GEN4D_PT_main(bpy.types.Panel):
             for name in ("iterations", "max_image_size", "representation", "densify_strategy",
                          "confidence_weighting"):
                 adv.prop(settings, name)
-        busy = s.status in ("submitting", "queued", "running", "fetching")
+        busy = s.status in ("capturing", "submitting", "queued", "running", "fetching")
         col = layout.column(align=True)
         col.enabled = not busy
         col.prop(settings, "prompt", text="", icon="TEXT")
@@ -104,7 +104,9 @@ class GEN4D_PT_main(bpy.types.Panel):
         row = col.row(align=True)
         row.operator("gen4d.submit_image", icon="IMAGE_DATA")
         row.operator("gen4d.submit_video", icon="FILE_MOVIE")
+        col.operator("gen4d.submit_orbital_video", icon="ORIENTATION_GIMBAL")
         col.operator("gen4d.submit_footage", icon="FILE_FOLDER")
+        col.operator("gen4d.capture_selected", icon="RENDER_ANIMATION")
 
         if s.status != "idle":
             col = layout.column()

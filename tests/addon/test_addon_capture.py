@@ -71,3 +71,4 @@ def test_capture_operator_and_its_errors(captured):
     assert captured["op_result"] == ["FINISHED"] and captured["op_frames"] == 2 * 5
     assert "no geometry" in captured["empty_error"]
     assert "gen4d_capture_camera" not in " ".join(captured["objects_after_failure"])
+    assert "no such file" in captured["orbital_error"]

@@ -50,7 +50,17 @@ def test_advanced_overrides_reach_the_reconstruction_config():
     assert again["options"] == {"iterations": 500, "max_image_size": 96}
 
 
+def test_job_types_match_the_backend():
+    from backend.pipeline.runner import JOB_TYPES
+
+    assert job_presets.JOB_TYPES == JOB_TYPES
+    spec = job_presets.job_spec("orbital", "DRAFT", orbit={"fov_deg": 30.0}, video="clip.mp4")
+    assert spec["job_type"] == "orbital" and spec["orbit"] == {"fov_deg": 30.0}
+
+
 def test_bad_choices_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown job type"):
+        job_presets.job_spec("hologram", "DRAFT")
     with pytest.raises(ValueError, match="unknown preset"):
         job_presets.job_spec("footage", "ULTRA")
     with pytest.raises(ValueError, match="representation"):

@@ -77,6 +77,11 @@ try:
 except RuntimeError as exc:  # bpy turns an ERROR report of a called operator into RuntimeError
     empty_error = str(exc)
 objects_after_failure = sorted(o.name for o in bpy.data.objects)
+try:
+    bpy.ops.gen4d.submit_orbital_video("EXEC_DEFAULT", filepath=str(out / "missing.mp4"), fov_deg=30.0)
+    orbital_error = ""
+except RuntimeError as exc:
+    orbital_error = str(exc)
 blender_addon.unregister()
 
 print("RESULT: " + json.dumps({
@@ -84,5 +89,5 @@ print("RESULT: " + json.dumps({
     "op_result": sorted(op_result), "op_frames": len(json.loads((out / "op" / "transforms_train.json").read_text())[
         "frames"]),
     "empty_error": empty_error, "objects_after_failure": objects_after_failure,
-    "state_error": state.STATE.last_error,
+    "state_error": state.STATE.last_error, "orbital_error": orbital_error,
 }))
