@@ -47,6 +47,9 @@ def _start_job(op, context, command: str, job_type: str, spec_extra: dict | None
     s = state.STATE
     s.job_id, s.status, s.stage, s.progress, s.last_error = "", "submitting", "", 0.0, ""
     s.result_dir, s.message, s.preview_path = "", "uploading", ""
+    name = (spec_extra or {}).get("prompt") or kwargs.get("path") or kwargs.get("folder") or ""
+    s.pending = {"job_type": job_type, "name": os.path.basename(str(name).rstrip("/\\")) or str(name)[:60],
+                 "address": worker.address}
     worker.send(command, spec=context.scene.gen4d.spec(job_type, **(spec_extra or {})), **kwargs)
     return {"FINISHED"}
 
@@ -177,6 +180,8 @@ class GEN4D_OT_import_result(bpy.types.Operator):
     directory: bpy.props.StringProperty(subtype="DIR_PATH")
 
     def invoke(self, context, event):
+        if self.directory:  # a job-list row names its result folder
+            return self.execute(context)
         if state.STATE.status == "ready" and state.STATE.result_dir:
             self.directory = state.STATE.result_dir
             return self.execute(context)
@@ -193,6 +198,115 @@ class GEN4D_OT_import_result(bpy.types.Operator):
             self.report({"ERROR"}, f"gen4d import failed: {exc}")
             return {"CANCELLED"}
         self.report({"INFO"}, f"gen4d: imported {obj.name} ({obj['gen4d_frame_count']} frames)")
+        return {"FINISHED"}
+
+
+class GEN4D_OT_reattach(bpy.types.Operator):
+    """Follow a job again by its id (e.g. after restarting Blender): progress, or the finished result"""
+    bl_idname = "gen4d.reattach"
+    bl_label = "Reattach to Job"
+
+    job_id: bpy.props.StringProperty(name="Job ID", description="The id the backend gave the job")
+
+    def invoke(self, context, event):
+        if self.job_id:
+            return self.execute(context)
+        return context.window_manager.invoke_props_dialog(self)
+
+    def execute(self, context):
+        job_id = self.job_id.strip()
+        if not job_id:
+            self.report({"ERROR"}, "gen4d: enter a job id")
+            return {"CANCELLED"}
+        if _worker(self, context) is None:
+            return {"CANCELLED"}
+        state.reattach(job_id)
+        if state.job_store.find(state.jobs(), job_id) is None:
+            state.record_job(job_id, status="queued", name="reattached by id")
+        return {"FINISHED"}
+
+
+class GEN4D_OT_forget_job(bpy.types.Operator):
+    """Remove a job from the list (its downloaded result stays on disk)"""
+    bl_idname = "gen4d.forget_job"
+    bl_label = "Forget Job"
+
+    job_id: bpy.props.StringProperty(name="Job ID")
+
+    def execute(self, context):
+        state.forget_job(self.job_id)
+        return {"FINISHED"}
+
+
+class GEN4D_OT_start_local_backend(bpy.types.Operator):
+    """Start the gen4d backend on this machine with the interpreter set in the add-on preferences, then connect"""
+    bl_idname = "gen4d.start_local_backend"
+    bl_label = "Start Local Backend"
+
+    def execute(self, context):
+        from . import local_backend
+        from .client import is_loopback
+        from .preferences import get_prefs
+
+        prefs = get_prefs(context)
+        if prefs is None:
+            self.report({"ERROR"}, "gen4d: the add-on preferences are not available")
+            return {"CANCELLED"}
+        address = prefs.address.strip()
+        if not is_loopback(address):
+            self.report({"ERROR"}, f"gen4d: a local backend binds a local address; {address} is not one")
+            return {"CANCELLED"}
+        try:
+            backend = local_backend.start(bpy.path.abspath(prefs.python_path), bpy.path.abspath(prefs.backend_root),
+                                          address, bpy.path.abspath(prefs.data_dir))
+        except (OSError, ValueError) as exc:
+            state.STATE.last_error = str(exc)
+            self.report({"ERROR"}, f"gen4d: {exc}")
+            return {"CANCELLED"}
+        if not prefs.key_text.strip() and not prefs.key_file.strip():
+            prefs.key_file = str(backend.key_path)
+        state.stop_worker()
+        state.connect_when_ready(address, backend.key_path)
+        self.report({"INFO"}, f"gen4d: backend starting (pid {backend.process.pid}), log {backend.log_path}")
+        return {"FINISHED"}
+
+
+class GEN4D_OT_stop_local_backend(bpy.types.Operator):
+    """Stop the backend started from Blender (running jobs resume when it starts again)"""
+    bl_idname = "gen4d.stop_local_backend"
+    bl_label = "Stop Local Backend"
+
+    def execute(self, context):
+        from . import local_backend
+
+        if local_backend.current() is None:
+            self.report({"ERROR"}, "gen4d: no backend was started from Blender")
+            return {"CANCELLED"}
+        state.stop_worker()
+        code = local_backend.stop()
+        state.STATE.reachable = None
+        self.report({"INFO"}, f"gen4d: local backend stopped (exit code {code})")
+        return {"FINISHED"}
+
+
+class GEN4D_OT_show_backend_log(bpy.types.Operator):
+    """Show the local backend's log in a Text datablock (open it in the Text Editor)"""
+    bl_idname = "gen4d.show_backend_log"
+    bl_label = "Show Backend Log"
+
+    def execute(self, context):
+        from . import local_backend
+
+        if local_backend.current() is None:
+            self.report({"ERROR"}, "gen4d: no backend was started from Blender")
+            return {"CANCELLED"}
+        text = bpy.data.texts.get("gen4d_backend.log") or bpy.data.texts.new("gen4d_backend.log")
+        text.from_string(local_backend.read_log())
+        for area in context.screen.areas if context.screen else ():
+            if area.type == "TEXT_EDITOR":
+                area.spaces.active.text = text
+                break
+        self.report({"INFO"}, "gen4d: backend log in the Text Editor as gen4d_backend.log")
         return {"FINISHED"}
 
 
@@ -216,4 +330,5 @@ class GEN4D_OT_set_cycles_bounces(bpy.types.Operator):
 
 classes = (GEN4D_OT_connect, GEN4D_OT_submit_footage, GEN4D_OT_submit_prompt, GEN4D_OT_submit_image,
            GEN4D_OT_submit_video, GEN4D_OT_submit_orbital_video, GEN4D_OT_cancel, GEN4D_OT_import_result,
-           GEN4D_OT_set_cycles_bounces)
+           GEN4D_OT_reattach, GEN4D_OT_forget_job, GEN4D_OT_start_local_backend, GEN4D_OT_stop_local_backend,
+           GEN4D_OT_show_backend_log, GEN4D_OT_set_cycles_bounces)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import bpy
 
 from . import state
@@ -63,6 +66,59 @@ def _draw_asset(layout, obj) -> None:
         box.prop(mod, f'["{ident}"]', text=name)
 
 
+def _reachability(s) -> str:
+    """``not connected`` / ``reachable (N ms)`` / ``unreachable (last answer N s ago)``."""
+    if s.reachable is None:
+        return "not connected"
+    if s.reachable:
+        return "reachable" + (f" ({s.rtt_s * 1000:.0f} ms)" if s.rtt_s is not None else "")
+    if s.last_ok is None:
+        return "unreachable"
+    return f"unreachable (last answer {time.monotonic() - s.last_ok:.0f} s ago)"
+
+
+def _draw_local_backend(box) -> None:
+    """Start / Stop / Log of a backend started from Blender, with its pid or exit code."""
+    from . import local_backend
+
+    status = local_backend.status()
+    row = box.row(align=True)
+    if status.startswith(("running", "starting")):
+        row.label(text=f"local backend {status}", icon="CONSOLE")
+        row.operator("gen4d.stop_local_backend", text="", icon="PAUSE")
+    else:
+        if status:
+            row.label(text=f"local backend {status}", icon="ERROR")
+        row.operator("gen4d.start_local_backend", icon="PLAY")
+    if status:
+        row.operator("gen4d.show_backend_log", text="", icon="TEXT")
+
+
+#: Job-list rows shown in the panel (the file keeps more).
+JOB_ROWS = 8
+
+
+def _draw_jobs(layout, s) -> None:
+    """The persistent job list: status per job, Reattach / Import / Forget per row."""
+    records = state.jobs()
+    box = layout.box()
+    header = box.row()
+    header.label(text=f"Jobs ({len(records)})", icon="PRESET")
+    header.operator("gen4d.reattach", text="Reattach by ID…", icon="LINKED").job_id = ""
+    for record in records[:JOB_ROWS]:
+        row = box.row(align=True)
+        active = record["job_id"] == s.job_id
+        label = f"{record['job_id'][:8]} · {record['job_type'] or 'job'} · {record['status']}"
+        if record["name"]:
+            label += f" · {record['name'][:24]}"
+        row.label(text=label, icon="RADIOBUT_ON" if active else "RADIOBUT_OFF")
+        if record["result_dir"] and os.path.isdir(record["result_dir"]):
+            row.operator("gen4d.import_result", text="", icon="IMPORT").directory = record["result_dir"]
+        elif not active:
+            row.operator("gen4d.reattach", text="", icon="FILE_REFRESH").job_id = record["job_id"]
+        row.operator("gen4d.forget_job", text="", icon="X").job_id = record["job_id"]
+
+
 class GEN4D_PT_main(bpy.types.Panel):
     """Submit footage, follow the job, import the result."""
     bl_idname = "GEN4D_PT_main"
@@ -80,11 +136,12 @@ class GEN4D_PT_main(bpy.types.Panel):
             if not prefs.key_text:
                 box.prop(prefs, "key_file", text="Key File")
         row = box.row()
-        reach = {None: "not connected", True: "reachable", False: "unreachable"}[s.reachable]
-        if s.reachable and s.rtt_s is not None:
-            reach += f" ({s.rtt_s * 1000:.0f} ms)"
-        row.label(text=reach, icon="CHECKMARK" if s.reachable else "ERROR" if s.reachable is False else "BLANK1")
+        row.label(text=_reachability(s), icon="CHECKMARK" if s.reachable else "ERROR" if s.reachable is False
+                  else "BLANK1")
         row.operator("gen4d.connect", text="", icon="FILE_REFRESH")
+        if s.reachable is False and s.unreachable_reason:
+            box.label(text=s.unreachable_reason[:120])
+        _draw_local_backend(box)
 
         settings = context.scene.gen4d
         layout.prop(settings, "preset")
@@ -124,6 +181,7 @@ class GEN4D_PT_main(bpy.types.Panel):
         row.operator("gen4d.import_result", icon="IMPORT",
                      text="Import" if s.status == "ready" else "Import Result Folder…")
         layout.operator("gen4d.set_cycles_bounces", icon="RENDER_STILL")
+        _draw_jobs(layout, s)
         _draw_asset(layout, context.active_object)
         if s.last_error:
             err = layout.box()

@@ -23,11 +23,28 @@ class GEN4D_AddonPreferences(bpy.types.AddonPreferences):
     key_text: bpy.props.StringProperty(
         name="Key", subtype="PASSWORD", description="The backend key as hex text (overrides Key File)")
 
+    python_path: bpy.props.StringProperty(
+        name="Backend Python", subtype="FILE_PATH",
+        description="Python interpreter with the backend's packages (torch, gsplat, pyzmq), used by "
+                    "Start Local Backend, e.g. /path/to/gen4d/.venv/bin/python")
+    backend_root: bpy.props.StringProperty(
+        name="Backend Folder", subtype="DIR_PATH",
+        description="Folder containing the 'backend' package (the gen4d checkout); empty if the "
+                    "interpreter has it installed")
+    data_dir: bpy.props.StringProperty(
+        name="Backend Data Folder", subtype="DIR_PATH", default="~/.local/share/gen4d",
+        description="Jobs, key file (gen4d.key) and log (backend.log) of the local backend")
+
     def draw(self, context):
         col = self.layout.column()
         col.prop(self, "address")
         col.prop(self, "key_file")
         col.prop(self, "key_text")
+        col.separator()
+        col.label(text="Local backend")
+        col.prop(self, "python_path")
+        col.prop(self, "backend_root")
+        col.prop(self, "data_dir")
 
 
 class GEN4D_SceneSettings(bpy.types.PropertyGroup):

@@ -15,6 +15,7 @@ from pathlib import Path
 import bpy
 
 from . import client as _client
+from . import job_store
 
 TIMER_INTERVAL_S = 0.2
 TERMINAL = ("completed", "failed", "cancelled")
@@ -36,11 +37,110 @@ class JobState:
     result_dir: str = ""
     preview_path: str = ""
     updated: float = 0.0
+    last_ok: float | None = None  # time.monotonic() of the last answered heartbeat
+    unreachable_reason: str = ""
+    pending: dict | None = None  # job_type / name / address of the job being submitted
 
 
 STATE = JobState()
 _worker: _client.BackendWorker | None = None
 _worker_config: tuple | None = None
+_jobs: list[dict] | None = None
+_jobs_path: Path | None = None
+
+
+def jobs() -> list[dict]:
+    """The persistent job list (:mod:`job_store`), loaded on first use; newest first.
+
+    An unreadable file is moved aside and reported in ``STATE.last_error``."""
+    global _jobs, _jobs_path
+    if _jobs is None:
+        try:
+            _jobs_path = job_store.store_path()
+            _jobs, warning = job_store.load(_jobs_path)
+        except OSError as exc:
+            _jobs, warning = [], f"gen4d job list unavailable: {exc}"
+        if warning:
+            STATE.last_error = warning
+    return _jobs
+
+
+def record_job(job_id: str, **fields) -> None:
+    """Update (or add) ``job_id`` in the job list and save it; never raises."""
+    global _jobs
+    try:
+        _jobs = job_store.upsert(jobs(), job_id, **fields)
+        if _jobs_path is not None:
+            job_store.save(_jobs_path, _jobs)
+    except (OSError, ValueError) as exc:
+        STATE.last_error = f"gen4d job list not saved: {exc}"
+
+
+def forget_job(job_id: str) -> None:
+    """Remove ``job_id`` from the job list and save it; never raises."""
+    global _jobs
+    _jobs = job_store.forget(jobs(), job_id)
+    try:
+        if _jobs_path is not None:
+            job_store.save(_jobs_path, _jobs)
+    except OSError as exc:
+        STATE.last_error = f"gen4d job list not saved: {exc}"
+
+
+def reload_jobs() -> list[dict]:
+    """Drop the in-memory list and read the file again (after register, or in tests)."""
+    global _jobs
+    _jobs = None
+    return jobs()
+
+
+def reattach(job_id: str) -> None:
+    """Make ``job_id`` the panel's job and ask the backend to replay its state.
+
+    The backend answers ``watch`` with the job's current events: progress for a running
+    job, or ``completed`` (which starts the download), ``failed`` or ``cancelled``.
+
+    Raises:
+        RuntimeError: no backend connection (call :func:`ensure_worker` first).
+    """
+    if _worker is None:
+        raise RuntimeError("not connected to a backend")
+    s = STATE
+    s.job_id, s.status, s.stage, s.progress, s.eta_s, s.last_error = job_id, "queued", "", 0.0, None, ""
+    s.result_dir, s.preview_path, s.message = "", "", "reattaching"
+    _worker.send("watch", job_id=job_id)
+
+
+_autoconnect: tuple[str, Path] | None = None
+
+
+def connect_when_ready(address: str, key_path: Path) -> None:
+    """Connect to the local backend (:mod:`local_backend`) once it prints its ready line;
+    the timer checks every tick, so Blender never waits for it."""
+    global _autoconnect
+    _autoconnect = (address, Path(key_path))
+    if not bpy.app.timers.is_registered(_tick):
+        bpy.app.timers.register(_tick, first_interval=TIMER_INTERVAL_S, persistent=True)
+
+
+def _check_local_backend() -> None:
+    global _autoconnect
+    from . import local_backend
+
+    if _autoconnect is None:
+        return
+    status = local_backend.poll()
+    if status == "exited":
+        _autoconnect = None
+        STATE.reachable, STATE.unreachable_reason = False, "the local backend exited (see its log)"
+    elif status == "ready":
+        address, key_path = _autoconnect
+        _autoconnect = None
+        try:
+            from ._vendor import get_protocol
+            ensure_worker(address, get_protocol().load_key(key_path))
+        except Exception as exc:
+            STATE.last_error = f"could not connect to the local backend: {exc}"
 
 
 def ensure_worker(address: str, key: bytes, timeout_s: float = 5.0) -> _client.BackendWorker:
@@ -76,8 +176,13 @@ def stop_worker() -> None:
 
 
 def shutdown() -> None:
-    """Stop the worker and the timer (for ``unregister``)."""
+    """Stop the worker, the timer and a local backend started from the add-on (``unregister``)."""
+    global _autoconnect, _jobs
+    from . import local_backend
+
+    _autoconnect, _jobs = None, None
     stop_worker()
+    local_backend.forget()
     if bpy.app.timers.is_registered(_tick):
         bpy.app.timers.unregister(_tick)
 
@@ -95,26 +200,38 @@ def apply_event(event: dict) -> None:
     job = event.get("job_id")
     if kind == "reachable":
         STATE.reachable, STATE.rtt_s = event["ok"], event.get("rtt_s")
-        if not event["ok"]:
-            STATE.message = f"backend unreachable: {event.get('message', '')}"
+        if event["ok"]:
+            STATE.last_ok, STATE.unreachable_reason = time.monotonic(), ""
+        else:
+            STATE.unreachable_reason = event.get("message", "") or "no answer"
         return
     if kind == "error":
         STATE.last_error = event.get("message", "")
-        if event.get("command") in ("submit_footage", "submit"):
+        if event.get("command") in ("submit_footage", "submit", "submit_file"):
             STATE.status = "failed"
         elif event.get("command") == "fetch":
             STATE.status = "completed"
+        elif event.get("command") == "watch" and job and job == STATE.job_id:
+            STATE.status = "failed"
+            record_job(job, status="unknown", message=STATE.last_error[:200])
         return
     if job and STATE.job_id and job != STATE.job_id:
+        if kind in TERMINAL:
+            record_job(job, status=kind)
         return  # an older job
     if kind == "submitted":
         STATE.job_id, STATE.status, STATE.message = job, "queued", "queued"
+        pending = STATE.pending or {}
+        record_job(job, status="queued", job_type=pending.get("job_type", ""), name=pending.get("name", ""),
+                   address=pending.get("address", ""))
+        STATE.pending = None
         if _worker is not None:
             _worker.send("watch", job_id=job)
     elif kind == "queued":
         STATE.status = "queued" if STATE.status in ("idle", "submitting", "queued") else STATE.status
     elif kind == "started":
         STATE.status = "running"
+        record_job(job, status="running")
     elif kind == "progress":
         STATE.status = "running"
         total = event.get("total") or 0
@@ -129,23 +246,31 @@ def apply_event(event: dict) -> None:
     elif kind == "completed":
         if STATE.status not in ("fetching", "ready"):
             STATE.status, STATE.progress, STATE.message = "fetching", 1.0, "downloading result"
+            record_job(job, status="completed")
             if _worker is not None:
                 _worker.send("fetch", job_id=job, dest=str(job_dir(job)))
     elif kind == "fetch_progress":
         STATE.message = f"downloading {event['index'] + 1}/{event['count']}"
     elif kind == "fetched":
         STATE.status, STATE.result_dir, STATE.message = "ready", event["path"], "result ready"
+        record_job(job, status="ready", result_dir=event["path"])
     elif kind == "failed":
         STATE.status = "failed"
         STATE.last_error = f"{event.get('code', 'error')}: {event.get('message', '')}"
+        record_job(job, status="failed", message=STATE.last_error[:200])
     elif kind == "cancelled":
         STATE.status, STATE.message = "cancelled", "cancelled"
+        record_job(job, status="cancelled")
 
 
 def _tick():
     """Timer callback: drain worker events, redraw 3D views. Never raises."""
-    worker = _worker
     changed = False
+    try:
+        _check_local_backend()
+    except Exception as exc:  # never let the timer die
+        STATE.last_error = f"{type(exc).__name__}: {exc}"
+    worker = _worker
     if worker is not None:
         for _ in range(200):
             try:

@@ -10,12 +10,14 @@ from _run import run_bpy_script
 if importlib.util.find_spec("bpy") is None:  # do not import bpy in the pytest process
     pytest.skip("needs the bpy module", allow_module_level=True)
 
-SUBMIT = ("gen4d.submit_prompt", "gen4d.submit_image", "gen4d.submit_video", "gen4d.submit_footage")
+SUBMIT = ("gen4d.submit_prompt", "gen4d.submit_image", "gen4d.submit_video", "gen4d.submit_orbital_video",
+          "gen4d.submit_footage", "gen4d.capture_selected")
 
 
 @pytest.fixture(scope="module")
 def res(tmp_path_factory):
-    return run_bpy_script("panel_checks.py", tmp_path_factory.mktemp("panel"))
+    work = tmp_path_factory.mktemp("panel")
+    return run_bpy_script("panel_checks.py", work, env={"BLENDER_USER_RESOURCES": str(work / "user")})
 
 
 def ops(log):
@@ -77,3 +79,26 @@ def test_active_asset_shows_its_player_inputs(res):
     assert props[-3:] == ["Frame", "Retime", "Splat Size"]
     assert "asset" in [d for k, d, *_ in res["asset_active"] if k == "label"]
     assert not [d for k, d, *_ in res["idle"] if k == "prop" and d == "Retime"]
+
+
+def test_unreachable_backend_shows_why_since_when_and_how_to_recover(res):
+    log = res["unreachable"]
+    labels = [d for k, d, *_ in log if k == "label"]
+    assert "unreachable (last answer 12 s ago)" in labels
+    assert "BackendUnavailable: no reply within 5.0 s" in labels
+    drawn = ops(log)
+    assert drawn["gen4d.connect"][1] and drawn["gen4d.start_local_backend"][1]
+    assert "gen4d.cancel" not in drawn and not of_kind(log, "progress")
+
+
+def test_job_list_rows_offer_import_reattach_and_forget(res):
+    log = res["job_list"]
+    labels = [d for k, d, *_ in log if k == "label"]
+    assert "Jobs (2)" in labels
+    assert "cccc2222 · prompt · ready · a dancing robot" in labels
+    assert "aaaa1111 · footage · running · wobble" in labels
+    row_ops = [d for k, d, *_ in log if k == "operator"]
+    header = row_ops.index("gen4d.reattach|Reattach by ID…")
+    # Newest first: the finished job's row imports, the running one's reattaches.
+    assert [d.split("|")[0] for d in row_ops[header + 1:header + 5]] == [
+        "gen4d.import_result", "gen4d.forget_job", "gen4d.reattach", "gen4d.forget_job"]

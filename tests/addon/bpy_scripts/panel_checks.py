@@ -3,7 +3,6 @@ and print what it drew as ``RESULT: {json}`` (tests/addon/test_addon_panel.py as
 
 import json
 import sys
-import types
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
@@ -15,64 +14,12 @@ from blender_addon import panels, state  # noqa: E402
 from blender_addon.importer import import_result  # noqa: E402
 from samples.synthetic_result import write_result  # noqa: E402
 
-
-class RecordingLayout:
-    """Stands in for ``bpy.types.UILayout``: every call is appended to one shared log as
-    ``[kind, detail, enabled, alert]``, where enabled / alert are those of the
-    innermost layout (and its parents) at draw time."""
-
-    def __init__(self, log, parent=None):
-        self.log, self.parent = log, parent
-        self.enabled, self.alert = True, False
-
-    def _flags(self):
-        enabled, alert, node = True, False, self
-        while node is not None:
-            enabled, alert = enabled and node.enabled, alert or node.alert
-            node = node.parent
-        return enabled, alert
-
-    def _record(self, kind, detail):
-        self.log.append([kind, detail, *self._flags()])
-
-    def _child(self, kind):
-        self._record(kind, "")
-        return RecordingLayout(self.log, self)
-
-    def box(self):
-        return self._child("box")
-
-    def row(self, **_):
-        return self._child("row")
-
-    def column(self, **_):
-        return self._child("column")
-
-    def label(self, text="", **_):
-        self._record("label", text)
-
-    def prop(self, data, name, text=None, **_):
-        self._record("prop", text if text is not None else name)
-
-    def operator(self, idname, text=None, **_):
-        self._record("operator", f"{idname}|{text or ''}")
-        return types.SimpleNamespace()
-
-    def progress(self, factor=0.0, type="BAR", text=""):
-        self._record("progress", f"{factor:.2f}|{text}")
-
-    def template_icon(self, icon_value=0, scale=1.0):
-        self._record("icon", str(icon_value))
-
-    def separator(self, **_):
-        pass
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from recording_layout import draw_panel  # noqa: E402
 
 
 def draw(label):
-    log = []
-    panel = types.SimpleNamespace(layout=RecordingLayout(log))
-    panels.GEN4D_PT_main.draw(panel, bpy.context)
-    res[label] = log
+    res[label] = draw_panel(panels.GEN4D_PT_main, bpy.context)
 
 
 work = Path(sys.argv[1])
@@ -96,6 +43,21 @@ try:
     state.STATE = state.JobState(reachable=False, job_id="j2", status="failed",
                                  last_error="model_missing: stabilityai/sd-turbo is not downloaded")
     draw("failed")
+
+    import time
+    state.STATE = state.JobState(reachable=False, last_ok=time.monotonic() - 12.4,
+                                 unreachable_reason="BackendUnavailable: no reply within 5.0 s")
+    draw("unreachable")
+
+    # The job list (on disk under BLENDER_USER_RESOURCES): a finished job with its result
+    # downloaded, and one still running on the backend.
+    (work / "done").mkdir(exist_ok=True)
+    state.record_job("aaaa1111bbbb", job_type="footage", name="wobble", status="running")
+    state.record_job("cccc2222dddd", job_type="prompt", name="a dancing robot", status="ready",
+                     result_dir=str(work / "done"))
+    state.STATE = state.JobState(reachable=True, rtt_s=0.002, job_id="cccc2222dddd", status="ready",
+                                 result_dir=str(work / "done"))
+    draw("job_list")
 
     write_result(work / "result", n=20, frames=3)
     obj = import_result(work / "result", name="asset", cache_dir=work / "cache")
