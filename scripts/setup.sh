@@ -42,3 +42,16 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     || { echo "[setup] error: package install failed" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi
+
+# Blender 4.5 LTS: the add-on's bpy checks run on bpy 4.5.15 too (tests/addon/_run.py).
+[ -x .venv-bpy45/bin/python ] || "$py" -m venv .venv-bpy45
+stamp45=.venv-bpy45/.gen4d-installed
+want45=$(cat constraints.txt requirements-bpy45.txt | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp45" 2>/dev/null)" != "$want45" ]; then
+  echo "[setup] installing bpy 4.5.15 into .venv-bpy45 (about 1 minute)" >&2
+  .venv-bpy45/bin/python -m pip install -q --disable-pip-version-check -r requirements-bpy45.txt -c constraints.txt 2>&1 \
+    | grep -v "^WARNING: Location" || true
+  .venv-bpy45/bin/python -c "import bpy, numpy, zmq, plyfile; assert bpy.app.version[:2] == (4, 5), bpy.app.version" \
+    || { echo "[setup] error: bpy 4.5 install failed" >&2; exit 1; }
+  echo "$want45" > "$stamp45"
+fi

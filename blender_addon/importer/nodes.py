@@ -89,6 +89,17 @@ class _Builder:
                                   data_type="FLOAT"), "Attribute")
 
 
+def _remove_attributes(b, geometry, pattern):
+    """Remove Named Attribute with a wildcard ``pattern``: the mode is a node property on
+    Blender 4.2–4.5 (``pattern_mode``) and a menu socket ("Pattern Mode") on 5.x."""
+    node = b.node("GeometryNodeRemoveAttribute", {"Geometry": geometry, "Name": pattern})
+    if any(s.name == "Pattern Mode" for s in node.inputs):
+        _sock(node.inputs, "Pattern Mode").default_value = "Wildcard"
+    else:
+        node.pattern_mode = "WILDCARD"
+    return b.out(node)
+
+
 def _frame_path(b, frame, template, width):
     """String socket: ``template`` with FRAME_TOKEN replaced by ``frame`` zero-padded."""
     shifted = b.math("ADD", frame, float(10 ** width))
@@ -134,8 +145,7 @@ def _blend_quaternions(b, geometry, geo_b, weight):
         geometry = b.out(b.node("GeometryNodeStoreNamedAttribute",
                                 {"Geometry": geometry, "Name": f"rot_{i}", "Value": b.attr(f"gen4d_blend_rot_{i}")},
                                 data_type="FLOAT", domain="POINT"))
-    return b.out(b.node("GeometryNodeRemoveAttribute",
-                        {"Geometry": geometry, "Name": "gen4d_blend_rot_*", "Pattern Mode": "Wildcard"}))
+    return _remove_attributes(b, geometry, "gen4d_blend_rot_*")
 
 
 def _index_switch(b, index, data_type, values):
@@ -208,8 +218,7 @@ def build_tree(name: str, template: str, frame_count: int, width: int,
                            data_type="FLOAT", operation="GREATER_THAN"))
     points = b.out(b.node("GeometryNodeSwitch", {"Switch": is_frac, "False": geo_a,
                                                   "True": blended}, input_type="GEOMETRY"))
-    points = b.out(b.node("GeometryNodeRemoveAttribute",
-                          {"Geometry": points, "Name": "f_rest_*", "Pattern Mode": "Wildcard"}))
+    points = _remove_attributes(b, points, "f_rest_*")
 
     # Shading attributes: colour = max(0, 0.5 + C0·f_dc), alpha = sigmoid(opacity).
     dc = b.out(b.node("ShaderNodeCombineXYZ", {"X": b.attr("f_dc_0"), "Y": b.attr("f_dc_1"),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from _run import run_bpy_script
+from _run import BLENDERS, run_bpy_script
 
 from backend.pipeline.ingest import load_footage
 
@@ -17,10 +17,10 @@ if importlib.util.find_spec("bpy") is None:
     pytest.skip("needs the bpy module", allow_module_level=True)
 
 
-@pytest.fixture(scope="module")
-def captured(tmp_path_factory):
+@pytest.fixture(scope="module", params=BLENDERS)
+def captured(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("capture")
-    return run_bpy_script("capture_checks.py", out)
+    return run_bpy_script("capture_checks.py", out, blender=request.param)
 
 
 def test_capture_writes_footage_the_backend_reads(captured):

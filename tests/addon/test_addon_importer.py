@@ -4,7 +4,7 @@ import importlib.util
 
 import pytest
 
-from _run import run_bpy_script
+from _run import BLENDERS, run_bpy_script
 
 if importlib.util.find_spec("bpy") is None:  # do not import bpy in the pytest process
     pytest.skip("needs the bpy module", allow_module_level=True)
@@ -12,9 +12,9 @@ if importlib.util.find_spec("bpy") is None:  # do not import bpy in the pytest p
 TOL = 1e-5
 
 
-@pytest.fixture(scope="module")
-def res(tmp_path_factory):
-    return run_bpy_script("importer_checks.py", tmp_path_factory.mktemp("importer"))
+@pytest.fixture(scope="module", params=BLENDERS)
+def res(request, tmp_path_factory):
+    return run_bpy_script("importer_checks.py", tmp_path_factory.mktemp("importer"), blender=request.param)
 
 
 def test_cache_and_driver(res):

@@ -7,7 +7,7 @@ import importlib.util
 
 import pytest
 
-from _run import REPO, run_bpy_script
+from _run import BLENDERS, REPO, run_bpy_script
 
 sys.path.insert(0, str(REPO))
 import build_addon  # noqa: E402
@@ -52,9 +52,10 @@ def test_validator_rejects_bad_manifest(tmp_path):
         build_addon.run_ext(build_addon.find_blender_ext(), "validate", str(tmp_path / "bad"))
 
 
-def test_install_register_unregister(zip_path, tmp_path):
+@pytest.mark.parametrize("blender", BLENDERS)
+def test_install_register_unregister(zip_path, tmp_path, blender):
     res = run_bpy_script("install_checks.py", zip_path,
-                         env={"BLENDER_USER_RESOURCES": str(tmp_path / "user")})
+                         env={"BLENDER_USER_RESOURCES": str(tmp_path / "user")}, blender=blender)
     assert res["install"] == ["FINISHED"]
     assert res["installed_under_user_resources"]
     assert res["enabled"] and res["panel"] and res["scene_prop"]

@@ -5,7 +5,7 @@ import importlib.util
 
 import pytest
 
-from _run import run_bpy_script
+from _run import BLENDERS, run_bpy_script
 
 if importlib.util.find_spec("bpy") is None:  # do not import bpy in the pytest process
     pytest.skip("needs the bpy module", allow_module_level=True)
@@ -14,10 +14,11 @@ SUBMIT = ("gen4d.submit_prompt", "gen4d.submit_image", "gen4d.submit_video", "ge
           "gen4d.submit_footage", "gen4d.capture_selected")
 
 
-@pytest.fixture(scope="module")
-def res(tmp_path_factory):
+@pytest.fixture(scope="module", params=BLENDERS)
+def res(request, tmp_path_factory):
     work = tmp_path_factory.mktemp("panel")
-    return run_bpy_script("panel_checks.py", work, env={"BLENDER_USER_RESOURCES": str(work / "user")})
+    return run_bpy_script("panel_checks.py", work, env={"BLENDER_USER_RESOURCES": str(work / "user")},
+                          blender=request.param)
 
 
 def ops(log):

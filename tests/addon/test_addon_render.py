@@ -4,15 +4,15 @@ import importlib.util
 
 import pytest
 
-from _run import run_bpy_script
+from _run import BLENDERS, run_bpy_script
 
 if importlib.util.find_spec("bpy") is None:  # do not import bpy in the pytest process
     pytest.skip("needs the bpy module", allow_module_level=True)
 
 
-@pytest.fixture(scope="module")
-def res(tmp_path_factory):
-    return run_bpy_script("render_check.py", tmp_path_factory.mktemp("render"))
+@pytest.fixture(scope="module", params=BLENDERS)
+def res(request, tmp_path_factory):
+    return run_bpy_script("render_check.py", tmp_path_factory.mktemp("render"), blender=request.param)
 
 
 def test_asset_is_visible(res):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from _run import REPO, run_bpy_script
+from _run import BLENDERS, run_bpy_script
 from tests.helpers.backend_proc import BackendProcess
 from tests.helpers.footage import make_tiny_footage
 
@@ -16,14 +16,17 @@ if importlib.util.find_spec("bpy") is None:
 
 
 @pytest.mark.timeout(600)
-def test_quit_restart_reattach_by_id_and_import(tmp_path):
+@pytest.mark.parametrize("blender", BLENDERS)
+def test_quit_restart_reattach_by_id_and_import(tmp_path, blender):
     footage = make_tiny_footage(tmp_path / "footage", n_cams=4, n_times=3, size=32)
     env = {"BLENDER_USER_RESOURCES": str(tmp_path / "user"), "HF_HUB_OFFLINE": "1"}
     backend = BackendProcess(tmp_path / "backend")
     try:
         key = tmp_path / "backend" / "gen4d.key"
-        first = run_bpy_script("restart_session.py", "submit", backend.address, key, tmp_path, footage, env=env)
-        second = run_bpy_script("restart_session.py", "reattach", backend.address, key, tmp_path, env=env)
+        first = run_bpy_script("restart_session.py", "submit", backend.address, key, tmp_path, footage, env=env,
+                               blender=blender)
+        second = run_bpy_script("restart_session.py", "reattach", backend.address, key, tmp_path, env=env,
+                                blender=blender)
         assert backend.proc.poll() is None, "backend died"
     finally:
         backend.stop()
