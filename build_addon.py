@@ -137,7 +137,7 @@ def manifest_version(path: Path) -> str:
 
 def build(platforms: list[str], out_dir: Path, universal: bool = False,
           blender_ext: Path | None = None, wheel_cache: Path | None = None) -> list[Path]:
-    """Build and validate the zips; returns their paths.
+    """Build and validate the zips (one staging per platform); returns their paths.
 
     One zip per platform (``gen4d-<version>-<platform>.zip``), plus
     ``gen4d-<version>.zip`` with every wheel when ``universal``.
@@ -147,15 +147,20 @@ def build(platforms: list[str], out_dir: Path, universal: bool = False,
     """
     blender_ext = blender_ext or find_blender_ext()
     out_dir.mkdir(parents=True, exist_ok=True)
-    wheels = download_wheels(platforms, wheel_cache or out_dir / "wheel_cache")
-    staged = stage(out_dir / "stage" / "gen4d", wheels, platforms)
-    version = manifest_version(staged / "blender_manifest.toml")
-    run_ext(blender_ext, "validate", str(staged))
-    run_ext(blender_ext, "build", "--source-dir", str(staged), "--output-dir", str(out_dir),
-            "--split-platforms")
-    zips = [out_dir / f"gen4d-{version}-{p.replace('-', '_')}.zip" for p in platforms]
-    zips = [z if z.exists() else out_dir / f"gen4d-{version}-{p}.zip" for z, p in zip(zips, platforms)]
+    cache = wheel_cache or out_dir / "wheel_cache"
+    wheels = download_wheels(platforms, cache)
+    zips = []
+    # One staging per platform, so each zip's manifest lists exactly the wheels it carries
+    # (blender_ext's --split-platforms filters the files but keeps every manifest entry).
+    for platform in platforms:
+        mine = [w for pyver in PYTHON_VERSIONS for w in _match_wheel(cache, PLATFORM_TAGS[platform], pyver, set())]
+        staged = stage(out_dir / "stage" / platform / "gen4d", mine, [platform])
+        version = manifest_version(staged / "blender_manifest.toml")
+        run_ext(blender_ext, "validate", str(staged))
+        zips.append(out_dir / f"gen4d-{version}-{platform}.zip")
+        run_ext(blender_ext, "build", "--source-dir", str(staged), "--output-filepath", str(zips[-1]))
     if universal:
+        staged = stage(out_dir / "stage" / "universal" / "gen4d", wheels, platforms)
         zips.append(out_dir / f"gen4d-{version}.zip")
         run_ext(blender_ext, "build", "--source-dir", str(staged), "--output-filepath", str(zips[-1]))
     for z in zips:
