@@ -28,6 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 PYZMQ = "pyzmq==27.3.0"
+#: Pure-Python wheels every zip carries (the importer reads and writes PLY with plyfile).
+PURE_WHEELS = ("plyfile==1.1.3",)
 #: Blender platform -> pip platform tag of the pyzmq wheels to bundle.
 PLATFORM_TAGS = {
     "windows-x64": "win_amd64",
@@ -56,6 +58,30 @@ def find_blender_ext() -> Path:
     if not hits:
         raise FileNotFoundError("blender_ext.py not found in the bpy module; pass --blender-ext PATH")
     return hits[-1]
+
+
+def download_pure_wheels(cache: Path) -> list[Path]:
+    """pip-download :data:`PURE_WHEELS` (``py3-none-any``) into ``cache``; return their paths.
+
+    Raises:
+        RuntimeError: pip failed (offline and not cached).
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+    out = []
+    for requirement in PURE_WHEELS:
+        name, version = requirement.split("==")
+        hits = sorted(cache.glob(f"{name}-{version}-py3-none-any.whl"))
+        if not hits:
+            cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--quiet",
+                   "--only-binary=:all:", "--no-deps", "--dest", str(cache), requirement]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"pip download failed for {requirement}:\n{proc.stderr}")
+            hits = sorted(cache.glob(f"{name}-{version}-py3-none-any.whl"))
+        if not hits:
+            raise RuntimeError(f"no {requirement} wheel in {cache}")
+        out.append(hits[-1])
+    return out
 
 
 def download_wheels(platforms: list[str], cache: Path) -> list[Path]:
@@ -148,12 +174,14 @@ def build(platforms: list[str], out_dir: Path, universal: bool = False,
     blender_ext = blender_ext or find_blender_ext()
     out_dir.mkdir(parents=True, exist_ok=True)
     cache = wheel_cache or out_dir / "wheel_cache"
-    wheels = download_wheels(platforms, cache)
+    pure = download_pure_wheels(cache)
+    wheels = download_wheels(platforms, cache) + pure
     zips = []
     # One staging per platform, so each zip's manifest lists exactly the wheels it carries
     # (blender_ext's --split-platforms filters the files but keeps every manifest entry).
     for platform in platforms:
         mine = [w for pyver in PYTHON_VERSIONS for w in _match_wheel(cache, PLATFORM_TAGS[platform], pyver, set())]
+        mine += pure
         staged = stage(out_dir / "stage" / platform / "gen4d", mine, [platform])
         version = manifest_version(staged / "blender_manifest.toml")
         run_ext(blender_ext, "validate", str(staged))

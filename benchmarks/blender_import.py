@@ -15,7 +15,10 @@ written to a temporary folder and deleted afterwards. Prints a short report, wri
 ``benchmarks/results/blender_import.json``, and ends with one JSON line holding
 ``import_s``, ``frame_switch_ms`` and ``peak_rss_mb``.
 
-Usage: ``python benchmarks/blender_import.py [--gaussians 200000] [--frames 30]``.
+The frames move every Gaussian and (``--spin``, default 0.2 rad per frame) turn it, so the
+lean cache frames hold positions and rotations, as for a trajectory fit.
+
+Usage: ``python benchmarks/blender_import.py [--gaussians 200000] [--frames 30] [--spin 0.2]``.
 """
 
 from __future__ import annotations
@@ -49,13 +52,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gaussians", type=int, default=200_000)
     parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--spin", type=float, default=0.2,
+                        help="rotation per frame (rad) of every Gaussian, so rotations change over time as in a "
+                             "trajectory fit (0: only positions move)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "blender_import.json")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="gen4d_import_bench_") as tmp:
         tmp = Path(tmp)
         t0 = time.perf_counter()
-        write_result(tmp / "result", n=args.gaussians, frames=args.frames)
+        write_result(tmp / "result", n=args.gaussians, frames=args.frames, spin=args.spin)
         write_s = time.perf_counter() - t0
 
         import bpy  # imported after writing, so the bpy baseline is not in write_s
@@ -98,6 +104,7 @@ def main() -> int:
         "write_result_s": round(write_s, 1),
         "gaussians": args.gaussians,
         "frames": args.frames,
+        "spin": args.spin,
         "blender": bpy.app.version_string,
     }
     print(f"{args.gaussians} Gaussians x {args.frames} frames, Blender {bpy.app.version_string}")

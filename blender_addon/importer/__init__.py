@@ -12,6 +12,7 @@ from pathlib import Path
 import bpy
 
 from . import manifest as _manifest
+from .frame_split import split_frames
 from .material import build_material
 from .nodes import FRAME_INPUT, SIZE_INPUT, build_tree, input_identifier
 
@@ -36,11 +37,13 @@ def import_result(result_dir, name: str = "gen4d_asset", cache_dir=None,
                   collection=None, start_frame: int | None = None) -> "bpy.types.Object":
     """Import a gen4d result folder as one object that plays the per-frame PLYs.
 
-    The frames are hard-linked or copied into a cache folder as ``frame_<i>.ply``:
+    Lean copies of the frames (``x y z`` plus the properties that change over time,
+    :mod:`.frame_split`) are written into a cache folder as ``frame_<i>.ply``; the
+    constant properties become point attributes of the object's mesh. The cache folder is
     ``cache_dir`` when given (used as an absolute path), else ``//gen4d_cache/<object
     name>/`` beside the saved .blend (stored relative), else a temp folder for an unsaved
-    file. The object (an empty mesh) gets a Geometry Nodes modifier named ``gen4d``
-    whose float input **Frame** selects the clip frame (0-based, clamped to [0, T−1],
+    file. The object (a mesh of N vertices holding the constant properties) gets a
+    Geometry Nodes modifier named ``gen4d`` whose float input **Frame** selects the clip frame (0-based, clamped to [0, T−1],
     fractional values blend positions). By default a driver sets
     ``Frame = scene frame − start_frame`` (``start_frame`` defaults to the scene's
     ``frame_start``); remove it and keyframe Frame to retime (:func:`frame_data_path`).
@@ -78,11 +81,15 @@ def import_result(result_dir, name: str = "gen4d_asset", cache_dir=None,
             cache_text = cache_abs.as_posix() + "/"
         else:
             cache_abs, cache_text = _default_cache_dir(obj.name)
-        _manifest.populate_cache(info, cache_abs)
         width = _manifest.pad_width(info.frame_count)
+        cache_abs.mkdir(parents=True, exist_ok=True)
+        split = split_frames(info.frame_files, [cache_abs / _manifest.cache_file_name(i, width)
+                                                for i in range(info.frame_count)])
+        _fill_static_mesh(mesh, split)
         template = cache_text + "frame_" + _manifest.FRAME_TOKEN + ".ply"
         material = build_material(f"{obj.name}_splat")
-        tree = build_tree(f"{obj.name}_player", template, info.frame_count, width, material)
+        tree = build_tree(f"{obj.name}_player", template, info.frame_count, width, material,
+                          static_names=split.static)
         mesh.materials.append(material)
         mod = obj.modifiers.new(MODIFIER_NAME, "NODES")
         mod.node_group = tree
@@ -98,6 +105,18 @@ def import_result(result_dir, name: str = "gen4d_asset", cache_dir=None,
     fcurve.driver.type = "SCRIPTED"
     fcurve.driver.expression = f"frame - {start}"  # a simple expression: no Python needed
     return obj
+
+
+def _fill_static_mesh(mesh, split) -> None:
+    """Give ``mesh`` N vertices at frame 0's positions carrying the constant properties as
+    float point attributes (``foreach_set`` from contiguous float32; no per-point loops)."""
+    import numpy as np
+
+    mesh.vertices.add(split.count)
+    mesh.vertices.foreach_set("co", np.ascontiguousarray(split.positions).ravel())
+    for name, values in split.static.items():
+        mesh.attributes.new(name, "FLOAT", "POINT").data.foreach_set("value", values)
+    mesh.update()
 
 
 def frame_data_path(obj, input_name: str = FRAME_INPUT) -> str:

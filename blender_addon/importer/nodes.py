@@ -11,12 +11,14 @@ Group interface (look identifiers up with :func:`input_identifier`, never hard-c
   to the first / last frame; 1 **loop**: wrapped into ``[0, T)``, blending frame T−1
   into frame 0; 2 **ping-pong**: plays forward then backward (``pingpong(Frame, T−1)``).
 * ``Splat Size`` (float, default 1): multiplier on the 3σ instance size.
+* input ``Geometry`` (the object's mesh): N points carrying the PLY properties that are
+  the same in every frame (:mod:`.frame_split`); the frame files hold ``x y z`` and the
+  properties that change.
 * output ``Geometry``: one instance of a subdivision-1 icosphere (radius 1) per Gaussian,
   scaled by ``3·exp(scale_i)·Splat Size`` per axis and rotated by the quaternion
   ``(rot_0..rot_3) = (w, x, y, z)``. Instance attributes ``gen4d_color`` (colour,
   ``max(0, 0.5 + C0·f_dc)``) and ``gen4d_alpha`` (``sigmoid(opacity)``) feed the
-  material; the PLY properties (``f_dc_*``, ``opacity``, ``scale_*``, ``rot_*``) stay on
-  the instances under their PLY names.
+  material; the per-frame PLY properties stay on the instances under their PLY names.
 
 The file path is built from Frame inside the tree: ``frame + 10**W`` → Value to String
 → Slice String (drops the leading 1) → Replace String into a path template. The tree
@@ -55,6 +57,8 @@ class _Builder:
     def __init__(self, tree):
         self.tree = tree
         self.x = 0
+        self.static: set[str] = set()  # attributes read from the object's own mesh
+        self.static_geometry = None  # the group's Geometry input socket
 
     def node(self, kind, inputs=None, **props):
         n = self.tree.nodes.new(kind)
@@ -85,8 +89,15 @@ class _Builder:
         return self.out(self.node("ShaderNodeVectorMath", inputs, operation=op), out)
 
     def attr(self, name):
-        return self.out(self.node("GeometryNodeInputNamedAttribute", {"Name": name},
-                                  data_type="FLOAT"), "Attribute")
+        """Float field of attribute ``name``: on the current geometry, or, for a constant
+        property, sampled by index from the object's mesh (see :mod:`.frame_split`)."""
+        value = self.out(self.node("GeometryNodeInputNamedAttribute", {"Name": name},
+                                   data_type="FLOAT"), "Attribute")
+        if name not in self.static:
+            return value
+        return self.out(self.node("GeometryNodeSampleIndex", {
+            "Geometry": self.static_geometry, "Value": value, "Index": self.out(self.node("GeometryNodeInputIndex"))},
+            data_type="FLOAT", domain="POINT"))
 
 
 def _remove_attributes(b, geometry, pattern):
@@ -161,7 +172,7 @@ def _index_switch(b, index, data_type, values):
 
 
 def build_tree(name: str, template: str, frame_count: int, width: int,
-               material) -> "bpy.types.GeometryNodeTree":
+               material, static_names=()) -> "bpy.types.GeometryNodeTree":
     """Create the player node group.
 
     Args:
@@ -172,11 +183,15 @@ def build_tree(name: str, template: str, frame_count: int, width: int,
             by the Retime input.
         width: digits of the zero-padded frame number.
         material: material put on the splat instances (or None).
+        static_names: PLY properties that are the same in every frame and live as point
+            attributes on the modifier's input geometry (the object's mesh) instead of in
+            the frame files.
     """
     if FRAME_TOKEN in template.replace(FRAME_TOKEN, "", 1):
         raise ValueError(f"path template {template!r} contains {FRAME_TOKEN!r} twice")
     tree = bpy.data.node_groups.new(name, "GeometryNodeTree")
     iface = tree.interface
+    iface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
     iface.new_socket(FRAME_INPUT, in_out="INPUT", socket_type="NodeSocketFloat")
     size = iface.new_socket(SIZE_INPUT, in_out="INPUT", socket_type="NodeSocketFloat")
     size.default_value, size.min_value = 1.0, 0.0
@@ -186,6 +201,7 @@ def build_tree(name: str, template: str, frame_count: int, width: int,
     iface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
     b = _Builder(tree)
     group_in = b.node("NodeGroupInput")
+    b.static, b.static_geometry = set(static_names), b.out(group_in, "Geometry")
     last = float(frame_count - 1)
     count = float(frame_count)
 
@@ -213,12 +229,12 @@ def build_tree(name: str, template: str, frame_count: int, width: int,
     mixed = b.out(b.node("ShaderNodeMix", {"Factor": weight, "A": pos, "B": pos_b},
                          data_type="VECTOR"))
     blended = b.out(b.node("GeometryNodeSetPosition", {"Geometry": geo_a, "Position": mixed}))
-    blended = _blend_quaternions(b, blended, geo_b, weight)
+    if "rot_0" not in b.static:  # rotations change over time: blend them too
+        blended = _blend_quaternions(b, blended, geo_b, weight)
     is_frac = b.out(b.node("FunctionNodeCompare", {"A": weight, "B": 0.0},
                            data_type="FLOAT", operation="GREATER_THAN"))
     points = b.out(b.node("GeometryNodeSwitch", {"Switch": is_frac, "False": geo_a,
                                                   "True": blended}, input_type="GEOMETRY"))
-    points = _remove_attributes(b, points, "f_rest_*")
 
     # Shading attributes: colour = max(0, 0.5 + C0·f_dc), alpha = sigmoid(opacity).
     dc = b.out(b.node("ShaderNodeCombineXYZ", {"X": b.attr("f_dc_0"), "Y": b.attr("f_dc_1"),

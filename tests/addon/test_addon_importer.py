@@ -19,6 +19,13 @@ def res(request, tmp_path_factory):
 
 def test_cache_and_driver(res):
     assert res["cache_files"] == ["frame_0000.ply", "frame_0001.ply", "frame_0002.ply"]
+    # Lean cache frames: only what changes over time. The synthetic result only moves its
+    # Gaussians, so colours, opacity, scales and rotations are stored once on the mesh;
+    # the spinning one keeps its rotations in the frames.
+    assert res["cache_props"] == ["x", "y", "z"]
+    assert res["mesh_attrs"] == ["f_dc_0", "f_dc_1", "f_dc_2", "opacity", "rot_0", "rot_1", "rot_2", "rot_3",
+                                 "scale_0", "scale_1", "scale_2"]
+    assert res["spin_cache_props"] == ["x", "y", "z", "rot_0", "rot_1", "rot_2", "rot_3"]
     assert res["driven"]
     assert res["simple_expression"]  # evaluates without Python auto-exec
     assert res["count"] == 200

@@ -69,7 +69,7 @@ def test_install_register_unregister(zip_path, tmp_path, blender):
     assert "no such file" in res["missing_video"]
     assert "is not one of" in res["wrong_image_type"]
     assert "/extensions/" in res["protocol_file"]  # the bundled copy wins
-    assert res["wheel_installed"]
+    assert res["wheel_installed"] and res["plyfile_installed"]
     assert res["loopback"] == [True, True, True, True, False, False]
     assert res["remote_refused"]
     # A dead backend: immediate start, an "unreachable" report, and a fast, clean unregister.
@@ -90,8 +90,10 @@ def test_every_platform_zip_validates_and_carries_only_its_wheels(tmp_path):
     for platform, path in zip(platforms, zips):
         names = zipfile.ZipFile(path).namelist()
         wheels = sorted(n for n in names if n.startswith("wheels/"))
-        assert len(wheels) == 2, (platform, wheels)
-        assert all(w.endswith(f"{arch[platform]}.whl") for w in wheels), (platform, wheels)
+        assert len(wheels) == 3, (platform, wheels)
+        assert "wheels/plyfile-1.1.3-py3-none-any.whl" in wheels
+        zmq = [w for w in wheels if "pyzmq" in w]
+        assert len(zmq) == 2 and all(w.endswith(f"{arch[platform]}.whl") for w in zmq), (platform, wheels)
         assert any("-cp311-cp311-" in w for w in wheels) and any("-cp312-abi3-" in w for w in wheels)
         manifest = zipfile.ZipFile(path).read("blender_manifest.toml").decode()
         listed = sorted(re.findall(r'"\./(wheels/[^"]+)"', manifest))

@@ -96,7 +96,7 @@ res["frames_differ_mean_abs"] = float(np.abs(frame0 - frame2).mean())
 res["non_white_fraction"] = float((np.abs(frame0 - 1.0).max(-1) > 0.05).mean())
 
 if engine == "CYCLES":
-    reference = rasterizer_render(work / "cache" / "frame_0000.ply", c2w)
+    reference = rasterizer_render(work / "result" / "frames" / "frame_0000.ply", c2w)
     iio.imwrite(work / "rasterizer_frame0.png", (reference * 255).round().astype(np.uint8))
     res["psnr_vs_rasterizer"] = psnr(frame0, reference)
     covered = np.abs(reference - 1.0).max(-1) > 0.02

@@ -57,10 +57,16 @@ c2 = evaluated_centres(obj)
 res["count"] = int(len(c0))
 res["driver_err0"], res["driver_err2"] = err(c0, means[0]), err(c2, means[2])
 res["frame_diff"] = err(c0, c2)
-res["ply_err"] = err(c2, read_gaussians_ply(work / "cache" / "frame_0002.ply")["means"])
+source_2 = work / "result" / json.loads((work / "result" / "manifest.json").read_text())["frame_files"][2]
+res["ply_err"] = err(c2, read_gaussians_ply(source_2)["means"])
+# The cache holds lean frames: positions and whatever changes over time; the constant
+# properties live once on the object's mesh.
+from plyfile import PlyData  # noqa: E402
+res["cache_props"] = [p.name for p in PlyData.read(str(work / "cache" / "frame_0002.ply"))["vertex"].properties]
+res["mesh_attrs"] = sorted(a.name for a in obj.data.attributes if not a.name.startswith(".") and a.name != "position")
 
 # Instance attributes and transforms.
-ply = read_gaussians_ply(work / "cache" / "frame_0002.ply")
+ply = read_gaussians_ply(source_2)
 color = instance_attr(obj, "gen4d_color", 4)[:, :3]
 res["color_err"] = err(color, np.maximum(0.5 + SH_C0 * ply["sh"][:, 0], 0))
 alpha = instance_attr(obj, "gen4d_alpha", 1)[:, 0]
@@ -106,10 +112,11 @@ mod[retime] = RETIME_MODES["HOLD"]
 write_result(work / "spin", n=50, frames=2, spin=0.6, seed=3)
 spun = import_result(work / "spin", name="spin", cache_dir=work / "cache_spin")
 spun.driver_remove(frame_data_path(spun))
-q0 = read_gaussians_ply(work / "cache_spin" / "frame_0000.ply")["quats"].astype(np.float64)
-q1 = read_gaussians_ply(work / "cache_spin" / "frame_0001.ply")["quats"].astype(np.float64)
+res["spin_cache_props"] = [p.name for p in PlyData.read(str(work / "cache_spin" / "frame_0001.ply"))["vertex"].properties]
+q0 = read_gaussians_ply(work / "spin" / "frames" / "frame_0000.ply")["quats"].astype(np.float64)
+q1 = read_gaussians_ply(work / "spin" / "frames" / "frame_0001.ply")["quats"].astype(np.float64)
 q1 = q1 * np.sign((q0 * q1).sum(1, keepdims=True))
-spin_scales = 3 * np.exp(read_gaussians_ply(work / "cache_spin" / "frame_0000.ply")["log_scales"])
+spin_scales = 3 * np.exp(read_gaussians_ply(work / "spin" / "frames" / "frame_0000.ply")["log_scales"])
 spin_ident = frame_data_path(spun).split('"')[3]
 res["rot_blend_err"] = {}
 for value, want in ((0.0, q0), (0.5, q0 + q1), (0.25, 0.75 * q0 + 0.25 * q1), (1.0, q1)):

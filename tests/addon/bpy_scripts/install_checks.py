@@ -24,6 +24,8 @@ pkg = sys.modules[module]
 res["pkg_file"] = pkg.__file__
 import importlib  # noqa: E402
 res["protocol_file"] = importlib.import_module(module + "._vendor").get_protocol().__file__
+res["plyfile_installed"] = any(p.name == "plyfile.py" for p in __import__("pathlib").Path(
+    res["user_resources"]).rglob("plyfile.py"))
 res["wheel_installed"] = any(p.name == "zmq" for p in __import__("pathlib").Path(
     res["user_resources"]).rglob("zmq"))
 res["installed_under_user_resources"] = pkg.__file__.startswith(res["user_resources"] or "\0")
