@@ -9,7 +9,8 @@ import bpy
 
 from . import state
 from .importer import MODIFIER_NAME
-from .importer.nodes import FRAME_INPUT, RETIME_INPUT, SIZE_INPUT, input_identifier
+from .importer.nodes import (FRAME_INPUT, OPACITY_THRESHOLD_INPUT, RETIME_INPUT, SIZE_INPUT, VIEWPORT_FRACTION_INPUT,
+                             input_identifier)
 from .preferences import get_prefs
 
 
@@ -58,7 +59,7 @@ def _draw_asset(layout, obj) -> None:
         return
     box = layout.box()
     box.label(text=obj.name, icon="OUTLINER_OB_POINTCLOUD")
-    for name in (FRAME_INPUT, RETIME_INPUT, SIZE_INPUT):
+    for name in (FRAME_INPUT, RETIME_INPUT, SIZE_INPUT, OPACITY_THRESHOLD_INPUT, VIEWPORT_FRACTION_INPUT):
         try:
             ident = input_identifier(mod.node_group, name)
         except KeyError:  # an asset imported by an older version

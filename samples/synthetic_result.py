@@ -35,7 +35,7 @@ def write_result(root, n=200, frames=3, seed=0, spread=0.3, log_scale=-3.0, opac
         seed: RNG seed.
         spread: standard deviation of the base positions (m).
         log_scale, jitter: log scales are ``log_scale ± U(jitter)``.
-        opacity: opacity logit of every Gaussian.
+        opacity: opacity logit of every Gaussian (a float), or ``[n]`` logits.
         spin: rotation per frame about world Z (radians).
 
     Returns:
@@ -56,7 +56,7 @@ def write_result(root, n=200, frames=3, seed=0, spread=0.3, log_scale=-3.0, opac
         half = 0.5 * spin * i
         turn = np.array([np.cos(half), 0.0, 0.0, np.sin(half)], np.float32)  # wxyz about Z
         q = _quat_multiply(turn, quats)
-        write_gaussians_ply(root / rel, m, q, log_scales, np.full(n, opacity, np.float32), sh)
+        write_gaussians_ply(root / rel, m, q, log_scales, np.broadcast_to(np.asarray(opacity, np.float32), (n,)).copy(), sh)
         files.append(rel)
         means.append(m)
     manifest = {"format": "gen4d-result", "format_version": 1, "frame_count": frames, "fps": 24.0,

@@ -11,6 +11,10 @@ Group interface (look identifiers up with :func:`input_identifier`, never hard-c
   to the first / last frame; 1 **loop**: wrapped into ``[0, T)``, blending frame T−1
   into frame 0; 2 **ping-pong**: plays forward then backward (``pingpong(Frame, T−1)``).
 * ``Splat Size`` (float, default 1): multiplier on the 3σ instance size.
+* ``Opacity Threshold`` (float, default 0): splats with ``sigmoid(opacity)`` below it are
+  removed (viewport and render).
+* ``Viewport Display`` (factor, default 1): fraction of the splats drawn in the viewport
+  (a fixed, seeded random subset); renders always draw every splat.
 * input ``Geometry`` (the object's mesh): N points carrying the PLY properties that are
   the same in every frame (:mod:`.frame_split`); the frame files hold ``x y z`` and the
   properties that change.
@@ -37,6 +41,8 @@ ALPHA_ATTR = "gen4d_alpha"
 FRAME_INPUT = "Frame"
 SIZE_INPUT = "Splat Size"
 RETIME_INPUT = "Retime"
+OPACITY_THRESHOLD_INPUT = "Opacity Threshold"
+VIEWPORT_FRACTION_INPUT = "Viewport Display"
 #: values of the Retime input.
 RETIME_MODES = {"HOLD": 0, "LOOP": 1, "PING_PONG": 2}
 
@@ -159,6 +165,26 @@ def _blend_quaternions(b, geometry, geo_b, weight):
     return _remove_attributes(b, geometry, "gen4d_blend_rot_*")
 
 
+def _viewport_filter(b, points, alpha, threshold, fraction):
+    """Delete splats with ``alpha < threshold`` and, in the viewport only, keep a fixed random
+    ``fraction`` of them (a seeded per-index draw, so the same splats stay while scrubbing).
+    Behind a lazy Switch: with the defaults (0, 1) nothing is evaluated."""
+    is_viewport = b.out(b.node("GeometryNodeIsViewport"))
+    thin = b.math("MULTIPLY", is_viewport, b.math("LESS_THAN", fraction, 1.0))
+    active = b.math("MAXIMUM", b.math("GREATER_THAN", threshold, 0.0), thin)
+    keep_draw = b.out(b.node("FunctionNodeRandomValue", {"Probability": fraction, "Seed": 7},
+                             data_type="BOOLEAN"), "Value")
+    dropped_draw = b.math("MULTIPLY", is_viewport, b.math("SUBTRACT", 1.0, keep_draw))
+    drop = b.math("MAXIMUM", b.math("LESS_THAN", alpha, threshold), dropped_draw)
+    drop_bool = b.out(b.node("FunctionNodeCompare", {"A": drop, "B": 0.5}, data_type="FLOAT",
+                             operation="GREATER_THAN"))
+    filtered = b.out(b.node("GeometryNodeDeleteGeometry", {"Geometry": points, "Selection": drop_bool},
+                            domain="POINT"))
+    use = b.out(b.node("FunctionNodeCompare", {"A": active, "B": 0.5}, data_type="FLOAT", operation="GREATER_THAN"))
+    return b.out(b.node("GeometryNodeSwitch", {"Switch": use, "False": points, "True": filtered},
+                        input_type="GEOMETRY"))
+
+
 def _index_switch(b, index, data_type, values):
     """Index Switch node: ``values[index]`` (clamped to the last item by Blender when out of range)."""
     node = b.tree.nodes.new("GeometryNodeIndexSwitch")
@@ -198,6 +224,13 @@ def build_tree(name: str, template: str, frame_count: int, width: int,
     retime = iface.new_socket(RETIME_INPUT, in_out="INPUT", socket_type="NodeSocketInt")
     retime.default_value, retime.min_value, retime.max_value = RETIME_MODES["HOLD"], 0, len(RETIME_MODES) - 1
     retime.description = "0 hold, 1 loop, 2 ping-pong: what Frame does outside the clip"
+    threshold = iface.new_socket(OPACITY_THRESHOLD_INPUT, in_out="INPUT", socket_type="NodeSocketFloat")
+    threshold.default_value, threshold.min_value, threshold.max_value = 0.0, 0.0, 1.0
+    threshold.description = "Hide splats whose opacity is below this (viewport and render)"
+    fraction = iface.new_socket(VIEWPORT_FRACTION_INPUT, in_out="INPUT", socket_type="NodeSocketFloat")
+    fraction.default_value, fraction.min_value, fraction.max_value = 1.0, 0.0, 1.0
+    fraction.subtype = "FACTOR"
+    fraction.description = "Fraction of the splats drawn in the viewport (renders draw all)"
     iface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
     b = _Builder(tree)
     group_in = b.node("NodeGroupInput")
@@ -249,6 +282,9 @@ def build_tree(name: str, template: str, frame_count: int, width: int,
     points = b.out(b.node("GeometryNodeStoreNamedAttribute",
                           {"Geometry": points, "Name": ALPHA_ATTR, "Value": alpha},
                           data_type="FLOAT", domain="POINT"))
+
+    points = _viewport_filter(b, points, alpha, b.out(group_in, OPACITY_THRESHOLD_INPUT),
+                              b.out(group_in, VIEWPORT_FRACTION_INPUT))
 
     # Instances: 3σ ellipsoids rotated by the wxyz quaternion.
     sigma = b.out(b.node("ShaderNodeCombineXYZ", {axis: b.math("EXPONENT", b.attr(f"scale_{i}"))

@@ -50,6 +50,16 @@ def test_splat_attributes_and_transforms(res):
     assert res["rot_err"] < 1e-5
 
 
+def test_viewport_controls(res):
+    # The threshold removes exactly the splats whose opacity is below it (counted in numpy).
+    assert res["threshold_count"] == res["threshold_expected"] < res["count"]
+    assert res["threshold_alpha_min"] >= res["threshold_value"] - 1e-6
+    # 25% display: a binomial draw over 200 splats (about 50, well inside 25..80), the same
+    # subset on every evaluation, and all splats back at 1.
+    assert 25 <= res["fraction_count"] <= 80 and res["fraction_stable"]
+    assert res["fraction_restored"] == res["count"]
+
+
 def test_relative_cache_beside_blend(res):
     assert res["rel_cache"] == "//gen4d_cache/saved/"
     assert res["rel_cache_exists"]

@@ -77,7 +77,7 @@ def test_failure_is_an_alert_label_not_a_traceback(res):
 
 def test_active_asset_shows_its_player_inputs(res):
     props = [d for k, d, *_ in res["asset_active"] if k == "prop"]
-    assert props[-3:] == ["Frame", "Retime", "Splat Size"]
+    assert props[-5:] == ["Frame", "Retime", "Splat Size", "Opacity Threshold", "Viewport Display"]
     assert "asset" in [d for k, d, *_ in res["asset_active"] if k == "label"]
     assert not [d for k, d, *_ in res["idle"] if k == "prop" and d == "Retime"]
 

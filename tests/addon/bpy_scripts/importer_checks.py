@@ -71,6 +71,36 @@ color = instance_attr(obj, "gen4d_color", 4)[:, :3]
 res["color_err"] = err(color, np.maximum(0.5 + SH_C0 * ply["sh"][:, 0], 0))
 alpha = instance_attr(obj, "gen4d_alpha", 1)[:, 0]
 res["alpha_err"] = err(alpha, 1 / (1 + np.exp(-ply["opacity_logits"])))
+
+# Viewport controls: an opacity threshold removes exactly the splats below it; the
+# viewport fraction keeps a fixed random subset (this depsgraph is the viewport's).
+from blender_addon.importer.nodes import OPACITY_THRESHOLD_INPUT, VIEWPORT_FRACTION_INPUT  # noqa: E402
+logits = np.linspace(-3.0, 3.0, 200).astype(np.float32)
+write_result(work / "varied", n=200, frames=2, opacity=logits)
+varied = import_result(work / "varied", name="varied", cache_dir=work / "cache_varied")
+varied_ply = read_gaussians_ply(work / "varied" / "frames" / "frame_0000.ply")
+vmod = varied.modifiers["gen4d"]
+thr_id = input_identifier(vmod.node_group, OPACITY_THRESHOLD_INPUT)
+frac_id = input_identifier(vmod.node_group, VIEWPORT_FRACTION_INPUT)
+true_alpha = 1 / (1 + np.exp(-varied_ply["opacity_logits"].astype(np.float64)))
+threshold = float(np.quantile(true_alpha, 0.3))
+vmod[thr_id] = threshold
+varied.update_tag()
+res["threshold_count"] = int(len(evaluated_centres(varied)))
+res["threshold_expected"] = int((true_alpha >= threshold).sum())
+res["threshold_alpha_min"] = float(instance_attr(varied, "gen4d_alpha", 1).min())
+res["threshold_value"] = threshold
+vmod[thr_id] = 0.0
+vmod[frac_id] = 0.25
+varied.update_tag()
+kept_a = evaluated_centres(varied)
+varied.update_tag()
+kept_b = evaluated_centres(varied)
+res["fraction_count"] = int(len(kept_a))
+res["fraction_stable"] = bool(len(kept_a) == len(kept_b) and np.array_equal(kept_a, kept_b))
+vmod[frac_id] = 1.0
+varied.update_tag()
+res["fraction_restored"] = int(len(evaluated_centres(varied)))
 mats = instance_attr(obj, "instance_transform", 16).reshape(-1, 4, 4).transpose(0, 2, 1)
 sigma3 = 3 * np.exp(ply["log_scales"])
 res["scale_err"] = err(np.linalg.norm(mats[:, :3, :3], axis=1), sigma3)
