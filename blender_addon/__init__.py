@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import bpy
 
-from . import capture, operators, panels, preferences, state
+from . import capture, import_ply_sequence, operators, panels, preferences, state
 
-_classes = (*preferences.classes, *operators.classes, *capture.classes, *panels.classes)
+_classes = (*preferences.classes, *operators.classes, *capture.classes, *import_ply_sequence.classes,
+            *panels.classes)
 
 
 def register():
@@ -20,12 +21,14 @@ def register():
     for cls in _classes:
         bpy.utils.register_class(cls)
     bpy.types.Scene.gen4d = bpy.props.PointerProperty(type=preferences.GEN4D_SceneSettings)
+    import_ply_sequence.register_menu()
 
 
 def unregister():
     """Stop the backend thread and timer, then unregister everything."""
     state.shutdown()
     panels.free_previews()
+    import_ply_sequence.unregister_menu()
     if hasattr(bpy.types.Scene, "gen4d"):
         del bpy.types.Scene.gen4d
     for cls in reversed(_classes):

@@ -19,8 +19,8 @@ from .nodes import FRAME_INPUT, SIZE_INPUT, build_tree, input_identifier
 MODIFIER_NAME = "gen4d"
 MIN_VERSION = (4, 5, 0)
 
-__all__ = ["import_result", "frame_data_path", "evaluated_centres", "FRAME_INPUT",
-           "SIZE_INPUT", "MODIFIER_NAME"]
+__all__ = ["import_result", "import_ply_sequence", "import_manifest", "frame_data_path", "evaluated_centres",
+           "FRAME_INPUT", "SIZE_INPUT", "MODIFIER_NAME"]
 
 
 def _default_cache_dir(name: str) -> tuple[Path, str]:
@@ -67,10 +67,28 @@ def import_result(result_dir, name: str = "gen4d_asset", cache_dir=None,
             :func:`manifest.read_manifest`).
         RuntimeError: Blender older than 4.5 (no Import PLY geometry node).
     """
+    return import_manifest(_manifest.read_manifest(result_dir), name, cache_dir, collection, start_frame)
+
+
+def import_ply_sequence(path, name: str = "gaussian_sequence", fps: float = 24.0, cache_dir=None,
+                        collection=None, start_frame: int | None = None) -> "bpy.types.Object":
+    """Import a numbered per-frame 3DGS PLY sequence from any tool (see
+    :func:`manifest.sequence_manifest`) exactly like a gen4d result.
+
+    Raises:
+        FileNotFoundError / ValueError: no sequence at ``path``, unreadable frames, or
+            frames with different Gaussian counts.
+        RuntimeError: Blender older than 4.5.
+    """
+    return import_manifest(_manifest.sequence_manifest(path, fps), name, cache_dir, collection, start_frame)
+
+
+def import_manifest(info, name: str = "gen4d_asset", cache_dir=None, collection=None,
+                    start_frame: int | None = None) -> "bpy.types.Object":
+    """Import the frames of a :class:`manifest.ResultManifest` (see :func:`import_result`)."""
     if bpy.app.version < MIN_VERSION:
         raise RuntimeError("gen4d import needs Blender 4.5 or newer (Import PLY geometry node); "
                            f"this is {bpy.app.version_string}")
-    info = _manifest.read_manifest(result_dir)
     scene = bpy.context.scene
     mesh = bpy.data.meshes.new(name)
     obj = bpy.data.objects.new(name, mesh)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,49 @@ def read_manifest(result_dir: str | os.PathLike) -> ResultManifest:
                           times=times, sh_degree=int(data.get("sh_degree", 0)),
                           gaussian_count=int(data.get("gaussian_count", 0)),
                           frame_files=frame_files, spec=dict(data.get("spec") or {}))
+
+
+_NUMBERED_PLY = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)\.ply$", re.IGNORECASE)
+
+
+def sequence_manifest(path: str | os.PathLike, fps: float = 24.0) -> ResultManifest:
+    """A numbered per-frame 3DGS PLY sequence from any tool, as a :class:`ResultManifest`.
+
+    ``path`` is one file of the sequence (its siblings with the same prefix and a number
+    before ``.ply`` are the frames, e.g. ``splat_000.ply``, ``splat_001.ply`` …) or a
+    folder (the prefix with the most numbered files wins). Frames are ordered by number
+    and get times ``i / (T − 1)``. The Gaussian count is checked when the frames are read.
+
+    Raises:
+        FileNotFoundError: no such file or folder, or no numbered ``.ply`` files in it.
+        ValueError: ``path`` is a file that is not a numbered ``.ply``; ``fps`` ≤ 0.
+    """
+    path = Path(path)
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    folder = path if path.is_dir() else path.parent
+    groups: dict[str, list[tuple[int, Path]]] = {}
+    for child in folder.iterdir():
+        m = _NUMBERED_PLY.match(child.name)
+        if m and child.is_file():
+            groups.setdefault(m["prefix"], []).append((int(m["number"]), child))
+    if path.is_file():
+        m = _NUMBERED_PLY.match(path.name)
+        if not m:
+            raise ValueError(f"{path.name} is not a numbered .ply file (like frame_0001.ply)")
+        prefix = m["prefix"]
+    elif groups:
+        prefix = max(groups, key=lambda k: (len(groups[k]), k))
+    else:
+        raise FileNotFoundError(f"no numbered .ply files (like frame_0001.ply) in {folder}")
+    frames = [p for _, p in sorted(groups[prefix])]
+    count = len(frames)
+    return ResultManifest(root=folder, frame_count=count, fps=float(fps),
+                          times=[i / (count - 1) if count > 1 else 0.0 for i in range(count)],
+                          sh_degree=0, gaussian_count=0, frame_files=frames,
+                          spec={"source": "ply_sequence", "prefix": prefix})
 
 
 def pad_width(frame_count: int) -> int:
