@@ -43,15 +43,19 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-# Blender 4.5 LTS: the add-on's bpy checks run on bpy 4.5.15 too (tests/addon/_run.py).
-[ -x .venv-bpy45/bin/python ] || "$py" -m venv .venv-bpy45
-stamp45=.venv-bpy45/.gen4d-installed
-want45=$(cat constraints.txt requirements-bpy45.txt | sha256sum | cut -d' ' -f1)
-if [ "$(cat "$stamp45" 2>/dev/null)" != "$want45" ]; then
-  echo "[setup] installing bpy 4.5.15 into .venv-bpy45 (about 1 minute)" >&2
-  .venv-bpy45/bin/python -m pip install -q --disable-pip-version-check -r requirements-bpy45.txt -c constraints.txt 2>&1 \
-    | grep -v "^WARNING: Location" || true
-  .venv-bpy45/bin/python -c "import bpy, numpy, zmq, plyfile; assert bpy.app.version[:2] == (4, 5), bpy.app.version" \
-    || { echo "[setup] error: bpy 4.5 install failed" >&2; exit 1; }
-  echo "$want45" > "$stamp45"
-fi
+# Blender 4.5 LTS and 4.2 LTS: the add-on's bpy checks run on bpy 4.5.15 and 4.2.23 too
+# (tests/addon/_run.py), each in a lean venv without torch.
+for v in 45 42; do
+  venv=.venv-bpy$v
+  [ -x $venv/bin/python ] || "$py" -m venv $venv
+  stamp_v=$venv/.gen4d-installed
+  want_v=$(cat constraints.txt requirements-bpy$v.txt | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$stamp_v" 2>/dev/null)" != "$want_v" ]; then
+    echo "[setup] installing requirements-bpy$v.txt into $venv (under a minute)" >&2
+    $venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-bpy$v.txt -c constraints.txt 2>&1 \
+      | grep -v "^WARNING: Location" || true
+    $venv/bin/python -c "import bpy, numpy, zmq, plyfile; assert bpy.app.version[:2] == (${v:0:1}, ${v:1:1}), bpy.app.version" \
+      || { echo "[setup] error: bpy install into $venv failed" >&2; exit 1; }
+    echo "$want_v" > "$stamp_v"
+  fi
+done

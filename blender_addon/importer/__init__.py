@@ -17,7 +17,10 @@ from .material import build_material
 from .nodes import FRAME_INPUT, SIZE_INPUT, build_tree, input_identifier
 
 MODIFIER_NAME = "gen4d"
-MIN_VERSION = (4, 5, 0)
+MIN_VERSION = (4, 2, 0)
+#: First version with the Import PLY geometry node; older ones play per-frame meshes.
+PLY_NODE_VERSION = (4, 5, 0)
+PLAYBACK_MODES = ("auto", "ply_node", "meshes")
 
 __all__ = ["import_result", "import_ply_sequence", "import_manifest", "frame_data_path", "evaluated_centres",
            "FRAME_INPUT", "SIZE_INPUT", "MODIFIER_NAME"]
@@ -34,7 +37,7 @@ def _default_cache_dir(name: str) -> tuple[Path, str]:
 
 
 def import_result(result_dir, name: str = "gen4d_asset", cache_dir=None,
-                  collection=None, start_frame: int | None = None) -> "bpy.types.Object":
+                  collection=None, start_frame: int | None = None, playback: str = "auto") -> "bpy.types.Object":
     """Import a gen4d result folder as one object that plays the per-frame PLYs.
 
     Lean copies of the frames (``x y z`` plus the properties that change over time,
@@ -57,6 +60,7 @@ def import_result(result_dir, name: str = "gen4d_asset", cache_dir=None,
         cache_dir: optional cache folder.
         collection: collection to link into (default: the scene collection).
         start_frame: scene frame that shows clip frame 0.
+        playback: "auto", "ply_node" or "meshes" (see :func:`import_manifest`).
 
     Returns:
         the new object. Custom properties ``gen4d_frame_count``, ``gen4d_fps`` and
@@ -65,9 +69,9 @@ def import_result(result_dir, name: str = "gen4d_asset", cache_dir=None,
     Raises:
         FileNotFoundError / ValueError: not a valid result folder (see
             :func:`manifest.read_manifest`).
-        RuntimeError: Blender older than 4.5 (no Import PLY geometry node).
+        RuntimeError: Blender older than 4.2 (see :func:`import_manifest` for ``playback``).
     """
-    return import_manifest(_manifest.read_manifest(result_dir), name, cache_dir, collection, start_frame)
+    return import_manifest(_manifest.read_manifest(result_dir), name, cache_dir, collection, start_frame, playback)
 
 
 def import_ply_sequence(path, name: str = "gaussian_sequence", fps: float = 24.0, cache_dir=None,
@@ -78,18 +82,34 @@ def import_ply_sequence(path, name: str = "gaussian_sequence", fps: float = 24.0
     Raises:
         FileNotFoundError / ValueError: no sequence at ``path``, unreadable frames, or
             frames with different Gaussian counts.
-        RuntimeError: Blender older than 4.5.
+        RuntimeError: Blender older than 4.2.
     """
     return import_manifest(_manifest.sequence_manifest(path, fps), name, cache_dir, collection, start_frame)
 
 
 def import_manifest(info, name: str = "gen4d_asset", cache_dir=None, collection=None,
-                    start_frame: int | None = None) -> "bpy.types.Object":
-    """Import the frames of a :class:`manifest.ResultManifest` (see :func:`import_result`)."""
+                    start_frame: int | None = None, playback: str = "auto") -> "bpy.types.Object":
+    """Import the frames of a :class:`manifest.ResultManifest` (see :func:`import_result`).
+
+    ``playback``: ``"ply_node"`` reads the cache files with the Import PLY geometry node
+    (Blender ≥ 4.5); ``"meshes"`` stores one mesh per frame in an excluded collection
+    ``<name>_frames`` (zero-padded names, picked by index with Collection Info), the
+    Blender 4.2–4.4 path; ``"auto"`` picks by version.
+
+    Raises:
+        RuntimeError: Blender older than 4.2, or ``"ply_node"`` before 4.5.
+        ValueError: unknown ``playback``; unreadable or inconsistent frames.
+    """
+    if playback not in PLAYBACK_MODES:
+        raise ValueError(f"playback must be one of {PLAYBACK_MODES}, got {playback!r}")
     if bpy.app.version < MIN_VERSION:
-        raise RuntimeError("gen4d import needs Blender 4.5 or newer (Import PLY geometry node); "
-                           f"this is {bpy.app.version_string}")
+        raise RuntimeError(f"gen4d import needs Blender 4.2 or newer; this is {bpy.app.version_string}")
+    if playback == "auto":
+        playback = "ply_node" if bpy.app.version >= PLY_NODE_VERSION else "meshes"
+    if playback == "ply_node" and bpy.app.version < PLY_NODE_VERSION:
+        raise RuntimeError("the Import PLY geometry node needs Blender 4.5; use playback='meshes'")
     scene = bpy.context.scene
+    frames_collection = None
     mesh = bpy.data.meshes.new(name)
     obj = bpy.data.objects.new(name, mesh)
     (collection or scene.collection).objects.link(obj)
@@ -104,17 +124,26 @@ def import_manifest(info, name: str = "gen4d_asset", cache_dir=None, collection=
         split = split_frames(info.frame_files, [cache_abs / _manifest.cache_file_name(i, width)
                                                 for i in range(info.frame_count)])
         _fill_static_mesh(mesh, split)
+        if playback == "meshes":
+            frames_collection = _frame_meshes(obj.name, split, width, scene)
         template = cache_text + "frame_" + _manifest.FRAME_TOKEN + ".ply"
         material = build_material(f"{obj.name}_splat")
         tree = build_tree(f"{obj.name}_player", template, info.frame_count, width, material,
-                          static_names=split.static)
+                          static_names=split.static, frames_collection=frames_collection)
         mesh.materials.append(material)
         mod = obj.modifiers.new(MODIFIER_NAME, "NODES")
         mod.node_group = tree
     except Exception:
+        if frames_collection is not None:
+            for child in list(frames_collection.objects):
+                child_mesh = child.data
+                bpy.data.objects.remove(child)
+                bpy.data.meshes.remove(child_mesh)
+            bpy.data.collections.remove(frames_collection)
         bpy.data.objects.remove(obj)
         bpy.data.meshes.remove(mesh)
         raise
+    obj["gen4d_playback"] = playback
     obj["gen4d_frame_count"] = info.frame_count
     obj["gen4d_fps"] = info.fps
     obj["gen4d_cache_dir"] = cache_text
@@ -123,6 +152,32 @@ def import_manifest(info, name: str = "gen4d_asset", cache_dir=None, collection=
     fcurve.driver.type = "SCRIPTED"
     fcurve.driver.expression = f"frame - {start}"  # a simple expression: no Python needed
     return obj
+
+
+def _frame_meshes(name: str, split, width: int, scene) -> "bpy.types.Collection":
+    """One mesh object per frame (positions + the changing properties as point attributes,
+    ``foreach_set`` from float32) in a new collection excluded from every view layer, named
+    ``<name>_frame_<i>`` zero-padded so Collection Info lists them in frame order."""
+    import numpy as np
+
+    from .frame_split import POSITION, read_vertices
+
+    collection = bpy.data.collections.new(f"{name}_frames")
+    scene.collection.children.link(collection)
+    for view_layer in scene.view_layers:
+        layer = view_layer.layer_collection.children.get(collection.name)
+        if layer is not None:
+            layer.exclude = True
+    for i, path in enumerate(split.cache_files):
+        v = read_vertices(path)
+        frame_mesh = bpy.data.meshes.new(f"{name}_frame_{i:0{width}d}")
+        frame_mesh.vertices.add(len(v))
+        frame_mesh.vertices.foreach_set("co", np.stack([v[p] for p in POSITION], -1).astype(np.float32).ravel())
+        for prop in split.dynamic:
+            frame_mesh.attributes.new(prop, "FLOAT", "POINT").data.foreach_set(
+                "value", np.ascontiguousarray(v[prop], dtype=np.float32))
+        collection.objects.link(bpy.data.objects.new(frame_mesh.name, frame_mesh))
+    return collection
 
 
 def _fill_static_mesh(mesh, split) -> None:
@@ -155,10 +210,18 @@ def frame_data_path(obj, input_name: str = FRAME_INPUT) -> str:
 def evaluated_centres(obj, depsgraph=None):
     """Gaussian centres of the evaluated object as a float32 ``[N, 3]`` array (metres,
     object space): the translations of the splat instances' ``instance_transform``
-    (column-major 4×4), read with ``foreach_get``."""
+    (column-major 4×4), read with ``foreach_get``. Before Blender 4.5 (no
+    ``evaluated_geometry``) it walks ``depsgraph.object_instances`` instead: an inspection
+    helper for tests and scripts, not used by import or playback."""
     import numpy as np
     depsgraph = depsgraph or bpy.context.evaluated_depsgraph_get()
-    geometry = obj.evaluated_get(depsgraph).evaluated_geometry()
+    evaluated = obj.evaluated_get(depsgraph)
+    if not hasattr(evaluated, "evaluated_geometry"):  # Blender < 4.5: walk the depsgraph's instances
+        inverse = obj.matrix_world.inverted()
+        rows = [(inverse @ inst.matrix_world).translation[:] for inst in depsgraph.object_instances
+                if inst.is_instance and inst.parent is not None and inst.parent.original == obj.original]
+        return np.asarray(rows, np.float32).reshape(-1, 3)
+    geometry = evaluated.evaluated_geometry()
     cloud = geometry.instances_pointcloud()
     if cloud is None:
         return np.zeros((0, 3), np.float32)

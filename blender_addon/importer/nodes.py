@@ -1,4 +1,5 @@
-"""The Geometry Nodes tree that plays a per-frame PLY sequence (Blender ≥ 4.5).
+"""The Geometry Nodes tree that plays a per-frame PLY sequence (Import PLY node on Blender ≥ 4.5,
+per-frame meshes in an excluded collection on 4.2–4.4).
 
 Group interface (look identifiers up with :func:`input_identifier`, never hard-code
 ``Socket_N``):
@@ -106,17 +107,6 @@ class _Builder:
             data_type="FLOAT", domain="POINT"))
 
 
-def _remove_attributes(b, geometry, pattern):
-    """Remove Named Attribute with a wildcard ``pattern``: the mode is a node property on
-    Blender 4.2–4.5 (``pattern_mode``) and a menu socket ("Pattern Mode") on 5.x."""
-    node = b.node("GeometryNodeRemoveAttribute", {"Geometry": geometry, "Name": pattern})
-    if any(s.name == "Pattern Mode" for s in node.inputs):
-        _sock(node.inputs, "Pattern Mode").default_value = "Wildcard"
-    else:
-        node.pattern_mode = "WILDCARD"
-    return b.out(node)
-
-
 def _frame_path(b, frame, template, width):
     """String socket: ``template`` with FRAME_TOKEN replaced by ``frame`` zero-padded."""
     shifted = b.math("ADD", frame, float(10 ** width))
@@ -162,7 +152,9 @@ def _blend_quaternions(b, geometry, geo_b, weight):
         geometry = b.out(b.node("GeometryNodeStoreNamedAttribute",
                                 {"Geometry": geometry, "Name": f"rot_{i}", "Value": b.attr(f"gen4d_blend_rot_{i}")},
                                 data_type="FLOAT", domain="POINT"))
-    return _remove_attributes(b, geometry, "gen4d_blend_rot_*")
+    for i in range(4):
+        geometry = b.out(b.node("GeometryNodeRemoveAttribute", {"Geometry": geometry, "Name": f"gen4d_blend_rot_{i}"}))
+    return geometry
 
 
 def _viewport_filter(b, points, alpha, threshold, fraction):
@@ -197,8 +189,19 @@ def _index_switch(b, index, data_type, values):
     return b.out(node)
 
 
+def _collection_frame(b, collection, index):
+    """Geometry socket: the realized ``index``-th child object of ``collection`` (children
+    sorted by name, which is why frame objects have zero-padded names)."""
+    info = b.out(b.node("GeometryNodeCollectionInfo", {"Collection": collection, "Separate Children": True,
+                                                       "Reset Children": True}, transform_space="ORIGINAL"))
+    other = b.out(b.node("FunctionNodeCompare", {"A": b.out(b.node("GeometryNodeInputIndex")), "B": index},
+                         data_type="INT", operation="NOT_EQUAL"))
+    one = b.out(b.node("GeometryNodeDeleteGeometry", {"Geometry": info, "Selection": other}, domain="INSTANCE"))
+    return b.out(b.node("GeometryNodeRealizeInstances", {"Geometry": one}))
+
+
 def build_tree(name: str, template: str, frame_count: int, width: int,
-               material, static_names=()) -> "bpy.types.GeometryNodeTree":
+               material, static_names=(), frames_collection=None) -> "bpy.types.GeometryNodeTree":
     """Create the player node group.
 
     Args:
@@ -212,6 +215,9 @@ def build_tree(name: str, template: str, frame_count: int, width: int,
         static_names: PLY properties that are the same in every frame and live as point
             attributes on the modifier's input geometry (the object's mesh) instead of in
             the frame files.
+        frames_collection: Blender 4.2–4.4 playback (no Import PLY node): a collection of
+            one mesh object per frame, named in frame order; the tree picks frames from it
+            instead of reading ``template`` files.
     """
     if FRAME_TOKEN in template.replace(FRAME_TOKEN, "", 1):
         raise ValueError(f"path template {template!r} contains {FRAME_TOKEN!r} twice")
@@ -250,8 +256,12 @@ def build_tree(name: str, template: str, frame_count: int, width: int,
     next_looped = b.out(b.node("ShaderNodeMath", {0: b.math("ADD", fa, 1.0), 1: count, 2: 0.0},
                                operation="WRAP"))
     fb = _index_switch(b, mode, "FLOAT", [next_held, next_looped, next_held])
-    geo_a = b.out(b.node("GeometryNodeImportPLY", {"Path": _frame_path(b, fa, template, width)}))
-    geo_b = b.out(b.node("GeometryNodeImportPLY", {"Path": _frame_path(b, fb, template, width)}))
+    if frames_collection is None:
+        geo_a = b.out(b.node("GeometryNodeImportPLY", {"Path": _frame_path(b, fa, template, width)}))
+        geo_b = b.out(b.node("GeometryNodeImportPLY", {"Path": _frame_path(b, fb, template, width)}))
+    else:
+        geo_a = _collection_frame(b, frames_collection, fa)
+        geo_b = _collection_frame(b, frames_collection, fb)
 
     # Fractional Frame: lerp positions with frame b (same N and order). The switch is
     # lazy, so frame b is not even read when the weight is 0.

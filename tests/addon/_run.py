@@ -1,9 +1,10 @@
 """Run a bpy script from ``tests/addon/bpy_scripts`` in a fresh interpreter (bpy can be
 imported only once per process) and return its ``RESULT: {json}`` dict.
 
-Two Blender versions are tested: the ``bpy`` module of the test environment (5.0.1) and
-bpy 4.5.15 (Blender 4.5 LTS) in ``.venv-bpy45`` (made by ``scripts/setup.sh``; no torch, so
-only scripts that need bpy, numpy, plyfile and pyzmq run there). :data:`BLENDERS` is the
+Three Blender versions are tested: the ``bpy`` module of the test environment (5.0.1),
+bpy 4.5.15 (Blender 4.5 LTS) in ``.venv-bpy45`` and bpy 4.2.23 (4.2 LTS) in ``.venv-bpy42``
+(made by ``scripts/setup.sh``; no torch, so only scripts that need bpy, numpy, plyfile and
+pyzmq run there). :data:`BLENDERS` is the
 parameter list for fixtures: a missing 4.5 environment is a skip with the reason locally
 and a failure in CI (``CI=true``).
 """
@@ -18,7 +19,8 @@ import pytest
 
 SCRIPTS = Path(__file__).resolve().parent / "bpy_scripts"
 REPO = Path(__file__).resolve().parents[2]
-BLENDER_PYTHONS = {"5.0": Path(sys.executable), "4.5": REPO / ".venv-bpy45" / "bin" / "python"}
+BLENDER_PYTHONS = {"5.0": Path(sys.executable), "4.5": REPO / ".venv-bpy45" / "bin" / "python",
+                   "4.2": REPO / ".venv-bpy42" / "bin" / "python"}
 
 
 def _blender_param(version: str):
@@ -28,12 +30,15 @@ def _blender_param(version: str):
         reason=f"no bpy {version} environment ({BLENDER_PYTHONS[version]}); run scripts/setup.sh"))
 
 
-#: Fixture parameters: every tested Blender version.
+#: Fixture parameters: every tested Blender version (4.2 LTS only for the checks that
+#: cover its own playback path and installation: tests/addon/test_addon_fallback.py, the
+#: package test).
 BLENDERS = [_blender_param(v) for v in ("5.0", "4.5")]
+BLENDERS_WITH_42 = BLENDERS + [_blender_param("4.2")]
 
 
 def run_bpy_script(name: str, *args, env: dict | None = None, timeout: float = 300, blender: str = "5.0") -> dict:
-    """Run ``bpy_scripts/<name>`` with ``args`` under Blender ``blender`` ("5.0" or "4.5");
+    """Run ``bpy_scripts/<name>`` with ``args`` under Blender ``blender`` ("5.0", "4.5" or "4.2");
     fail with its output if it crashes or prints no result.
 
     Raises:

@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from _run import BLENDERS, REPO, run_bpy_script
+from _run import BLENDERS_WITH_42, REPO, run_bpy_script
 
 sys.path.insert(0, str(REPO))
 import build_addon  # noqa: E402
@@ -55,7 +55,7 @@ def test_validator_rejects_bad_manifest(tmp_path):
         build_addon.run_ext(build_addon.find_blender_ext(), "validate", str(tmp_path / "bad"))
 
 
-@pytest.mark.parametrize("blender", BLENDERS)
+@pytest.mark.parametrize("blender", BLENDERS_WITH_42)
 def test_install_register_unregister(zip_path, tmp_path, blender):
     res = run_bpy_script("install_checks.py", zip_path,
                          env={"BLENDER_USER_RESOURCES": str(tmp_path / "user")}, blender=blender)
