@@ -22,8 +22,8 @@ def _quat_multiply(a: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def write_result(root, n=200, frames=3, seed=0, spread=0.3, log_scale=-3.0, opacity=2.0, jitter=0.3,
-                 spin=0.0):
-    """Write ``manifest.json`` + ``frames/frame_XXXX.ply`` (Inria 3DGS layout, SH degree 0).
+                 spin=0.0, sh_degree=0, sh_scale=0.4):
+    """Write ``manifest.json`` + ``frames/frame_XXXX.ply`` (Inria 3DGS layout).
 
     Gaussian i sits at ``base + velocity·f + 0.02·f²·sin(base)`` in frame f (metres), so
     every Gaussian moves differently; its quaternion turns by ``spin·f`` radians about world
@@ -37,6 +37,8 @@ def write_result(root, n=200, frames=3, seed=0, spread=0.3, log_scale=-3.0, opac
         log_scale, jitter: log scales are ``log_scale ± U(jitter)``.
         opacity: opacity logit of every Gaussian (a float), or ``[n]`` logits.
         spin: rotation per frame about world Z (radians).
+        sh_degree: SH degree of the colours (0–3); the higher coefficients are normal
+            with standard deviation ``sh_scale``.
 
     Returns:
         the ``[n, 3]`` float32 means of each frame, as a list.
@@ -49,6 +51,10 @@ def write_result(root, n=200, frames=3, seed=0, spread=0.3, log_scale=-3.0, opac
     quats /= np.linalg.norm(quats, axis=1, keepdims=True)
     log_scales = np.full((n, 3), log_scale, np.float32) + rng.uniform(-jitter, jitter, (n, 3)).astype(np.float32)
     sh = rng.normal(size=(n, 1, 3)).astype(np.float32)
+    if sh_degree > 0:
+        rest = rng.normal(size=(n, (sh_degree + 1) ** 2 - 1, 3)).astype(np.float32) * np.float32(sh_scale)
+        sh = np.concatenate([sh, rest], axis=1)
+    opacities = np.broadcast_to(np.asarray(opacity, np.float32), (n,)).copy()
     files, means = [], []
     for i in range(frames):
         m = base + velocity * i + np.float32(0.02) * i * i * np.sin(base)
@@ -56,11 +62,11 @@ def write_result(root, n=200, frames=3, seed=0, spread=0.3, log_scale=-3.0, opac
         half = 0.5 * spin * i
         turn = np.array([np.cos(half), 0.0, 0.0, np.sin(half)], np.float32)  # wxyz about Z
         q = _quat_multiply(turn, quats)
-        write_gaussians_ply(root / rel, m, q, log_scales, np.broadcast_to(np.asarray(opacity, np.float32), (n,)).copy(), sh)
+        write_gaussians_ply(root / rel, m, q, log_scales, opacities, sh)
         files.append(rel)
         means.append(m)
     manifest = {"format": "gen4d-result", "format_version": 1, "frame_count": frames, "fps": 24.0,
-                "times": [i / max(frames - 1, 1) for i in range(frames)], "sh_degree": 0,
+                "times": [i / max(frames - 1, 1) for i in range(frames)], "sh_degree": sh_degree,
                 "gaussian_count": n, "frame_files": files, "spec": {"job_type": "synthetic"}}
     (root / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     return means

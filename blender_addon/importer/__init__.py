@@ -127,9 +127,10 @@ def import_manifest(info, name: str = "gen4d_asset", cache_dir=None, collection=
         if playback == "meshes":
             frames_collection = _frame_meshes(obj.name, split, width, scene)
         template = cache_text + "frame_" + _manifest.FRAME_TOKEN + ".ply"
-        material = build_material(f"{obj.name}_splat")
+        material = build_material(f"{obj.name}_splat", sh_degree=split.sh_degree)
         tree = build_tree(f"{obj.name}_player", template, info.frame_count, width, material,
-                          static_names=split.static, frames_collection=frames_collection)
+                          static_names=split.static, frames_collection=frames_collection,
+                          sh_degree=split.sh_degree)
         mesh.materials.append(material)
         mod = obj.modifiers.new(MODIFIER_NAME, "NODES")
         mod.node_group = tree
@@ -144,6 +145,7 @@ def import_manifest(info, name: str = "gen4d_asset", cache_dir=None, collection=
         bpy.data.meshes.remove(mesh)
         raise
     obj["gen4d_playback"] = playback
+    obj["gen4d_sh_degree"] = split.sh_degree
     obj["gen4d_frame_count"] = info.frame_count
     obj["gen4d_fps"] = info.fps
     obj["gen4d_cache_dir"] = cache_text

@@ -5,8 +5,8 @@ rotations move, while colours (``f_dc_*``), opacity and scales stay put. Blender
 PLY node costs about 1.7 ms per property per 200k points, so the importer writes lean
 cache files holding only ``x y z`` plus the properties that change between frames, and
 keeps the constant ones once, as point attributes of the object's own mesh (sampled by
-index in the node tree). Unused properties (normals ``nx ny nz`` and the higher SH
-coefficients ``f_rest_*``, which the splat material does not evaluate) are dropped.
+index in the node tree). Unused properties (normals ``nx ny nz``) are dropped; the higher
+SH coefficients ``f_rest_*`` are kept (the material evaluates them).
 
 No bpy here: numpy and plyfile only (plyfile ships inside the extension as a wheel).
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 POSITION = ("x", "y", "z")
-#: Properties the player reads; anything else in a frame file is dropped from the cache.
+#: Properties the player reads (plus every ``f_rest_*``); anything else is dropped.
 USED = POSITION + ("f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
                    "rot_0", "rot_1", "rot_2", "rot_3")
 
@@ -35,6 +35,7 @@ class SplitFrames:
         dynamic: properties (after ``x y z``) stored in each lean cache file.
         positions: ``[N, 3]`` float32 positions of frame 0 (metres).
         cache_files: the lean per-frame files, in frame order.
+        sh_degree: SH degree of the colours (from the ``f_rest_*`` count), 0–3.
     """
 
     count: int
@@ -42,6 +43,7 @@ class SplitFrames:
     dynamic: list[str]
     positions: np.ndarray
     cache_files: list[Path]
+    sh_degree: int = 0
 
 
 def read_vertices(path: str | os.PathLike) -> np.ndarray:
@@ -101,7 +103,9 @@ def split_frames(frame_files: list[Path], cache_files: list[Path]) -> SplitFrame
     if not frame_files or len(frame_files) != len(cache_files):
         raise ValueError("need one cache file per frame file, and at least one frame")
     first = read_vertices(frame_files[0])
-    names = [p for p in USED if p in first.dtype.names]
+    rest = sorted((p for p in first.dtype.names if p.startswith("f_rest_")), key=lambda p: int(p[7:]))
+    names = [p for p in USED if p in first.dtype.names] + rest
+    sh_degree = sh_degree_of(len(rest), frame_files[0])
     n = len(first)
     changing: set[str] = set(POSITION)
     for path in frame_files[1:]:
@@ -122,4 +126,16 @@ def split_frames(frame_files: list[Path], cache_files: list[Path]) -> SplitFrame
         write_vertices(Path(dst), {p: v[p] for p in (*POSITION, *dynamic)})
     positions = np.stack([first[p] for p in POSITION], -1).astype(np.float32)
     return SplitFrames(count=n, static=static, dynamic=dynamic, positions=positions,
-                       cache_files=[Path(c) for c in cache_files])
+                       cache_files=[Path(c) for c in cache_files], sh_degree=sh_degree)
+
+
+def sh_degree_of(n_rest: int, where="") -> int:
+    """SH degree ``d`` from the number of ``f_rest_*`` properties, ``3·((d+1)² − 1)``.
+
+    Raises:
+        ValueError: a count that is no such number, or a degree above 3.
+    """
+    for degree in range(4):
+        if n_rest == 3 * ((degree + 1) ** 2 - 1):
+            return degree
+    raise ValueError(f"{where}: {n_rest} f_rest properties is not SH degree 0-3 (0, 9, 24 or 45)")

@@ -45,8 +45,49 @@ def _srgb_to_linear(b, color):
     return b.out(b.node("ShaderNodeCombineXYZ", {"X": channels[0], "Y": channels[1], "Z": channels[2]}))
 
 
-def build_material(name: str = "gen4d_splat") -> "bpy.types.Material":
-    """Create a new splat material (Blender may add a numeric suffix to ``name``)."""
+#: Real SH basis constants of the 3DGS reference code (degrees 1–3).
+SH_C1 = 0.4886025119029199
+SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
+SH_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
+         -0.4570457994644658, 1.445305721320277, -0.5900435899266435)
+
+
+def _sh_basis(b, direction, degree: int) -> list:
+    """Shader sockets Y_1 … Y_{K−1} of the real SH basis (3DGS order and signs) for the unit
+    ``direction`` (world space, camera → splat)."""
+    sep = b.node("ShaderNodeSeparateXYZ", {"Vector": direction})
+    x, y, z = (b.out(sep, axis) for axis in "XYZ")
+    mul = lambda *f: f[0] if len(f) == 1 else b.math("MULTIPLY", f[0], mul(*f[1:]))  # noqa: E731
+    basis = [mul(-SH_C1, y), mul(SH_C1, z), mul(-SH_C1, x)]
+    if degree >= 2:
+        xx, yy, zz = mul(x, x), mul(y, y), mul(z, z)
+        xy, yz, xz = mul(x, y), mul(y, z), mul(x, z)
+        basis += [mul(SH_C2[0], xy), mul(SH_C2[1], yz),
+                  mul(SH_C2[2], b.math("SUBTRACT", b.math("MULTIPLY", zz, 2.0), b.math("ADD", xx, yy))),
+                  mul(SH_C2[3], xz), mul(SH_C2[4], b.math("SUBTRACT", xx, yy))]
+    if degree >= 3:
+        four_zz_minus = b.math("SUBTRACT", b.math("MULTIPLY", zz, 4.0), b.math("ADD", xx, yy))
+        basis += [mul(SH_C3[0], y, b.math("SUBTRACT", b.math("MULTIPLY", xx, 3.0), yy)),
+                  mul(SH_C3[1], xy, z),
+                  mul(SH_C3[2], y, four_zz_minus),
+                  mul(SH_C3[3], z, b.math("SUBTRACT", b.math("MULTIPLY", zz, 2.0),
+                                          b.math("MULTIPLY", b.math("ADD", xx, yy), 3.0))),
+                  mul(SH_C3[4], x, four_zz_minus),
+                  mul(SH_C3[5], z, b.math("SUBTRACT", xx, yy)),
+                  mul(SH_C3[6], x, b.math("SUBTRACT", xx, b.math("MULTIPLY", yy, 3.0)))]
+    return basis
+
+
+def build_material(name: str = "gen4d_splat", sh_degree: int = 0) -> "bpy.types.Material":
+    """Create a new splat material (Blender may add a numeric suffix to ``name``).
+
+    With ``sh_degree`` > 0 the colour adds the view-dependent terms ``Σ_k Y_k(d)·c_k`` of
+    the instance attributes ``gen4d_sh_<k>`` (see :func:`.nodes.sh_attribute`), with ``d``
+    the world-space direction from the camera to the shading point (the negated Incoming
+    vector), then clamps at 0, as the 3DGS rasterizers do with the splat centre's direction.
+    """
+    from .nodes import sh_attribute
+
     mat = bpy.data.materials.new(name)
     if hasattr(mat, "use_nodes") and not mat.use_nodes:
         mat.use_nodes = True  # deprecated (always on) in 5.0, needed in 4.x
@@ -55,6 +96,13 @@ def build_material(name: str = "gen4d_splat") -> "bpy.types.Material":
     b = _Builder(tree)
     color = b.vmath("ADD", _attribute(b, COLOR_ATTR, "GEOMETRY", "Vector"),
                     _attribute(b, COLOR_ATTR, "INSTANCER", "Vector"))
+    if sh_degree > 0:
+        incoming = b.out(b.node("ShaderNodeNewGeometry"), "Incoming")
+        direction = b.vmath("NORMALIZE", b.vmath("SCALE", incoming, None, more={"Scale": -1.0}))
+        for k, y_k in enumerate(_sh_basis(b, direction, sh_degree), start=1):
+            coeffs = b.vmath("ADD", _attribute(b, sh_attribute(k), "GEOMETRY", "Vector"),
+                             _attribute(b, sh_attribute(k), "INSTANCER", "Vector"))
+            color = b.vmath("ADD", color, b.vmath("SCALE", coeffs, None, more={"Scale": y_k}))
     alpha = b.math("ADD", _attribute(b, ALPHA_ATTR, "GEOMETRY", ("Factor", "Fac")),
                    _attribute(b, ALPHA_ATTR, "INSTANCER", ("Factor", "Fac")))
 

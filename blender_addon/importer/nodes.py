@@ -200,8 +200,14 @@ def _collection_frame(b, collection, index):
     return b.out(b.node("GeometryNodeRealizeInstances", {"Geometry": one}))
 
 
+def sh_attribute(k: int) -> str:
+    """Instance attribute holding the RGB coefficients of SH basis function ``k`` (1 … K−1)."""
+    return f"gen4d_sh_{k}"
+
+
 def build_tree(name: str, template: str, frame_count: int, width: int,
-               material, static_names=(), frames_collection=None) -> "bpy.types.GeometryNodeTree":
+               material, static_names=(), frames_collection=None,
+               sh_degree: int = 0) -> "bpy.types.GeometryNodeTree":
     """Create the player node group.
 
     Args:
@@ -215,6 +221,10 @@ def build_tree(name: str, template: str, frame_count: int, width: int,
         static_names: PLY properties that are the same in every frame and live as point
             attributes on the modifier's input geometry (the object's mesh) instead of in
             the frame files.
+        sh_degree: SH degree of the colours: above 0, the coefficients of basis ``k``
+            (``f_rest`` channel-major, as in the Inria layout) are stored as the vector
+            attribute :func:`sh_attribute` ``(k)`` and the colour is left unclamped for the
+            material to add the view-dependent terms and clamp.
         frames_collection: Blender 4.2–4.4 playback (no Import PLY node): a collection of
             one mesh object per frame, named in frame order; the tree picks frames from it
             instead of reading ``template`` files.
@@ -282,8 +292,16 @@ def build_tree(name: str, template: str, frame_count: int, width: int,
     # Shading attributes: colour = max(0, 0.5 + C0·f_dc), alpha = sigmoid(opacity).
     dc = b.out(b.node("ShaderNodeCombineXYZ", {"X": b.attr("f_dc_0"), "Y": b.attr("f_dc_1"),
                                                "Z": b.attr("f_dc_2")}))
-    color = b.vmath("MAXIMUM", b.vmath("MULTIPLY_ADD", dc, (SH_C0,) * 3, more={2: (0.5,) * 3}),
-                    (0.0, 0.0, 0.0))
+    color = b.vmath("MULTIPLY_ADD", dc, (SH_C0,) * 3, more={2: (0.5,) * 3})
+    if sh_degree == 0:
+        color = b.vmath("MAXIMUM", color, (0.0, 0.0, 0.0))
+    rest = (sh_degree + 1) ** 2 - 1
+    for k in range(1, rest + 1):
+        coeffs = b.out(b.node("ShaderNodeCombineXYZ", {axis: b.attr(f"f_rest_{c * rest + k - 1}")
+                                                       for c, axis in enumerate("XYZ")}))
+        points = b.out(b.node("GeometryNodeStoreNamedAttribute",
+                              {"Geometry": points, "Name": sh_attribute(k), "Value": coeffs},
+                              data_type="FLOAT_VECTOR", domain="POINT"))
     alpha = b.math("DIVIDE", 1.0, b.math("ADD", 1.0, b.math("EXPONENT",
                                                             b.math("MULTIPLY", b.attr("opacity"), -1.0))))
     points = b.out(b.node("GeometryNodeStoreNamedAttribute",

@@ -43,3 +43,14 @@ def test_eevee_renders_the_asset_in_a_subprocess(tmp_path):
     res = run_bpy_script("fidelity_check.py", tmp_path, "BLENDER_EEVEE", 64, timeout=600)
     assert res["non_white_fraction"] > 0.1
     assert res["frames_differ_mean_abs"] > 0.01
+
+
+def test_sh_degree_3_renders_view_dependent_colour(tmp_path):
+    """A degree-3 asset: the material evaluates all 15 higher SH terms in the camera → splat
+    direction. Compared with the rasterizer fed by gsplat's reference SH evaluation (per
+    Gaussian, direction camera → centre). Measured: 25.4 dB, against 20.5 dB for the same
+    render compared with DC-only colours; the bar leaves 1.4 dB for the per-pixel vs
+    per-centre direction and renderer noise."""
+    res = run_bpy_script("fidelity_check.py", tmp_path, "CYCLES", SIZE, 3, timeout=600)
+    assert res["psnr_vs_rasterizer"] >= 24.0
+    assert res["psnr_vs_rasterizer"] >= res["psnr_vs_rasterizer_dc_only"] + 3.0

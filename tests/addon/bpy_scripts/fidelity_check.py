@@ -27,6 +27,7 @@ from blender_addon.importer import import_result  # noqa: E402
 from samples.synthetic_result import write_result  # noqa: E402
 
 work, engine, SIZE = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+SH_DEGREE = int(sys.argv[4]) if len(sys.argv) > 4 else 0
 FOV = math.radians(40.0)
 EYE = (0.6, -3.2, 0.9)
 
@@ -48,19 +49,29 @@ def blender_render(name: str, frame: int) -> np.ndarray:
     return iio.imread(scene.render.filepath).astype(np.float32) / 255.0
 
 
-def rasterizer_render(ply: Path, c2w: np.ndarray) -> np.ndarray:
+def rasterizer_render(ply: Path, c2w: np.ndarray, use_sh: bool = True) -> np.ndarray:
+    """The backend rasterizer's image; colours from gsplat's reference SH evaluation
+    (``_spherical_harmonics``, direction camera → centre) when the PLY has SH above 0."""
+    from gsplat.cuda._torch_impl import _spherical_harmonics
+
     g = read_gaussians_ply(ply)
     t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in g.items() if isinstance(v, np.ndarray)}
+    degree = int(round(t["sh"].shape[1] ** 0.5)) - 1
+    if degree > 0 and use_sh:
+        dirs = t["means"] - torch.from_numpy(np.asarray(c2w[:3, 3], np.float32))
+        colors_in = torch.clamp_min(_spherical_harmonics(degree, dirs, t["sh"]) + 0.5, 0.0)
+    else:
+        colors_in = sh0_to_rgb(t["sh"][:, 0])
     colors, alphas, _ = rasterize(
         t["means"][None], t["quats"][None], t["log_scales"].exp()[None], torch.sigmoid(t["opacity_logits"])[None],
-        sh0_to_rgb(t["sh"][:, 0])[None], c2w_blender_to_viewmat(c2w)[None],
+        colors_in[None], c2w_blender_to_viewmat(c2w)[None],
         intrinsics_from_fov(FOV, SIZE, SIZE)[None], SIZE, SIZE, backgrounds=torch.ones(1, 3))
     return colors[0].clamp(0, 1).numpy()
 
 
 res = {"engine": engine}
 means = write_result(work / "result", n=250, frames=3, spread=0.25, log_scale=math.log(0.035), opacity=1.5,
-                     jitter=0.4)
+                     jitter=0.4, sh_degree=SH_DEGREE)
 for obj in list(bpy.data.objects):
     bpy.data.objects.remove(obj)
 scene = bpy.context.scene
@@ -101,6 +112,9 @@ if engine == "CYCLES":
     res["psnr_vs_rasterizer"] = psnr(frame0, reference)
     covered = np.abs(reference - 1.0).max(-1) > 0.02
     res["psnr_vs_rasterizer_object"] = psnr(frame0[covered], reference[covered])
+    if SH_DEGREE > 0:  # the view-dependent terms matter: DC-only colours match worse
+        dc_only = rasterizer_render(work / "result" / "frames" / "frame_0000.ply", c2w, use_sh=False)
+        res["psnr_vs_rasterizer_dc_only"] = psnr(frame0, dc_only)
     diff = np.clip(np.abs(frame0 - reference) * 4.0, 0, 1)
     strip = np.concatenate([frame0, reference, 1.0 - diff], axis=1)
     iio.imwrite(work / "side_by_side.png", (strip * 255).round().astype(np.uint8))
