@@ -83,7 +83,12 @@ def test_every_platform_zip_validates_and_carries_only_its_wheels(tmp_path):
     """One zip per platform, each validated by Blender's blender_ext.py (inside build()),
     each listing exactly the pyzmq wheels of its platform (cp311 + cp312-abi3)."""
     platforms = sorted(build_addon.PLATFORM_TAGS)
-    zips = build_addon.build(platforms, tmp_path / "dist", wheel_cache=REPO / "dist" / "wheel_cache")
+    try:
+        zips = build_addon.build(platforms, tmp_path / "dist", wheel_cache=REPO / "dist" / "wheel_cache")
+    except RuntimeError as exc:
+        if "pip download failed" in str(exc) and os.environ.get("CI") != "true":
+            pytest.skip(f"pyzmq wheels not cached and no network: {exc}")
+        raise
     assert len(zips) == len(platforms) >= 5
     arch = {"windows-x64": "win_amd64", "macos-arm64": "universal2", "macos-x64": "universal2",
             "linux-x64": "x86_64", "linux-arm64": "aarch64"}
