@@ -70,6 +70,9 @@ def test_install_register_unregister(zip_path, tmp_path, blender):
     assert "is not one of" in res["wrong_image_type"]
     assert "/extensions/" in res["protocol_file"]  # the bundled copy wins
     assert res["wheel_installed"] and res["plyfile_installed"]
+    assert not res["zmq_imported_before"]
+    assert res["zmq_file"].startswith(res["user_resources"]), res["zmq_file"]  # the bundled wheel
+    assert res["zmq_version"] == "27.3.0" and res["zmq_roundtrip"] == "ping"
     assert res["loopback"] == [True, True, True, True, False, False]
     assert res["remote_refused"]
     # A dead backend: immediate start, an "unreachable" report, and a fast, clean unregister.

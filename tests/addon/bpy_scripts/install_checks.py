@@ -15,6 +15,29 @@ res = {"user_resources": os.environ.get("BLENDER_USER_RESOURCES")}
 out = bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default",
                                                enable_on_install=True)
 res["install"] = sorted(out)
+# The bundled pyzmq wheel imports and works (a message over an inproc pair). A real
+# Blender has no zmq of its own; the test environments do (the backend needs it), and
+# package_install_files appends the extensions' site-packages after them, so put it first
+# (as a Blender without zmq effectively has it) before anything imports zmq. The add-on's
+# worker below then runs on the bundled wheel too.
+res["zmq_imported_before"] = "zmq" in sys.modules
+_ext_site = [p for p in sys.path if res["user_resources"] and p.startswith(res["user_resources"])
+             and p.endswith("site-packages")]
+for _p in _ext_site:
+    sys.path.remove(_p)
+sys.path[:0] = _ext_site
+import zmq  # noqa: E402
+res["zmq_file"] = zmq.__file__
+res["zmq_version"] = zmq.pyzmq_version()
+_ctx = zmq.Context()
+_a, _b = _ctx.socket(zmq.PAIR), _ctx.socket(zmq.PAIR)
+_a.bind("inproc://gen4d-check")
+_b.connect("inproc://gen4d-check")
+_a.send(b"ping")
+res["zmq_roundtrip"] = _b.recv().decode() if _b.poll(2000) else None
+for _s in (_a, _b):
+    _s.close(linger=0)
+_ctx.term()
 module = "bl_ext.user_default.gen4d"
 res["enabled"] = module in bpy.context.preferences.addons
 res["panel"] = hasattr(bpy.types, "GEN4D_PT_main")
