@@ -121,7 +121,13 @@ def _match_wheel(cache: Path, tag: str, pyver: str, before: set) -> list[Path]:
 
 def write_manifest(path: Path, wheels: list[Path], platforms: list[str]) -> None:
     """Rewrite the top-level ``wheels`` and ``platforms`` keys of a staged manifest
-    (inserted before the first ``[table]``, so they stay top-level)."""
+    (inserted before the first ``[table]``, so they stay top-level).
+
+    Args:
+        path: the staged ``blender_manifest.toml``, rewritten in place.
+        wheels: the wheel files the stage carries under ``wheels/``.
+        platforms: the Blender platform ids the zip is for.
+    """
     text = path.read_text(encoding="utf-8")
     text = re.sub(r"(?ms)^(wheels|platforms)\s*=\s*\[.*?\]\s*\n", "", text)
     lines = "".join(f'  "./wheels/{w.name}",\n' for w in wheels)
@@ -133,7 +139,16 @@ def write_manifest(path: Path, wheels: list[Path], platforms: list[str]) -> None
 
 
 def stage(stage_dir: Path, wheels: list[Path], platforms: list[str]) -> Path:
-    """Copy the add-on, ``protocol/`` and the wheels into a fresh ``stage_dir``."""
+    """Copy the add-on, ``protocol/`` and the wheels into a fresh ``stage_dir``.
+
+    Args:
+        stage_dir: the folder to (re)create.
+        wheels: wheel files to put under ``wheels/`` and list in the manifest.
+        platforms: the Blender platform ids written to the manifest.
+
+    Returns:
+        ``stage_dir``.
+    """
     if stage_dir.exists():
         shutil.rmtree(stage_dir)
     shutil.copytree(ROOT / "blender_addon", stage_dir, ignore=IGNORE)
@@ -146,7 +161,14 @@ def stage(stage_dir: Path, wheels: list[Path], platforms: list[str]) -> Path:
 
 
 def run_ext(blender_ext: Path, *args: str) -> str:
-    """Run ``blender_ext.py``; raise RuntimeError with its output on failure."""
+    """Run ``blender_ext.py`` with ``args`` under this interpreter.
+
+    Returns:
+        Its combined output.
+
+    Raises:
+        RuntimeError: it exited non-zero or reported an error (with its output).
+    """
     proc = subprocess.run([sys.executable, str(blender_ext), *args], capture_output=True, text=True)
     out = (proc.stdout + proc.stderr).strip()
     if proc.returncode != 0 or "error" in out.lower():
@@ -155,6 +177,11 @@ def run_ext(blender_ext: Path, *args: str) -> str:
 
 
 def manifest_version(path: Path) -> str:
+    """The ``version`` of the manifest at ``path``.
+
+    Raises:
+        RuntimeError: the manifest has no ``version`` line.
+    """
     m = re.search(r'(?m)^version\s*=\s*"([^"]+)"', path.read_text(encoding="utf-8"))
     if not m:
         raise RuntimeError(f"no version in {path}")
