@@ -270,13 +270,13 @@ class GEN4D_OT_capture_selected(bpy.types.Operator):
                                  samples=self.samples)
 
     def _finish(self, context):
-        n = len(json.loads((self._out / "transforms_train.json").read_text())["frames"])
+        doc = json.loads((self._out / "transforms_train.json").read_text())
+        n = len(doc["frames"])
         state.STATE.status, state.STATE.message = "idle", f"captured {n} images to {self._out}"
         self.report({"INFO"}, f"gen4d: captured {n} images to {self._out}")
         if not self.submit:
             return {"FINISHED"}
         from .operators import _start_job
-        doc = json.loads((self._out / "transforms_train.json").read_text())
         extra = {"fps": doc["gen4d"]["fps"], "frame_count": len(doc["gen4d"]["scene_frames"])}
         return _start_job(self, context, "submit_footage", "footage", extra, folder=str(self._out))
 

@@ -189,11 +189,10 @@ def _index_switch(b, index, data_type, values):
     return b.out(node)
 
 
-def _collection_frame(b, collection, index):
-    """Geometry socket: the realized ``index``-th child object of ``collection`` (children
-    sorted by name, which is why frame objects have zero-padded names)."""
-    info = b.out(b.node("GeometryNodeCollectionInfo", {"Collection": collection, "Separate Children": True,
-                                                       "Reset Children": True}, transform_space="ORIGINAL"))
+def _collection_frame(b, info, index):
+    """Geometry socket: the realized ``index``-th instance of ``info`` (a Collection Info
+    output with separated children, sorted by name, which is why frame objects have
+    zero-padded names)."""
     other = b.out(b.node("FunctionNodeCompare", {"A": b.out(b.node("GeometryNodeInputIndex")), "B": index},
                          data_type="INT", operation="NOT_EQUAL"))
     one = b.out(b.node("GeometryNodeDeleteGeometry", {"Geometry": info, "Selection": other}, domain="INSTANCE"))
@@ -270,8 +269,10 @@ def build_tree(name: str, template: str, frame_count: int, width: int,
         geo_a = b.out(b.node("GeometryNodeImportPLY", {"Path": _frame_path(b, fa, template, width)}))
         geo_b = b.out(b.node("GeometryNodeImportPLY", {"Path": _frame_path(b, fb, template, width)}))
     else:
-        geo_a = _collection_frame(b, frames_collection, fa)
-        geo_b = _collection_frame(b, frames_collection, fb)
+        info = b.out(b.node("GeometryNodeCollectionInfo", {"Collection": frames_collection, "Separate Children": True,
+                                                           "Reset Children": True}, transform_space="ORIGINAL"))
+        geo_a = _collection_frame(b, info, fa)  # one Collection Info feeds both neighbours
+        geo_b = _collection_frame(b, info, fb)
 
     # Fractional Frame: lerp positions with frame b (same N and order). The switch is
     # lazy, so frame b is not even read when the weight is 0.
