@@ -12,7 +12,7 @@ from pathlib import Path
 import bpy
 
 from . import manifest as _manifest
-from .frame_split import split_frames
+from .frame_split import splat_attributes, split_frames
 from .material import build_material
 from .nodes import FRAME_INPUT, SIZE_INPUT, build_tree, input_identifier
 
@@ -40,9 +40,10 @@ def import_result(result_dir, name: str = "gen4d_asset", cache_dir=None,
                   collection=None, start_frame: int | None = None, playback: str = "auto") -> "bpy.types.Object":
     """Import a gen4d result folder as one object that plays the per-frame PLYs.
 
-    Lean copies of the frames (``x y z`` plus the properties that change over time,
-    :mod:`.frame_split`) are written into a cache folder as ``frame_<i>.ply``; the
-    constant properties become point attributes of the object's mesh. The cache folder is
+    The frames are converted to splat attributes (:mod:`.frame_split`); lean per-frame
+    files (``x y z`` plus the attributes that change over time) are written into a cache
+    folder as ``frame_<i>.ply``, and the constant attributes become point attributes of
+    the object's mesh. The cache folder is
     ``cache_dir`` when given (used as an absolute path), else ``//gen4d_cache/<object
     name>/`` beside the saved .blend (stored relative), else a temp folder for an unsaved
     file. The object (a mesh of N vertices holding the constant properties) gets a
@@ -129,8 +130,7 @@ def import_manifest(info, name: str = "gen4d_asset", cache_dir=None, collection=
         template = cache_text + "frame_" + _manifest.FRAME_TOKEN + ".ply"
         material = build_material(f"{obj.name}_splat", sh_degree=split.sh_degree)
         tree = build_tree(f"{obj.name}_player", template, info.frame_count, width, material,
-                          static_names=split.static, frames_collection=frames_collection,
-                          sh_degree=split.sh_degree)
+                          dynamic=split.dynamic, frames_collection=frames_collection)
         mesh.materials.append(material)
         mod = obj.modifiers.new(MODIFIER_NAME, "NODES")
         mod.node_group = tree
@@ -157,7 +157,7 @@ def import_manifest(info, name: str = "gen4d_asset", cache_dir=None, collection=
 
 
 def _frame_meshes(name: str, split, width: int, scene) -> "bpy.types.Collection":
-    """One mesh object per frame (positions + the changing properties as point attributes,
+    """One mesh object per frame (positions + the lean cache columns as float point attributes,
     ``foreach_set`` from float32) in a new collection excluded from every view layer, named
     ``<name>_frame_<i>`` zero-padded so Collection Info lists them in frame order."""
     import numpy as np
@@ -170,27 +170,34 @@ def _frame_meshes(name: str, split, width: int, scene) -> "bpy.types.Collection"
         layer = view_layer.layer_collection.children.get(collection.name)
         if layer is not None:
             layer.exclude = True
+    columns = split.cache_columns[len(POSITION):]
     for i, path in enumerate(split.cache_files):
         v = read_vertices(path)
         frame_mesh = bpy.data.meshes.new(f"{name}_frame_{i:0{width}d}")
         frame_mesh.vertices.add(len(v))
         frame_mesh.vertices.foreach_set("co", np.stack([v[p] for p in POSITION], -1).astype(np.float32).ravel())
-        for prop in split.dynamic:
-            frame_mesh.attributes.new(prop, "FLOAT", "POINT").data.foreach_set(
-                "value", np.ascontiguousarray(v[prop], dtype=np.float32))
+        for column in columns:
+            frame_mesh.attributes.new(column, "FLOAT", "POINT").data.foreach_set(
+                "value", np.ascontiguousarray(v[column], dtype=np.float32))
         collection.objects.link(bpy.data.objects.new(frame_mesh.name, frame_mesh))
     return collection
 
 
 def _fill_static_mesh(mesh, split) -> None:
-    """Give ``mesh`` N vertices at frame 0's positions carrying the constant properties as
-    float point attributes (``foreach_set`` from contiguous float32; no per-point loops)."""
+    """Give ``mesh`` N vertices at frame 0's positions carrying the constant splat
+    attributes (:mod:`.frame_split`) as point attributes of their own types
+    (``foreach_set`` from contiguous float32; no per-point loops)."""
     import numpy as np
 
     mesh.vertices.add(split.count)
     mesh.vertices.foreach_set("co", np.ascontiguousarray(split.positions).ravel())
+    kinds = {attr.name: attr.data_type for attr in splat_attributes(split.sh_degree)}
     for name, values in split.static.items():
-        mesh.attributes.new(name, "FLOAT", "POINT").data.foreach_set("value", values)
+        kind = kinds[name]
+        if kind == "FLOAT_COLOR":  # RGBA, opaque
+            values = np.concatenate([values, np.ones((len(values), 1), np.float32)], 1)
+        key = {"FLOAT_COLOR": "color", "FLOAT_VECTOR": "vector"}.get(kind, "value")
+        mesh.attributes.new(name, kind, "POINT").data.foreach_set(key, np.ascontiguousarray(values, np.float32).ravel())
     mesh.update()
 
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import bpy
 
-from .nodes import ALPHA_ATTR, COLOR_ATTR, _Builder
+from .frame_split import ALPHA_ATTR, COLOR_ATTR, sh_attribute
+from .nodes import _Builder
 
 
 def _attribute(b, name, kind, output):
@@ -82,11 +83,10 @@ def build_material(name: str = "gen4d_splat", sh_degree: int = 0) -> "bpy.types.
     """Create a new splat material (Blender may add a numeric suffix to ``name``).
 
     With ``sh_degree`` > 0 the colour adds the view-dependent terms ``Σ_k Y_k(d)·c_k`` of
-    the instance attributes ``gen4d_sh_<k>`` (see :func:`.nodes.sh_attribute`), with ``d``
+    the instance attributes ``gen4d_sh_<k>`` (see :func:`.frame_split.sh_attribute`), with ``d``
     the world-space direction from the camera to the shading point (the negated Incoming
     vector), then clamps at 0, as the 3DGS rasterizers do with the splat centre's direction.
     """
-    from .nodes import sh_attribute
 
     mat = bpy.data.materials.new(name)
     if hasattr(mat, "use_nodes") and not mat.use_nodes:

@@ -5,7 +5,7 @@ Group interface (look identifiers up with :func:`input_identifier`, never hard-c
 ``Socket_N``):
 
 * ``Frame`` (float): clip frame index, 0-based. A fractional value blends positions
-  linearly and rotations by normalized quaternion lerp (shorter arc) between the two
+  linearly and rotations spherically (slerp, shorter arc; Mix node) between the two
   neighbouring frames (N and the order are fixed over time); everything else comes from
   the lower frame.
 * ``Retime`` (int, keyable): what Frame does outside ``[0, T-1]``. 0 **hold**: clamped
@@ -16,14 +16,18 @@ Group interface (look identifiers up with :func:`input_identifier`, never hard-c
   removed (viewport and render).
 * ``Viewport Display`` (factor, default 1): fraction of the splats drawn in the viewport
   (a fixed, seeded random subset); renders always draw every splat.
-* input ``Geometry`` (the object's mesh): N points carrying the PLY properties that are
-  the same in every frame (:mod:`.frame_split`); the frame files hold ``x y z`` and the
-  properties that change.
+* input ``Geometry`` (the object's mesh): N points carrying the splat attributes that
+  are the same in every frame (:mod:`.frame_split`: ``gen4d_rotation``, ``gen4d_color``,
+  ``gen4d_alpha``, ``gen4d_scale``, ``gen4d_sh_<k>``, already converted from the PLY
+  properties at import). The splats are instanced on these points, so constant
+  attributes cost nothing per frame.
+* the frame files (or frame meshes) hold ``x y z`` and the components of the attributes
+  that change; the tree samples them by index onto the points: positions by Set Position,
+  rotations straight into Instance on Points, anything else (rare) by Store Named
+  Attribute.
 * output ``Geometry``: one instance of a subdivision-1 icosphere (radius 1) per Gaussian,
-  scaled by ``3·exp(scale_i)·Splat Size`` per axis and rotated by the quaternion
-  ``(rot_0..rot_3) = (w, x, y, z)``. Instance attributes ``gen4d_color`` (colour,
-  ``max(0, 0.5 + C0·f_dc)``) and ``gen4d_alpha`` (``sigmoid(opacity)``) feed the
-  material; the per-frame PLY properties stay on the instances under their PLY names.
+  scaled by ``gen4d_scale·Splat Size`` (3σ half-axes) and rotated by ``gen4d_rotation``
+  (w, x, y, z), carrying the other attributes for the material.
 
 The file path is built from Frame inside the tree: ``frame + 10**W`` → Value to String
 → Slice String (drops the leading 1) → Replace String into a path template. The tree
@@ -34,11 +38,10 @@ from __future__ import annotations
 
 import bpy
 
+from .frame_split import ALPHA_ATTR, COLOR_ATTR, ROTATION_ATTR, SCALE_ATTR, SplatAttribute, sh_attribute
 from .manifest import FRAME_TOKEN
 
-SH_C0 = 0.28209479177387814
-COLOR_ATTR = "gen4d_color"
-ALPHA_ATTR = "gen4d_alpha"
+__all__ = ["build_tree", "input_identifier", "sh_attribute", "COLOR_ATTR", "ALPHA_ATTR", "RETIME_MODES"]
 FRAME_INPUT = "Frame"
 SIZE_INPUT = "Splat Size"
 RETIME_INPUT = "Retime"
@@ -64,8 +67,6 @@ class _Builder:
     def __init__(self, tree):
         self.tree = tree
         self.x = 0
-        self.static: set[str] = set()  # attributes read from the object's own mesh
-        self.static_geometry = None  # the group's Geometry input socket
 
     def node(self, kind, inputs=None, **props):
         n = self.tree.nodes.new(kind)
@@ -95,16 +96,17 @@ class _Builder:
         inputs.update(more or {})
         return self.out(self.node("ShaderNodeVectorMath", inputs, operation=op), out)
 
-    def attr(self, name):
-        """Float field of attribute ``name``: on the current geometry, or, for a constant
-        property, sampled by index from the object's mesh (see :mod:`.frame_split`)."""
-        value = self.out(self.node("GeometryNodeInputNamedAttribute", {"Name": name},
-                                   data_type="FLOAT"), "Attribute")
-        if name not in self.static:
-            return value
+    def attr(self, name, data_type="FLOAT"):
+        """Field of the attribute ``name`` on the geometry it is evaluated on."""
+        return self.out(self.node("GeometryNodeInputNamedAttribute", {"Name": name},
+                                  data_type=data_type), "Attribute")
+
+    def sample(self, geometry, value, data_type):
+        """``value`` (a field on ``geometry``) at the same point index, as a field on the
+        points being evaluated (the frame and the object's mesh share N and order)."""
         return self.out(self.node("GeometryNodeSampleIndex", {
-            "Geometry": self.static_geometry, "Value": value, "Index": self.out(self.node("GeometryNodeInputIndex"))},
-            data_type="FLOAT", domain="POINT"))
+            "Geometry": geometry, "Value": value, "Index": self.out(self.node("GeometryNodeInputIndex"))},
+            data_type=data_type, domain="POINT"))
 
 
 def _frame_path(b, frame, template, width):
@@ -117,44 +119,21 @@ def _frame_path(b, frame, template, width):
                         {"String": template, "Find": FRAME_TOKEN, "Replace": digits}))
 
 
-def _blend_quaternions(b, geometry, geo_b, weight):
-    """Store on ``geometry`` (frame a) the normalized lerp of its ``rot_0..3`` (wxyz) with
-    frame b's, taking b's sign so the blend follows the shorter arc (nlerp ≈ slerp for
-    neighbouring frames)."""
-    index = b.out(b.node("GeometryNodeInputIndex"))
+def _frame_attribute(b, attr: SplatAttribute):
+    """Field: ``attr`` assembled from its per-component float columns on a frame geometry."""
+    parts = [b.attr(column) for column in attr.columns]
+    if attr.data_type == "FLOAT":
+        return parts[0]
+    if attr.data_type == "QUATERNION":
+        return b.out(b.node("FunctionNodeQuaternionToRotation", dict(zip("WXYZ", parts))))
+    return b.out(b.node("ShaderNodeCombineXYZ", dict(zip("XYZ", parts))))
 
-    def sample(value, data_type):
-        return b.out(b.node("GeometryNodeSampleIndex", {"Geometry": geo_b, "Value": value, "Index": index},
-                            data_type=data_type, domain="POINT"))
 
-    xyz_a = b.out(b.node("ShaderNodeCombineXYZ", {"X": b.attr("rot_1"), "Y": b.attr("rot_2"),
-                                                  "Z": b.attr("rot_3")}))
-    w_a = b.attr("rot_0")
-    xyz_b = sample(xyz_a, "FLOAT_VECTOR")
-    w_b = sample(w_a, "FLOAT")
-    dot = b.math("ADD", b.math("MULTIPLY", w_a, w_b), b.vmath("DOT_PRODUCT", xyz_a, xyz_b, out="Value"))
-    sign = b.math("SUBTRACT", b.math("MULTIPLY", b.math("GREATER_THAN", dot, -1e-12), 2.0), 1.0)
-    w = b.out(b.node("ShaderNodeMix", {"Factor": weight, "A": w_a, "B": b.math("MULTIPLY", w_b, sign)},
-                     data_type="FLOAT"))
-    xyz = b.out(b.node("ShaderNodeMix", {"Factor": weight, "A": xyz_a, "B": b.vmath("SCALE", xyz_b, None,
-                                                                                    more={"Scale": sign})},
-                       data_type="VECTOR"))
-    norm = b.math("SQRT", b.math("ADD", b.math("MULTIPLY", w, w), b.vmath("DOT_PRODUCT", xyz, xyz, out="Value")))
-    norm = b.math("MAXIMUM", norm, 1e-12)
-    parts = b.node("ShaderNodeSeparateXYZ", {"Vector": xyz})
-    # Fields are evaluated at each Store node, so writing rot_0 first would change what
-    # rot_1..3 read: store all four under temporary names, then copy them over.
-    for i, value in enumerate((w, b.out(parts, "X"), b.out(parts, "Y"), b.out(parts, "Z"))):
-        geometry = b.out(b.node("GeometryNodeStoreNamedAttribute",
-                                {"Geometry": geometry, "Name": f"gen4d_blend_rot_{i}",
-                                 "Value": b.math("DIVIDE", value, norm)}, data_type="FLOAT", domain="POINT"))
-    for i in range(4):
-        geometry = b.out(b.node("GeometryNodeStoreNamedAttribute",
-                                {"Geometry": geometry, "Name": f"rot_{i}", "Value": b.attr(f"gen4d_blend_rot_{i}")},
-                                data_type="FLOAT", domain="POINT"))
-    for i in range(4):
-        geometry = b.out(b.node("GeometryNodeRemoveAttribute", {"Geometry": geometry, "Name": f"gen4d_blend_rot_{i}"}))
-    return geometry
+def _field_switch(b, condition, data_type, if_false, if_true):
+    """Switch node on fields; lazy, so the branch not taken (and the frame file only it
+    reads) is never evaluated."""
+    return b.out(b.node("GeometryNodeSwitch", {"Switch": condition, "False": if_false, "True": if_true},
+                        input_type=data_type))
 
 
 def _viewport_filter(b, points, alpha, threshold, fraction):
@@ -199,14 +178,9 @@ def _collection_frame(b, info, index):
     return b.out(b.node("GeometryNodeRealizeInstances", {"Geometry": one}))
 
 
-def sh_attribute(k: int) -> str:
-    """Instance attribute holding the RGB coefficients of SH basis function ``k`` (1 … K−1)."""
-    return f"gen4d_sh_{k}"
-
-
 def build_tree(name: str, template: str, frame_count: int, width: int,
-               material, static_names=(), frames_collection=None,
-               sh_degree: int = 0) -> "bpy.types.GeometryNodeTree":
+               material, dynamic: "list[SplatAttribute]" = (),
+               frames_collection=None) -> "bpy.types.GeometryNodeTree":
     """Create the player node group.
 
     Args:
@@ -217,13 +191,9 @@ def build_tree(name: str, template: str, frame_count: int, width: int,
             by the Retime input.
         width: digits of the zero-padded frame number.
         material: material put on the splat instances (or None).
-        static_names: PLY properties that are the same in every frame and live as point
-            attributes on the modifier's input geometry (the object's mesh) instead of in
-            the frame files.
-        sh_degree: SH degree of the colours: above 0, the coefficients of basis ``k``
-            (``f_rest`` channel-major, as in the Inria layout) are stored as the vector
-            attribute :func:`sh_attribute` ``(k)`` and the colour is left unclamped for the
-            material to add the view-dependent terms and clamp.
+        dynamic: the splat attributes that change over time (:class:`.frame_split.SplitFrames`
+            ``.dynamic``), read from the frame files; every other attribute is a point
+            attribute of the modifier's input geometry (the object's mesh).
         frames_collection: Blender 4.2–4.4 playback (no Import PLY node): a collection of
             one mesh object per frame, named in frame order; the tree picks frames from it
             instead of reading ``template`` files.
@@ -249,7 +219,6 @@ def build_tree(name: str, template: str, frame_count: int, width: int,
     iface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
     b = _Builder(tree)
     group_in = b.node("NodeGroupInput")
-    b.static, b.static_geometry = set(static_names), b.out(group_in, "Geometry")
     last = float(frame_count - 1)
     count = float(frame_count)
 
@@ -274,58 +243,43 @@ def build_tree(name: str, template: str, frame_count: int, width: int,
         geo_a = _collection_frame(b, info, fa)  # one Collection Info feeds both neighbours
         geo_b = _collection_frame(b, info, fb)
 
-    # Fractional Frame: lerp positions with frame b (same N and order). The switch is
-    # lazy, so frame b is not even read when the weight is 0.
-    pos = b.out(b.node("GeometryNodeInputPosition"))
-    pos_b = b.out(b.node("GeometryNodeSampleIndex", {"Geometry": geo_b, "Value": pos,
-                                                     "Index": b.out(b.node("GeometryNodeInputIndex"))},
-                         data_type="FLOAT_VECTOR", domain="POINT"))
-    mixed = b.out(b.node("ShaderNodeMix", {"Factor": weight, "A": pos, "B": pos_b},
-                         data_type="VECTOR"))
-    blended = b.out(b.node("GeometryNodeSetPosition", {"Geometry": geo_a, "Position": mixed}))
-    if "rot_0" not in b.static:  # rotations change over time: blend them too
-        blended = _blend_quaternions(b, blended, geo_b, weight)
+    # The splats sit on the object's mesh, which holds the constant attributes. Frame a
+    # gives positions (and whatever else changes); a fractional Frame lerps positions and
+    # slerps rotations with frame b (same N and order). The switches are lazy, so frame b
+    # is not even read when the weight is 0.
     is_frac = b.out(b.node("FunctionNodeCompare", {"A": weight, "B": 0.0},
                            data_type="FLOAT", operation="GREATER_THAN"))
-    points = b.out(b.node("GeometryNodeSwitch", {"Switch": is_frac, "False": geo_a,
-                                                  "True": blended}, input_type="GEOMETRY"))
+    position = b.out(b.node("GeometryNodeInputPosition"))
+    pos_a = b.sample(geo_a, position, "FLOAT_VECTOR")
+    mixed = b.out(b.node("ShaderNodeMix", {"Factor": weight, "A": pos_a,
+                                           "B": b.sample(geo_b, position, "FLOAT_VECTOR")}, data_type="VECTOR"))
+    points = b.out(b.node("GeometryNodeSetPosition", {
+        "Geometry": b.out(group_in, "Geometry"),
+        "Position": _field_switch(b, is_frac, "VECTOR", pos_a, mixed)}))
+    rotation = b.attr(ROTATION_ATTR, "QUATERNION")
+    for attr in dynamic:
+        if attr.name == ROTATION_ATTR:
+            rot_a, rot_b = (b.sample(g, _frame_attribute(b, attr), "QUATERNION") for g in (geo_a, geo_b))
+            slerp = b.out(b.node("ShaderNodeMix", {"Factor": weight, "A": rot_a, "B": rot_b},
+                                 data_type="ROTATION"))  # spherical, along the shorter arc
+            rotation = _field_switch(b, is_frac, "ROTATION", rot_a, slerp)
+            continue
+        points = b.out(b.node("GeometryNodeStoreNamedAttribute", {
+            "Geometry": points, "Name": attr.name,
+            "Value": b.sample(geo_a, _frame_attribute(b, attr), attr.data_type)},
+            data_type=attr.data_type, domain="POINT"))
 
-    # Shading attributes: colour = max(0, 0.5 + C0·f_dc), alpha = sigmoid(opacity).
-    dc = b.out(b.node("ShaderNodeCombineXYZ", {"X": b.attr("f_dc_0"), "Y": b.attr("f_dc_1"),
-                                               "Z": b.attr("f_dc_2")}))
-    color = b.vmath("MULTIPLY_ADD", dc, (SH_C0,) * 3, more={2: (0.5,) * 3})
-    if sh_degree == 0:
-        color = b.vmath("MAXIMUM", color, (0.0, 0.0, 0.0))
-    rest = (sh_degree + 1) ** 2 - 1
-    for k in range(1, rest + 1):
-        coeffs = b.out(b.node("ShaderNodeCombineXYZ", {axis: b.attr(f"f_rest_{c * rest + k - 1}")
-                                                       for c, axis in enumerate("XYZ")}))
-        points = b.out(b.node("GeometryNodeStoreNamedAttribute",
-                              {"Geometry": points, "Name": sh_attribute(k), "Value": coeffs},
-                              data_type="FLOAT_VECTOR", domain="POINT"))
-    alpha = b.math("DIVIDE", 1.0, b.math("ADD", 1.0, b.math("EXPONENT",
-                                                            b.math("MULTIPLY", b.attr("opacity"), -1.0))))
-    points = b.out(b.node("GeometryNodeStoreNamedAttribute",
-                          {"Geometry": points, "Name": COLOR_ATTR, "Value": color},
-                          data_type="FLOAT_COLOR", domain="POINT"))
-    points = b.out(b.node("GeometryNodeStoreNamedAttribute",
-                          {"Geometry": points, "Name": ALPHA_ATTR, "Value": alpha},
-                          data_type="FLOAT", domain="POINT"))
-
-    points = _viewport_filter(b, points, alpha, b.out(group_in, OPACITY_THRESHOLD_INPUT),
+    points = _viewport_filter(b, points, b.attr(ALPHA_ATTR), b.out(group_in, OPACITY_THRESHOLD_INPUT),
                               b.out(group_in, VIEWPORT_FRACTION_INPUT))
 
     # Instances: 3σ ellipsoids rotated by the wxyz quaternion.
-    sigma = b.out(b.node("ShaderNodeCombineXYZ", {axis: b.math("EXPONENT", b.attr(f"scale_{i}"))
-                                                  for i, axis in enumerate("XYZ")}))
-    scale = b.vmath("SCALE", sigma, None, more={"Scale": b.math("MULTIPLY", b.out(group_in, SIZE_INPUT), 3.0)})
-    rot = b.out(b.node("FunctionNodeQuaternionToRotation",
-                       {k: b.attr(f"rot_{i}") for i, k in enumerate("WXYZ")}))
+    scale = b.vmath("SCALE", b.attr(SCALE_ATTR, "FLOAT_VECTOR"), None,
+                    more={"Scale": b.out(group_in, SIZE_INPUT)})
     shape = b.out(b.node("GeometryNodeMeshIcoSphere", {"Radius": 1.0, "Subdivisions": 1}), "Mesh")
     if material is not None:
         shape = b.out(b.node("GeometryNodeSetMaterial", {"Geometry": shape, "Material": material}))
     inst = b.node("GeometryNodeInstanceOnPoints", {"Points": points, "Instance": shape,
-                                                   "Rotation": rot, "Scale": scale})
+                                                   "Rotation": rotation, "Scale": scale})
     group_out = b.node("NodeGroupOutput")
     tree.links.new(b.out(inst, "Instances"), group_out.inputs[0])
     return tree

@@ -20,11 +20,10 @@ def res(request, tmp_path_factory):
 def test_cache_and_driver(res):
     assert res["cache_files"] == ["frame_0000.ply", "frame_0001.ply", "frame_0002.ply"]
     # Lean cache frames: only what changes over time. The synthetic result only moves its
-    # Gaussians, so colours, opacity, scales and rotations are stored once on the mesh;
-    # the spinning one keeps its rotations in the frames.
+    # Gaussians, so colours, alphas, scales and rotations are converted once and stored on
+    # the mesh (no raw PLY properties left); the spinning one keeps its rotations in the frames.
     assert res["cache_props"] == ["x", "y", "z"]
-    assert res["mesh_attrs"] == ["f_dc_0", "f_dc_1", "f_dc_2", "opacity", "rot_0", "rot_1", "rot_2", "rot_3",
-                                 "scale_0", "scale_1", "scale_2"]
+    assert res["mesh_attrs"] == ["gen4d_alpha", "gen4d_color", "gen4d_rotation", "gen4d_scale"]
     assert res["spin_cache_props"] == ["x", "y", "z", "rot_0", "rot_1", "rot_2", "rot_3"]
     assert res["driven"]
     assert res["simple_expression"]  # evaluates without Python auto-exec
@@ -79,7 +78,7 @@ def test_retime_modes_loop_ping_pong_and_hold(res):
 
 
 def test_fractional_frame_blends_rotations(res):
-    """Frame 0.25 / 0.5 rotate each splat by the normalized lerp of its neighbouring
+    """Frame 0.25 / 0.5 rotate each splat by the slerp (shorter arc) of its neighbouring
     frames' quaternions (the frames differ by 0.6 rad about Z)."""
     assert res["rot_frames_differ"] > 0.3
     for key, value in res["rot_blend_err"].items():

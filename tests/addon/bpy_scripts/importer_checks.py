@@ -13,7 +13,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bpy  # noqa: E402
 
-from backend.gaussians.ply import SH_C0, read_gaussians_ply  # noqa: E402
+from backend.gaussians.ply import SH_C0, read_gaussians_ply, write_gaussians_ply  # noqa: E402
 from blender_addon.importer import evaluated_centres, frame_data_path, import_result  # noqa: E402
 from blender_addon.importer.nodes import RETIME_INPUT, RETIME_MODES, input_identifier  # noqa: E402
 from samples.synthetic_result import write_result  # noqa: E402
@@ -138,23 +138,27 @@ for (mode, value), want in expected.items():
     res["retime_err"][f"{mode}@{value}"] = err(evaluated_centres(obj), want)
 mod[retime] = RETIME_MODES["HOLD"]
 
-# Fractional Frame blends rotations too: quaternions spinning 0.6 rad per frame about Z.
+# Fractional Frame blends rotations too: quaternions spinning 0.6 rad per frame about Z,
+# with every other quaternion of frame 1 negated (the same rotation; the blend must still
+# take the shorter arc).
 write_result(work / "spin", n=50, frames=2, spin=0.6, seed=3)
+flipped = read_gaussians_ply(work / "spin" / "frames" / "frame_0001.ply")
+flipped["quats"][::2] *= -1
+write_gaussians_ply(work / "spin" / "frames" / "frame_0001.ply", **flipped)
 spun = import_result(work / "spin", name="spin", cache_dir=work / "cache_spin")
 spun.driver_remove(frame_data_path(spun))
 res["spin_cache_props"] = [p.name for p in PlyData.read(str(work / "cache_spin" / "frame_0001.ply"))["vertex"].properties]
 q0 = read_gaussians_ply(work / "spin" / "frames" / "frame_0000.ply")["quats"].astype(np.float64)
 q1 = read_gaussians_ply(work / "spin" / "frames" / "frame_0001.ply")["quats"].astype(np.float64)
-q1 = q1 * np.sign((q0 * q1).sum(1, keepdims=True))
 spin_scales = 3 * np.exp(read_gaussians_ply(work / "spin" / "frames" / "frame_0000.ply")["log_scales"])
 spin_ident = frame_data_path(spun).split('"')[3]
 res["rot_blend_err"] = {}
-for value, want in ((0.0, q0), (0.5, q0 + q1), (0.25, 0.75 * q0 + 0.25 * q1), (1.0, q1)):
+for value in (0.0, 0.25, 0.5, 1.0):  # slerp along the shorter arc
     spun.modifiers["gen4d"][spin_ident] = value
     spun.update_tag()
     got = instance_attr(spun, "instance_transform", 16).reshape(-1, 4, 4).transpose(0, 2, 1)[:, :3, :3]
-    want = want / np.linalg.norm(want, axis=1, keepdims=True)
-    rot = np.array([Quaternion(q).to_matrix() for q in want])
+    rot = np.array([Quaternion(a).normalized().slerp(Quaternion(b).normalized(), value).to_matrix()
+                    for a, b in zip(q0, q1)])
     res["rot_blend_err"][str(value)] = err(got / spin_scales[:, None, :], rot)
 res["rot_frames_differ"] = err(np.array([Quaternion(q).to_matrix() for q in q0]),
                                np.array([Quaternion(q).to_matrix() for q in q1]))
