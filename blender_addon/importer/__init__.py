@@ -232,7 +232,7 @@ def evaluated_centres(obj, depsgraph=None):
         return np.asarray(rows, np.float32).reshape(-1, 3)
     geometry = evaluated.evaluated_geometry()
     cloud = geometry.instances_pointcloud()
-    if cloud is None:
+    if cloud is None or len(cloud.points) == 0:  # 4.5 gives an empty cloud without the attribute
         return np.zeros((0, 3), np.float32)
     matrices = np.empty(len(cloud.points) * 16, np.float32)
     cloud.attributes["instance_transform"].data.foreach_get("value", matrices)

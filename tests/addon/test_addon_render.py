@@ -20,6 +20,13 @@ def test_asset_is_visible(res):
     assert res["cloud_pixels_over_half"] > 20
 
 
+def test_viewport_display_thins_the_viewport_but_never_a_render(res):
+    """Viewport Display 0 leaves no splat in the viewport, yet a render (Is Viewport false)
+    draws every one: the image is the same as at 1."""
+    assert res["viewport_count_at_display_0"] == 0
+    assert res["display_0_render_max_diff"] < 1e-3
+
+
 def test_single_splat_has_gaussian_alpha_profile(res):
     # sigma 0.1 m, opacity sigmoid(8): a Gaussian profile, not a hard disc.
     assert res["one_peak"] > 0.85

@@ -13,7 +13,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bpy  # noqa: E402
 
-from blender_addon.importer import import_result  # noqa: E402
+from blender_addon.importer import evaluated_centres, import_result  # noqa: E402
+from blender_addon.importer.nodes import VIEWPORT_FRACTION_INPUT, input_identifier  # noqa: E402
 from samples.synthetic_result import write_result  # noqa: E402
 
 work = Path(sys.argv[1])
@@ -55,6 +56,13 @@ px = render("cloud")
 res["cloud_alpha_max"] = float(px[..., 3].max())
 res["cloud_pixels_over_half"] = int((px[..., 3] > 0.5).sum())
 res["cloud_rgb_mean"] = px[px[..., 3] > 0.5, :3].mean(0).tolist() if res["cloud_pixels_over_half"] else None
+# Viewport Display 0: the viewport shows no splat, a render still draws every one.
+mod = cloud.modifiers["gen4d"]
+mod[input_identifier(mod.node_group, VIEWPORT_FRACTION_INPUT)] = 0.0
+cloud.update_tag()
+res["viewport_count_at_display_0"] = int(len(evaluated_centres(cloud)))
+px_hidden = render("cloud_display_0")
+res["display_0_render_max_diff"] = float(np.abs(px_hidden - px).max())
 bpy.data.objects.remove(cloud)
 
 # One isolated Gaussian, sigma 0.1 m, opacity ~1: the alpha profile should be Gaussian.
