@@ -43,3 +43,21 @@ class RemoteError(Exception):
         super().__init__(f"[{code}] {message}")
         self.code = code
         self.message = message
+
+
+class InvalidOptionError(ValueError):
+    """A job's options or preset are unknown, ill-typed or out of range.
+
+    Raised by :func:`protocol.config.apply_options` and :mod:`protocol.presets`; every
+    entry path (CLI, protocol submit, the add-on's preset mapping) reports it with the
+    stable code :attr:`code` ``"invalid_option"``.
+
+    Args:
+        message: names the option and what is wrong with it.
+    """
+
+    code = "invalid_option"
+
+    def __init__(self, message: str):
+        super().__init__(f"[invalid_option] {message}")
+        self.message = message

@@ -1,0 +1,402 @@
+"""The reconstruction options a job may carry: nested config dataclasses, nerfstudio style.
+
+This is part of the wire contract: a job spec's ``"options"`` override fields of
+:class:`ReconstructConfig`, and both ends read this one schema (the backend builds its
+optimizer from it; the add-on validates its panel's overrides against it before sending).
+Pure standard library, so it ships inside the Blender extension.
+
+Sections (each a dataclass; see ``docs/design.md`` "Configuration"):
+
+- :class:`DataConfig` — training image size and the coarse-to-fine resolution schedule;
+- :class:`ModelConfig` — the 4D representation (``trajectory`` | ``hexplane`` | ``static``),
+  the initial Gaussian count, and each representation's own config
+  (:class:`TrajectoryConfig`, :class:`HexPlaneConfig`);
+- :class:`OptimizationConfig` — steps, batch, seed and Adam learning rates;
+- :class:`DensificationConfig` — gsplat's 3DGS strategy or STAG4D's adaptive one;
+- :class:`LossConfig` — weights of the loss terms beside the image loss;
+- :class:`OutputConfig` — previews.
+
+Overrides (:func:`apply_options`) may be given three ways, mixed freely:
+
+- nested dicts: ``{"optimization": {"iterations": 500}}``;
+- dotted paths: ``{"optimization.iterations": 500}`` (what ``--option`` takes);
+- a bare field name when it names exactly one field anywhere: ``{"iterations": 500}``.
+
+Any unknown name, ambiguous bare name, wrong type, value outside a field's choices or
+bounds, or non-finite number raises :class:`InvalidOptionError` (code ``invalid_option``).
+"""
+
+from __future__ import annotations
+
+import math
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import Any
+
+from .errors import InvalidOptionError
+
+REPRESENTATIONS = ("trajectory", "hexplane", "static")
+DENSIFY_STRATEGIES = ("default", "stag4d")
+
+
+def _choices(*values: str) -> dict:
+    return {"choices": values}
+
+
+def _at_least(low: float) -> dict:
+    return {"min": low}
+
+
+@dataclass
+class DataConfig:
+    """How the training footage is sized.
+
+    Attributes:
+        max_image_size: longest side (px) the footage is resized to (area filter).
+        low_res_fraction: the first ``low_res_fraction`` of the steps fit images
+            downsampled by ``low_res_factor`` (coarse to fine, as STAG4D's 128 → 256 → 512).
+        low_res_factor: downsampling factor of that first phase; 1 = off.
+    """
+
+    max_image_size: int = field(default=128, metadata=_at_least(8))
+    low_res_fraction: float = field(default=0.5, metadata={"min": 0.0, "max": 1.0})
+    low_res_factor: int = field(default=2, metadata=_at_least(1))
+
+
+@dataclass
+class TrajectoryConfig:
+    """Motion basis of :class:`~backend.gaussians.trajectories.TrajectoryGaussians4D`.
+
+    Attributes:
+        poly_degree: degree of the position polynomial in ``τ = 2t − 1`` (0..3).
+        n_fourier: number of Fourier frequencies ``sin/cos(2π f t)``, f = 1..n.
+        rot_degree: degree of the quaternion offset polynomial in τ.
+        sh_degree: SH degree of the static colour.
+    """
+
+    poly_degree: int = field(default=3, metadata={"min": 0, "max": 3})
+    n_fourier: int = field(default=2, metadata={"min": 0, "max": 16})
+    rot_degree: int = field(default=1, metadata={"min": 0, "max": 3})
+    sh_degree: int = field(default=0, metadata={"min": 0, "max": 3})
+
+
+@dataclass
+class HexPlaneConfig:
+    """Sizes, initialization, regularizer weights and schedule of the HexPlane deformation
+    (:class:`~backend.gaussians.hexplane.HexPlaneGaussians4D`, after 4DGaussians / STAG4D).
+
+    The class defaults are the CPU-sized model with STAG4D's regularizer weights; the
+    reconstruct stage's default (:class:`ModelConfig`) scales those weights to its image
+    loss. The paper sizes are :meth:`paper`: base resolution ``[64, 64, 64, T/2]``,
+    ``multires = [1, 2, 4, 8]``, feature dim 32, MLP width 64.
+
+    Attributes:
+        resolution: base plane resolution ``[Rx, Ry, Rz, Rt]`` (grid nodes per axis).
+            Level ``s`` multiplies the three spatial resolutions by ``multires[s]``; the
+            time resolution is the same at every level (4DGaussians: "multi-res only on
+            spatial planes").
+        multires: spatial resolution multipliers, one feature level each.
+        feature_dim: channels C per plane; the field outputs ``C · len(multires)``.
+        mlp_width: hidden width W of the deformation MLP (4DGaussians/STAG4D: 64).
+        mlp_depth: linear layers in the shared trunk (4DGaussians ``defor_depth``; 1 =
+            a single ``Linear(F, W)``).
+        init_low, init_high: spatial planes start ``uniform(init_low, init_high)``
+            (K-Planes / 4DGaussians: 0.1, 0.5); time planes start at exactly 1.
+        deform_scales: predict Δlog-scale (4DGaussians ``no_ds = False``).
+        deform_rotations: predict Δquaternion (4DGaussians ``no_dr = False``).
+        sh_degree: SH degree of the (static) colour; ``shN`` is stored when > 0.
+        plane_tv_weight: weight of the spatial-plane total variation (STAG4D 0.05).
+        time_smoothness_weight: weight of the time-plane second-order smoothness (STAG4D 5).
+        l1_time_weight: weight of the time planes' L1 distance from 1 (STAG4D 0.05).
+        coarse_fraction: fraction of the training steps fitted as static Gaussians before
+            the deformation is switched on (4DGaussians' coarse stage).
+    """
+
+    resolution: list[int] = field(default_factory=lambda: [16, 16, 16, 8])
+    multires: list[int] = field(default_factory=lambda: [1, 2])
+    feature_dim: int = field(default=16, metadata=_at_least(1))
+    mlp_width: int = field(default=64, metadata=_at_least(1))
+    mlp_depth: int = field(default=1, metadata=_at_least(1))
+    init_low: float = 0.1
+    init_high: float = 0.5
+    deform_scales: bool = True
+    deform_rotations: bool = True
+    sh_degree: int = field(default=0, metadata={"min": 0, "max": 3})
+    plane_tv_weight: float = field(default=0.05, metadata=_at_least(0.0))
+    time_smoothness_weight: float = field(default=5.0, metadata=_at_least(0.0))
+    l1_time_weight: float = field(default=0.05, metadata=_at_least(0.0))
+    coarse_fraction: float = field(default=0.3, metadata={"min": 0.0, "max": 1.0})
+
+    @classmethod
+    def paper(cls, n_frames: int, **overrides) -> "HexPlaneConfig":
+        """STAG4D's configuration for a clip of ``n_frames`` input frames.
+
+        Planes ``[64, 64, 64, max(2, n_frames // 2)]`` × multires ``[1, 2, 4, 8]``, feature
+        dim 32, MLP width 64, regularizers TV 0.05 / time smoothness 5 / L1-time 0.05.
+        About 34.8M plane parameters for 30 frames (the ×8 level alone is 26M): a GPU
+        configuration. The CPU default has 80k plane parameters.
+        """
+        cfg = cls(resolution=[64, 64, 64, max(2, n_frames // 2)], multires=[1, 2, 4, 8], feature_dim=32,
+                  mlp_width=64)
+        return replace(cfg, **overrides)
+
+
+def _reconstruct_hexplane() -> HexPlaneConfig:
+    # STAG4D's plane TV 0.05, time smoothness 5 and L1-time 0.05 sit beside an RGB loss
+    # weighted 2e4; here the image loss has weight 1, so they are divided by 2e4.
+    return HexPlaneConfig(plane_tv_weight=2.5e-6, time_smoothness_weight=2.5e-4, l1_time_weight=2.5e-6)
+
+
+@dataclass
+class ModelConfig:
+    """Which 4D representation is fitted, and its own settings.
+
+    Attributes:
+        representation: ``"trajectory"`` (per-Gaussian polynomial + Fourier trajectories),
+            ``"hexplane"`` (a HexPlane deformation field after a static coarse phase) or
+            ``"static"`` (time-independent Gaussians: the baseline that shows what motion
+            earns).
+        n_init: Gaussians carved from the footage's masks at the start.
+        trajectory: the trajectory basis (used by ``trajectory``).
+        hexplane: the deformation field (used by ``hexplane``).
+    """
+
+    representation: str = field(default="trajectory", metadata=_choices(*REPRESENTATIONS))
+    n_init: int = field(default=4000, metadata=_at_least(1))
+    trajectory: TrajectoryConfig = field(default_factory=TrajectoryConfig)
+    hexplane: HexPlaneConfig = field(default_factory=_reconstruct_hexplane)
+
+
+@dataclass
+class OptimizationConfig:
+    """Steps, batch and Adam learning rates.
+
+    Position-like rates (``lr_means``, ``lr_motion``) are multiplied by the scene radius
+    and decay exponentially to ``lr_final_factor`` of their start over the run.
+
+    Attributes:
+        iterations: optimizer steps.
+        batch_size: (time, camera) frames rendered per step.
+        seed: seeds every random draw of the fit.
+        lr_means, lr_motion, lr_quats, lr_rot_motion, lr_scales, lr_opacities, lr_sh0:
+            per-Gaussian parameter groups (``shN`` uses ``lr_sh0 / 20``).
+        lr_final_factor: final / initial rate of the position-like groups.
+        lr_hexplane_planes, lr_hexplane_mlp: the HexPlane field's groups (4DGaussians uses
+            1.6e-3 / 1.6e-4 over 14k steps; these runs are about 10× shorter).
+    """
+
+    iterations: int = field(default=1500, metadata=_at_least(1))
+    batch_size: int = field(default=4, metadata=_at_least(1))
+    seed: int = 0
+    lr_means: float = field(default=1.6e-3, metadata=_at_least(0.0))
+    lr_motion: float = field(default=1.6e-3, metadata=_at_least(0.0))
+    lr_final_factor: float = field(default=0.02, metadata=_at_least(0.0))
+    lr_quats: float = field(default=2e-3, metadata=_at_least(0.0))
+    lr_rot_motion: float = field(default=1e-3, metadata=_at_least(0.0))
+    lr_scales: float = field(default=1e-2, metadata=_at_least(0.0))
+    lr_opacities: float = field(default=5e-2, metadata=_at_least(0.0))
+    lr_sh0: float = field(default=5e-3, metadata=_at_least(0.0))
+    lr_hexplane_planes: float = field(default=1e-2, metadata=_at_least(0.0))
+    lr_hexplane_mlp: float = field(default=1e-3, metadata=_at_least(0.0))
+
+
+@dataclass
+class DensificationConfig:
+    """Adaptive density control on gsplat's strategy contract.
+
+    Attributes:
+        enabled: densify at all.
+        strategy: ``"default"`` (gsplat's 3DGS ``DefaultStrategy``) or ``"stag4d"``
+            (STAG4D's adaptive one: top 2.5 % by gradient, opacity / scale pruning).
+        start: first refinement step.
+        stop_fraction: refinement stops at this fraction of the run.
+        every: refinement interval (steps).
+        grow_grad2d: 3DGS image-space gradient threshold for cloning/splitting.
+        max_gaussians: hard cap on the Gaussian count.
+        max_scale_ratio: STAG4D's cap on the largest / smallest axis ratio (7.5); 0 = off.
+    """
+
+    enabled: bool = True
+    strategy: str = field(default="default", metadata=_choices(*DENSIFY_STRATEGIES))
+    start: int = field(default=200, metadata=_at_least(0))
+    stop_fraction: float = field(default=0.7, metadata={"min": 0.0, "max": 1.0})
+    every: int = field(default=100, metadata=_at_least(1))
+    grow_grad2d: float = field(default=2e-4, metadata=_at_least(0.0))
+    max_gaussians: int = field(default=10000, metadata=_at_least(1))
+    max_scale_ratio: float = field(default=0.0, metadata=_at_least(0.0))
+
+
+@dataclass
+class LossConfig:
+    """Weights of the loss terms beside the image loss (``0.8·L1 + 0.2·(1 − SSIM)``).
+
+    Attributes:
+        alpha_weight: L1 between rendered alpha and the footage's mask.
+        confidence_weighting: Efficient4D's confidence-aware photometric loss
+            (confidence from OpenCV optical flow; needs synchronized multi-view footage).
+        rigidity_weight: kNN local-rigidity regularizer; 0 = off.
+        rigidity_random_times: extra uniform random times per step at which rigidity is
+            also evaluated, so unseen in-between times are held rigid too.
+        sds_weight: STAG4D SDS on random novel cameras (needs the ``sds_guidance`` model);
+            0 = off.
+        sds_every: SDS on every k-th step.
+    """
+
+    alpha_weight: float = field(default=0.5, metadata=_at_least(0.0))
+    confidence_weighting: bool = False
+    rigidity_weight: float = field(default=0.0, metadata=_at_least(0.0))
+    rigidity_random_times: int = field(default=2, metadata=_at_least(0))
+    sds_weight: float = field(default=0.0, metadata=_at_least(0.0))
+    sds_every: int = field(default=1, metadata=_at_least(1))
+
+
+@dataclass
+class OutputConfig:
+    """What the fit reports while it runs.
+
+    Attributes:
+        preview_every_s: seconds between preview images (ground truth beside the render).
+    """
+
+    preview_every_s: float = field(default=10.0, metadata=_at_least(0.0))
+
+
+@dataclass
+class ReconstructConfig:
+    """Every setting of the reconstruct stage, in sections. The defaults are the
+    ``standard`` preset (:mod:`protocol.presets`)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimization: OptimizationConfig = field(default_factory=OptimizationConfig)
+    densification: DensificationConfig = field(default_factory=DensificationConfig)
+    losses: LossConfig = field(default_factory=LossConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+# -- overrides ----------------------------------------------------------------------------
+
+
+def field_paths(cls: type) -> dict[str, Any]:
+    """Every leaf field of a (nested) config dataclass: dotted path → :class:`dataclasses.Field`.
+
+    Example: ``field_paths(ReconstructConfig)["optimization.iterations"]``.
+    """
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for f in fields(cls):
+        tp = hints[f.name]
+        if is_dataclass(tp):
+            for sub, leaf in field_paths(tp).items():
+                out[f"{f.name}.{sub}"] = leaf
+        else:
+            out[f.name] = (f, tp)
+    return out
+
+
+def _flatten(options: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    items = []
+    for key, value in options.items():
+        if not isinstance(key, str) or not key:
+            raise InvalidOptionError(f"option names must be non-empty strings, got {key!r}")
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            items += _flatten(value, path + ".")
+        else:
+            items.append((path, value))
+    return items
+
+
+def _resolve_path(cls: type, paths: dict, name: str) -> str:
+    if name in paths:
+        return name
+    matches = [p for p in paths if p.rsplit(".", 1)[-1] == name.rsplit(".", 1)[-1] and p.endswith("." + name)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise InvalidOptionError(f"option {name!r} is ambiguous: write one of {sorted(matches)}")
+    raise InvalidOptionError(f"unknown {cls.__name__} option {name!r}")
+
+
+def _coerce(path: str, value: Any, f, tp) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)) or not value:
+            raise InvalidOptionError(f"option {path!r} must be a non-empty list of {item_tp.__name__}, got {value!r}")
+        return [_coerce(f"{path}[{i}]", v, None, item_tp) for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise InvalidOptionError(f"option {path!r} must be true or false, got {value!r}")
+        out = value
+    elif tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                isinstance(value, float) and (not math.isfinite(value) or value != int(value))):
+            raise InvalidOptionError(f"option {path!r} must be a whole number, got {value!r}")
+        out = int(value)
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InvalidOptionError(f"option {path!r} must be a finite number, got {value!r}")
+        out = float(value)
+    elif tp is str:
+        if not isinstance(value, str):
+            raise InvalidOptionError(f"option {path!r} must be a string, got {value!r}")
+        out = value
+    else:  # pragma: no cover - a config field of a type this schema does not know
+        raise InvalidOptionError(f"option {path!r} cannot be set")
+    meta = f.metadata if f is not None else {}
+    if "choices" in meta and out not in meta["choices"]:
+        raise InvalidOptionError(f"option {path!r} must be one of {list(meta['choices'])}, got {out!r}")
+    if "min" in meta and out < meta["min"]:
+        raise InvalidOptionError(f"option {path!r} must be >= {meta['min']}, got {out!r}")
+    if "max" in meta and out > meta["max"]:
+        raise InvalidOptionError(f"option {path!r} must be <= {meta['max']}, got {out!r}")
+    return out
+
+
+def _set(cfg, parts: list[str], value):
+    if len(parts) == 1:
+        return replace(cfg, **{parts[0]: value})
+    child = getattr(cfg, parts[0])
+    return replace(cfg, **{parts[0]: _set(child, parts[1:], value)})
+
+
+def apply_options(cfg, options: dict | None):
+    """A copy of the config dataclass ``cfg`` with ``options`` applied (never modifies ``cfg``).
+
+    Works for any (nested) dataclass, e.g. :class:`ReconstructConfig` or the backend's
+    generation settings.
+
+    Args:
+        cfg: a dataclass instance.
+        options: ``{name: value}`` as nested dicts, dotted paths or unique bare names; None
+            or empty changes nothing. Integers are accepted for float fields; floats only
+            for int fields when whole.
+
+    Raises:
+        InvalidOptionError: ``options`` is not a dict; a name is unknown or ambiguous; a
+            value has the wrong type, is not finite, or is outside the field's choices or
+            bounds.
+    """
+    if options is None:
+        return replace(cfg)
+    if not isinstance(options, dict):
+        raise InvalidOptionError(f"options must be a JSON object of name: value, got {type(options).__name__}")
+    paths = field_paths(type(cfg))
+    seen: dict[str, str] = {}
+    for name, value in _flatten(options):
+        path = _resolve_path(type(cfg), paths, name)
+        if path in seen:
+            raise InvalidOptionError(f"option {path!r} is given twice (as {seen[path]!r} and {name!r})")
+        seen[path] = name
+        f, tp = paths[path]
+        cfg = _set(cfg, path.split("."), _coerce(path, value, f, tp))
+    return cfg
+
+
+def config_to_dict(cfg) -> dict:
+    """The config as nested plain dicts (JSON-ready); the inverse of
+    ``apply_options(type(cfg)(), d)``."""
+    from dataclasses import asdict
+
+    return asdict(cfg)
