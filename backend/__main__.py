@@ -25,10 +25,24 @@ def _parse_option(text: str) -> tuple[str, object]:
     return key, value
 
 
+def _options(pairs) -> dict:
+    """``--option`` pairs as one options dict; a key given twice is an error."""
+    out: dict = {}
+    for key, value in pairs or []:
+        if key in out:
+            raise SystemExit(f"error [invalid_option]: --option {key} is given twice")
+        out[key] = value
+    return out
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from backend.server import serve
 
-    serve(address=args.address, data_dir=args.data_dir)
+    try:
+        serve(address=args.address, data_dir=args.data_dir)
+    except OSError as exc:
+        print(f"gen4d backend: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -38,6 +52,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from backend.errors import JobCancelled, JobError
     from backend.pipeline.context import JobContext
     from backend.pipeline.runner import run_job
+    from protocol.errors import InvalidOptionError
+    from protocol.job_spec import validate_job_spec
 
     bars: dict[str, tqdm] = {}
 
@@ -52,7 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
         bar.refresh()
 
-    spec = {"job_type": "footage", "preset": args.preset, "options": dict(args.option or [])}
+    spec = {"job_type": "footage", "preset": args.preset, "options": _options(args.option)}
     input_dir = args.input
     if args.video or args.image:
         kind, path = ("video", Path(args.video)) if args.video else ("image", Path(args.image))
@@ -71,6 +87,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         spec["fps"] = args.fps
     if args.preview:
         Path(args.out).mkdir(parents=True, exist_ok=True)
+    try:  # the same check the server makes at submit, before any work starts
+        validate_job_spec(spec)
+    except InvalidOptionError as exc:
+        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+        return 2
     ctx = JobContext(on_progress=on_progress,
                      on_preview=(lambda png: (Path(args.out) / "preview_latest.png").write_bytes(png))
                      if args.preview else (lambda png: None))
@@ -147,6 +168,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser for all subcommands."""
     from backend.server import default_data_dir
+    from protocol.presets import DEFAULT_PRESET, PRESETS
 
     parser = argparse.ArgumentParser(prog="python -m backend", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -172,9 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", action="append", type=_parse_option, metavar="ROLE=SOURCE",
                    help="use a hub id or local folder for a model role")
     p.add_argument("--out", required=True, help="result folder")
-    p.add_argument("--preset", default="cpu", help="tiny | cpu | gpu")
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
+                   help="quality preset (protocol/presets.py); the device is picked automatically")
     p.add_argument("--option", action="append", type=_parse_option, metavar="KEY=VALUE",
-                   help="override a reconstruction setting, e.g. iterations=3000 or motion=static")
+                   help="override a reconstruction setting (protocol/config.py), e.g. "
+                        "optimization.iterations=3000, model.representation=static or iterations=3000")
     p.add_argument("--frames", type=int, default=None, help="output frame count (default: input time steps)")
     p.add_argument("--fps", type=float, default=None, help="playback fps recorded in the manifest (default 24)")
     p.add_argument("--preview", action="store_true", help="keep writing preview_latest.png into --out")

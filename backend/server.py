@@ -9,7 +9,6 @@ invalid fields) is answered with an ``error`` and logged; the loop keeps serving
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import queue
@@ -27,6 +26,8 @@ from backend.jobs import JobStore, JobStoreError
 from backend.worker import Worker
 from protocol import (PROTOCOL_VERSION, TERMINAL_EVENTS, ProtocolError, decode_message, encode_message,
                       load_or_create_key, make_header)
+from protocol.errors import InvalidOptionError
+from protocol.job_spec import validate_job_spec
 
 log = logging.getLogger("gen4d.server")
 
@@ -110,7 +111,7 @@ class Server:
         self.sessions.setdefault(rid, {"since": time.time()})["last_seen"] = time.time()
         try:
             getattr(self, "_on_" + header["type"])(rid, header, buffers)
-        except (JobStoreError, ProtocolError) as e:
+        except (JobStoreError, ProtocolError, InvalidOptionError) as e:
             log.info("%s from %s refused: %s", header["type"], rid.hex()[:16], e)
             self._error(rid, e.code, e.message, header)
         except Exception as e:  # noqa: BLE001 - a bug in a handler must not stop the server
@@ -126,6 +127,7 @@ class Server:
         self._reply(rid, req, "pong", time=time.time())
 
     def _on_submit(self, rid, req, bufs) -> None:
+        validate_job_spec(req["spec"])  # an unknown or ill-typed option is refused before anything is stored
         job = self.store.create(req["spec"], [(f["name"], b) for f, b in zip(req["files"], bufs)])
         job_id = job["job_id"]
         self.subscribers[job_id].add(rid)
@@ -277,21 +279,3 @@ def serve(address: str = DEFAULT_ADDRESS, data_dir: Optional[Path] = None, key: 
     finally:
         for sig, handler in restore.items():
             signal.signal(sig, handler)
-
-
-def main(argv: Optional[list] = None) -> int:
-    """Command line: ``python -m backend.server [--address A] [--data-dir D]``. Returns the exit code."""
-    parser = argparse.ArgumentParser(prog="gen4d-serve", description="Run the gen4d backend server.")
-    parser.add_argument("--address", default=DEFAULT_ADDRESS, help="ZeroMQ endpoint to bind")
-    parser.add_argument("--data-dir", type=Path, default=None, help="data folder (jobs, key)")
-    args = parser.parse_args(argv)
-    try:
-        serve(address=args.address, data_dir=args.data_dir)
-    except OSError as e:
-        print(f"gen4d backend: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -14,7 +14,6 @@ server log). Partial results of a failed job stay in ``result/``.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import queue
@@ -180,7 +179,7 @@ class Worker:
         try:
             ctx.check_cancelled()
             from backend.pipeline import runner  # imported late: the server starts fast
-            runner.run_job(self.store.spec(job_id), self.store.input_dir(job_id), out_dir, ctx)
+            manifest = runner.run_job(self.store.spec(job_id), self.store.input_dir(job_id), out_dir, ctx)
         except JobCancelled:
             if self._shutting_down:
                 log.info("job %s interrupted by shutdown", job_id)
@@ -205,18 +204,6 @@ class Worker:
                 self._finish(job_id, "failed", code="internal_error", message=f"{type(e).__name__}: {e}")
             return
         files = self.store.result_files(job_id)
-        if "manifest.json" not in files:
-            self._finish(job_id, "failed", code="internal_error",
-                         message="the pipeline finished without writing manifest.json")
-            return
-        try:
-            manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            self._finish(job_id, "failed", code="internal_error", message=f"unreadable manifest.json: {e}")
-            return
-        n_ply = sum(1 for f in files if f.lower().endswith(".ply"))
-        frame_count = manifest.get("frame_count", n_ply) if isinstance(manifest, dict) else n_ply
-        if not isinstance(frame_count, int) or isinstance(frame_count, bool):
-            frame_count = n_ply
+        frame_count = int(manifest["frame_count"])
         log.info("job %s completed: %d frame(s), %d file(s)", job_id, frame_count, len(files))
         self._finish(job_id, "completed", frame_count=frame_count, files=files)

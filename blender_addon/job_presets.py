@@ -1,94 +1,88 @@
-"""The panel's quality presets (Draft / Standard / High) and Advanced overrides, mapped to
-the job spec the backend reads. Pure Python (no bpy), so it is unit-tested directly.
+"""The panel's quality choice and Advanced overrides, mapped to the job spec the backend reads.
 
-A spec carries:
+The qualities are the backend's own presets (:mod:`protocol.presets`, the one table both
+sides read); the panel offers Draft / Standard / High (``tiny`` is for tests). The spec is
+checked with :func:`protocol.job_spec.validate_job_spec` before it leaves Blender, so an
+unknown or ill-typed option fails here with ``invalid_option``, exactly as it would on the
+server. Pure Python (no bpy), so it is unit-tested directly.
 
-- ``preset``: the backend's reconstruction / generation preset (``cpu`` or ``gpu``, see
-  ``backend.pipeline.reconstruct.PRESETS`` and ``backend.pipeline.runner.GENERATION_PRESETS``);
-- ``options``: reconstruction overrides (``ReconstructConfig`` fields: iterations,
-  max_image_size, representation, ...);
-- ``multiview`` / ``generation``: overrides for the Zero123++ stage (denoising steps) and
-  the text-to-image / image-to-video stages (steps, resolution).
+A spec carries ``job_type``, ``preset`` (lower-case preset name), ``options`` (only the
+overrides the artist set; the preset's own values are applied by the backend) and any
+job-specific top-level keys (``prompt``, ``video``, ``orbit`` ...).
 """
 
 from __future__ import annotations
 
-#: name -> (label, description, spec fragment).
-PRESETS: dict[str, tuple[str, str, dict]] = {
-    "DRAFT": ("Draft", "A quick look: 500 steps at 96 px, fewer diffusion steps (minutes on a CPU)", {
-        "preset": "cpu",
-        "options": {"iterations": 500, "max_image_size": 96},
-        "multiview": {"steps": 28},
-        "generation": {"image_steps": 1, "video_steps": 12, "video_frames": 14},
-    }),
-    "STANDARD": ("Standard", "The demo's settings: 1500 steps at 128 px, model-card diffusion steps", {
-        "preset": "cpu",
-        "options": {},
-        "multiview": {},
-        "generation": {},
-    }),
-    "HIGH": ("High", "Full quality for a CUDA backend: 8000 steps at 512 px, up to 300k Gaussians", {
-        "preset": "gpu",
-        "options": {},
-        "multiview": {"steps": 75},
-        "generation": {"video_frames": 25},
-    }),
-}
+import importlib
 
-#: Job types the panel submits (the backend's ``backend.pipeline.runner.JOB_TYPES``; a
-#: test keeps the two equal, since the add-on cannot import the backend).
-JOB_TYPES = ("footage", "video", "image", "prompt", "orbital")
+try:
+    from ._vendor import get_protocol
+except ImportError:  # loaded on its own from its file (unit tests without bpy)
+    def get_protocol():
+        """The repository's ``protocol`` package."""
+        import protocol
 
-#: Advanced choices offered in the panel (value "PRESET" = keep the preset's).
-REPRESENTATIONS = ("PRESET", "trajectory", "hexplane")
-DENSIFY_STRATEGIES = ("PRESET", "default", "stag4d")
+        return protocol
+
+#: Presets the panel offers, in this order (Blender enum identifiers are upper case).
+PANEL_QUALITIES = ("draft", "standard", "high")
+
+#: "keep the preset's value" in the Advanced enums.
+KEEP = "PRESET"
 
 
-def job_spec(job_type: str, preset: str, iterations: int = 0, max_image_size: int = 0,
-             representation: str = "PRESET", densify_strategy: str = "PRESET",
-             confidence_weighting: bool = False, **extra) -> dict:
-    """The job spec for ``job_type`` at quality ``preset`` with Advanced overrides.
+def _protocol_module(name: str):
+    """``protocol.<name>`` from the bundled or the repository's package."""
+    return importlib.import_module(f"{get_protocol().__name__}.{name}")
+
+
+def quality_items() -> list[tuple[str, str, str]]:
+    """``(identifier, label, description)`` for the panel's Quality enum, from the shared
+    presets table."""
+    presets = _protocol_module("presets").PRESETS
+    return [(name.upper(), presets[name].label, presets[name].description) for name in PANEL_QUALITIES]
+
+
+def job_types() -> tuple[str, ...]:
+    """The job types the backend runs (:data:`protocol.job_spec.JOB_TYPES`)."""
+    return _protocol_module("job_spec").JOB_TYPES
+
+
+def job_spec(job_type: str, quality: str, iterations: int = 0, max_image_size: int = 0,
+             representation: str = KEEP, densify_strategy: str = KEEP, confidence_weighting: bool = False,
+             options: dict | None = None, **extra) -> dict:
+    """The job spec for ``job_type`` at ``quality`` with the panel's Advanced overrides.
 
     Args:
-        job_type: one of :data:`JOB_TYPES` (``orbital``: ``extra`` carries ``orbit``).
-        preset: a key of :data:`PRESETS`.
+        job_type: one of :func:`job_types` (``orbital``: ``extra`` carries ``orbit``).
+        quality: a preset name, upper or lower case (``"DRAFT"`` or ``"draft"``).
         iterations: optimizer steps; 0 keeps the preset's.
         max_image_size: longest training image side (px); 0 keeps the preset's.
-        representation: ``trajectory`` / ``hexplane`` or ``PRESET``.
-        densify_strategy: ``default`` (3DGS) / ``stag4d`` or ``PRESET``.
+        representation: ``trajectory`` / ``hexplane`` / ``static``, or ``"PRESET"``.
+        densify_strategy: ``default`` (3DGS) / ``stag4d``, or ``"PRESET"``.
         confidence_weighting: Efficient4D confidence-aware loss.
-        **extra: other top-level spec keys (``prompt``, ``video``, ``image`` ...).
+        options: further reconstruction overrides (:mod:`protocol.config` names).
+        **extra: other top-level spec keys (``prompt``, ``video``, ``image``, ``orbit`` ...).
 
     Returns:
-        a new dict; nested dicts are copies, so the preset table is never modified.
+        a new dict, checked with :func:`protocol.job_spec.validate_job_spec`.
 
     Raises:
-        ValueError: unknown job type, preset, representation or densification strategy, or a
-            negative count.
+        protocol.errors.InvalidOptionError: a ``ValueError`` whose ``code`` is
+            ``invalid_option`` (an unknown, ill-typed or out-of-range option or spec key),
+            ``unknown_preset`` or ``unknown_job_type``.
     """
-    if job_type not in JOB_TYPES:
-        raise ValueError(f"unknown job type {job_type!r}; choose one of {list(JOB_TYPES)}")
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    if representation not in REPRESENTATIONS:
-        raise ValueError(f"unknown representation {representation!r}")
-    if densify_strategy not in DENSIFY_STRATEGIES:
-        raise ValueError(f"unknown densification strategy {densify_strategy!r}")
-    if iterations < 0 or max_image_size < 0:
-        raise ValueError("iterations and max_image_size must be 0 (preset) or positive")
-    fragment = PRESETS[preset][2]
-    spec = {key: dict(value) if isinstance(value, dict) else value for key, value in fragment.items()}
-    options = spec["options"]
+    merged: dict = dict(options or {})
     if iterations:
-        options["iterations"] = int(iterations)
+        merged["optimization.iterations"] = iterations
     if max_image_size:
-        options["max_image_size"] = int(max_image_size)
-    if representation != "PRESET":
-        options["representation"] = representation
-    if densify_strategy != "PRESET":
-        options["densify_strategy"] = densify_strategy
+        merged["data.max_image_size"] = max_image_size
+    if representation != KEEP:
+        merged["model.representation"] = representation
+    if densify_strategy != KEEP:
+        merged["densification.strategy"] = densify_strategy
     if confidence_weighting:
-        options["confidence_weighting"] = True
-    spec.update(extra)
-    spec["job_type"] = job_type
+        merged["losses.confidence_weighting"] = True
+    spec = {**extra, "job_type": job_type, "preset": str(quality).lower(), "options": merged}
+    _protocol_module("job_spec").validate_job_spec(spec)
     return spec

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from .job_presets import PRESETS, job_spec
+from .job_presets import job_spec, quality_items
 
 ADDON_ID = __package__
 
@@ -51,7 +51,7 @@ class GEN4D_SceneSettings(bpy.types.PropertyGroup):
     """Per-scene job options (``scene.gen4d``)."""
     preset: bpy.props.EnumProperty(
         name="Quality", default="STANDARD",
-        items=[(key, label, description) for key, (label, description, _) in PRESETS.items()])
+        items=quality_items())
     show_advanced: bpy.props.BoolProperty(name="Advanced", default=False)
     iterations: bpy.props.IntProperty(
         name="Iterations", default=0, min=0, soft_max=20000,
@@ -63,7 +63,8 @@ class GEN4D_SceneSettings(bpy.types.PropertyGroup):
         name="Motion", default="PRESET",
         items=[("PRESET", "Preset", "The quality preset's (trajectories)"),
                ("trajectory", "Trajectories", "Per-Gaussian polynomial + Fourier trajectories"),
-               ("hexplane", "HexPlane", "A HexPlane deformation field (4DGS / STAG4D)")])
+               ("hexplane", "HexPlane", "A HexPlane deformation field (4DGS / STAG4D)"),
+               ("static", "Static", "Time-independent Gaussians: a baseline that shows what motion earns")])
     densify_strategy: bpy.props.EnumProperty(
         name="Densification", default="PRESET",
         items=[("PRESET", "Preset", "The quality preset's (3DGS)"),

@@ -48,16 +48,18 @@ class RemoteError(Exception):
 class InvalidOptionError(ValueError):
     """A job's options or preset are unknown, ill-typed or out of range.
 
-    Raised by :func:`protocol.config.apply_options` and :mod:`protocol.presets`; every
-    entry path (CLI, protocol submit, the add-on's preset mapping) reports it with the
-    stable code :attr:`code` ``"invalid_option"``.
+    Raised by :func:`protocol.config.apply_options`, :mod:`protocol.presets` and
+    :func:`protocol.job_spec.validate_job_spec`; every entry path (CLI, protocol submit,
+    the add-on's preset mapping) reports it with its stable :attr:`code`:
+    ``"invalid_option"`` (an option or spec key), ``"unknown_preset"`` or
+    ``"unknown_job_type"``.
 
     Args:
         message: names the option and what is wrong with it.
+        code: the stable code.
     """
 
-    code = "invalid_option"
-
-    def __init__(self, message: str):
-        super().__init__(f"[invalid_option] {message}")
+    def __init__(self, message: str, code: str = "invalid_option"):
+        super().__init__(f"[{code}] {message}")
+        self.code = code
         self.message = message

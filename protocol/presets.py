@@ -88,11 +88,12 @@ def get_preset(name: str | None) -> Preset:
     """The preset called ``name`` (None → :data:`DEFAULT_PRESET`).
 
     Raises:
-        InvalidOptionError: an unknown name (the message lists the known ones).
+        InvalidOptionError: code ``unknown_preset`` for an unknown name (the message
+            lists the known ones).
     """
     name = DEFAULT_PRESET if name is None else name
     if not isinstance(name, str) or name not in PRESETS:
-        raise InvalidOptionError(f"unknown preset {name!r}; choose one of {list(PRESETS)}")
+        raise InvalidOptionError(f"unknown preset {name!r}; choose one of {list(PRESETS)}", "unknown_preset")
     return PRESETS[name]
 
 

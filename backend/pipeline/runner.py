@@ -1,4 +1,9 @@
-"""Runs one job's stages in order: the single code path for ``serve`` and ``run``."""
+"""Runs one job's stages in order: the single code path for ``serve`` and ``run``.
+
+The spec is checked by :func:`protocol.job_spec.validate_job_spec` (the same check the
+server makes at submit and the add-on makes before sending); presets come from
+:mod:`protocol.presets`, the one table the add-on reads too.
+"""
 
 from __future__ import annotations
 
@@ -11,35 +16,51 @@ from backend.errors import JobError
 from backend.pipeline.context import JobContext
 from backend.pipeline.export import export_result
 from backend.pipeline.ingest import load_footage
-from backend.pipeline.reconstruct import ReconstructConfig, reconstruct
+from backend.pipeline.reconstruct import reconstruct
+from protocol.config import apply_options
+from protocol.errors import InvalidOptionError
+from protocol.job_spec import JOB_TYPES, validate_job_spec
+from protocol.presets import stage_overrides
 
-JOB_TYPES = ("footage", "video", "image", "prompt", "orbital")
+__all__ = ["JOB_TYPES", "JOB_MODEL_ROLES", "pick_device", "checked_config", "run_job"]
 
 #: model roles each generation job type needs (checked before any work starts).
 JOB_MODEL_ROLES = {"video": ["multiview"], "image": ["image_to_video", "multiview"],
                    "prompt": ["text_to_image", "image_to_video", "multiview"]}
 
-#: per-preset generation settings: (multi-view overrides, prompt/image generation
-#: overrides, multi-view input size, max frames).
-GENERATION_PRESETS = {
-    "tiny": ({"steps": 2, "grid_height": 48, "grid_width": 32},
-             {"image_steps": 2, "image_size": 32, "video_steps": 2, "video_frames": 4, "video_height": 32,
-              "video_width": 32}, 16, 4),
-    "cpu": ({}, {}, 320, 16),
-    "gpu": ({}, {}, 320, 32),
-}
 
-
-def pick_device(preset: str) -> str:
-    """``"cuda"`` when a GPU is present, else ``"cpu"`` (any preset runs on either)."""
+def pick_device() -> str:
+    """``"cuda"`` when a GPU is present, else ``"cpu"``; every preset runs on either."""
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _settings(cls, base: dict, user: dict | None):
-    from dataclasses import fields
+def checked_config(spec: dict):
+    """:func:`protocol.job_spec.validate_job_spec` with its error as a :class:`JobError`.
 
-    known = {f.name for f in fields(cls)}
-    return cls(**{**base, **{k: v for k, v in (user or {}).items() if k in known}})
+    Returns:
+        The job's :class:`protocol.config.ReconstructConfig`.
+
+    Raises:
+        JobError: ``invalid_option``, ``unknown_preset`` or ``unknown_job_type``, naming
+            the offending key.
+    """
+    try:
+        return validate_job_spec(spec)
+    except InvalidOptionError as exc:
+        raise JobError(exc.code, exc.message) from None
+
+
+def stage_settings(spec: dict, stage: str, defaults):
+    """The settings dataclass of a generation stage: ``defaults`` with the preset's
+    overrides, then the job's own ``spec[stage]``, applied strictly.
+
+    Raises:
+        JobError: ``invalid_option`` for an unknown or ill-typed setting.
+    """
+    try:
+        return apply_options(defaults, stage_overrides(spec.get("preset"), stage, spec.get(stage)))
+    except InvalidOptionError as exc:
+        raise JobError(exc.code, f"{stage}: {exc.message}") from None
 
 
 def uploaded_file(spec: dict, input_dir: Path, key: str) -> Path:
@@ -83,7 +104,7 @@ def ingest_video(spec: dict, path: Path, size: int, max_frames: int, device: str
         ctx.progress("video_ingest", 0, 1, message="loading the background-removal model")
         remover = registry.load("background_removal", models, device=device)
     frames = load_video(path, size=size, fps=spec.get("video_fps"),
-                        max_frames=int(spec.get("max_frames", max_frames)), remover=remover,
+                        max_frames=int(spec.get("max_frames") or max_frames), remover=remover,
                         mask_prompt=spec.get("mask_prompt"))
     del remover
     ctx.progress("video_ingest", 1, 1, message=f"{len(frames.images)} frames, masks from {frames.mask_source}")
@@ -104,8 +125,7 @@ def orbital_footage(spec: dict, input_dir: Path, footage_dir: Path, max_image_si
 
     orbit = OrbitSettings.from_spec(spec.get("orbit"))
     path = uploaded_file(spec, input_dir, "video")
-    frames = ingest_video(spec, path, max_image_size, int(spec.get("max_frames", 48)),
-                          pick_device(spec.get("preset", "cpu")), ctx)
+    frames = ingest_video(spec, path, max_image_size, int(spec.get("max_frames") or 48), pick_device(), ctx)
     return write_orbital_footage(frames, orbit, footage_dir)
 
 
@@ -131,12 +151,12 @@ def generate_footage(spec: dict, input_dir: Path, footage_dir: Path, ctx: JobCon
 
     job_type = spec["job_type"]
     models = spec.get("models")
+    mv_settings = stage_settings(spec, "multiview", MultiviewSettings())
+    gen_settings = stage_settings(spec, "generation", GenerationSettings())
     registry.require(JOB_MODEL_ROLES[job_type], models)
-    preset = spec.get("preset", "cpu")
-    device = pick_device(preset)
-    mv_base, gen_base, size, max_frames = GENERATION_PRESETS.get(preset, GENERATION_PRESETS["cpu"])
-    mv_settings = _settings(MultiviewSettings, mv_base, spec.get("multiview"))
-    gen_settings = _settings(GenerationSettings, gen_base, spec.get("generation"))
+    device = pick_device()
+    video = stage_overrides(spec.get("preset"), "video")
+    size, max_frames = int(video["size"]), int(video["max_frames"])
 
     if job_type == "video":
         frames = ingest_video(spec, uploaded_file(spec, input_dir, "video"), size, max_frames, device, ctx)
@@ -163,9 +183,9 @@ def run_job(spec: dict, input_dir: Path, out_dir: Path, ctx: JobContext) -> dict
     """Run a job and write its result.
 
     Args:
-        spec: job spec ``{"job_type": "footage" | "video", "preset": "cpu", "options": {...},
-            "frame_count": T (optional), "fps": 24 (optional)}``; ``options`` override
-            :class:`~backend.pipeline.reconstruct.ReconstructConfig` fields. Generation
+        spec: job spec (:mod:`protocol.job_spec`) ``{"job_type": "footage", "preset":
+            "standard", "options": {...}, "frame_count": T (optional), "fps": 24
+            (optional)}``; ``options`` override :class:`protocol.config.ReconstructConfig`. Generation
             jobs (``"video"``, ``"image"``, ``"prompt"``) carry their input
             (:func:`generate_footage`); ``"orbital"`` jobs carry an orbital video and
             ``spec["orbit"]`` (:func:`orbital_footage`).
@@ -179,31 +199,29 @@ def run_job(spec: dict, input_dir: Path, out_dir: Path, ctx: JobContext) -> dict
 
     Raises:
         BadInputError: malformed input (missing image, bad camera JSON, not an image).
-        JobError: ``unknown_job_type``, ``unknown_preset``, ``invalid_option``,
-            ``out_of_memory``.
+        JobError: ``invalid_option``, ``unknown_preset``, ``unknown_job_type``,
+            ``out_of_memory``, ``model_missing``.
         JobCancelled: when ``ctx.cancel_event`` is set.
     """
+    cfg = checked_config(spec)
     job_type = spec.get("job_type", "footage")
-    if job_type not in JOB_TYPES:
-        raise JobError("unknown_job_type", f"unknown job type {job_type!r}; this backend runs {list(JOB_TYPES)}")
-    cfg = ReconstructConfig.from_options(spec.get("preset", "cpu"), spec.get("options"))
     from backend.models import registry
 
     guidance = None
-    if cfg.sds_weight > 0:  # every model the job needs is checked before any work starts
+    if cfg.losses.sds_weight > 0:  # every model the job needs is checked before any work starts
         registry.require(JOB_MODEL_ROLES.get(job_type, []) + ["sds_guidance"], spec.get("models"))
     if job_type in JOB_MODEL_ROLES:
         input_dir = generate_footage(spec, Path(input_dir), Path(out_dir) / "generated_footage", ctx)
     elif job_type == "orbital":
         input_dir = orbital_footage(spec, Path(input_dir), Path(out_dir) / "generated_footage",
-                                    cfg.max_image_size, ctx)
-    if cfg.sds_weight > 0:
+                                    cfg.data.max_image_size, ctx)
+    if cfg.losses.sds_weight > 0:
         guidance = registry.load("sds_guidance", spec.get("models"))
     ctx.progress("ingest", 0, 1, message="reading footage")
-    footage = load_footage(Path(input_dir), "train", max_size=cfg.max_image_size)
+    footage = load_footage(Path(input_dir), "train", max_size=cfg.data.max_image_size)
     ctx.progress("ingest", 1, 1, message=f"{len(footage)} images, {footage.width}x{footage.height}")
     ctx.check_cancelled()
-    model, stats = reconstruct(footage, cfg, ctx, device=pick_device(spec.get("preset", "cpu")), guidance=guidance)
+    model, stats = reconstruct(footage, cfg, ctx, device=pick_device(), guidance=guidance)
     frame_count = int(spec.get("frame_count") or len(footage.unique_times()))
     fps = float(spec.get("fps", 24.0))
     return export_result(model, Path(out_dir), frame_count, fps, spec, ctx, stats)

@@ -123,6 +123,18 @@ def test_run_with_missing_image_fails_cleanly(tmp_path):
     assert not (out / "manifest.json").exists()
 
 
+@pytest.mark.parametrize("option, text", [("warp_speed=9", "warp_speed"), ("iterations=many", "whole number"),
+                                          ("motion=static", "motion"), ("sh_degree=1", "ambiguous")])
+def test_run_with_unknown_option_fails_before_any_work(tmp_path, option, text):
+    footage = make_tiny_footage(tmp_path / "in", n_cams=2, n_times=2, size=16)
+    out = tmp_path / "out"
+    proc = run_cli("run", "--input", str(footage), "--out", str(out), "--preset", "tiny", "--option", option)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "error [invalid_option]" in proc.stderr and text in proc.stderr
+    assert not out.exists()
+
+
 def test_render_without_result_fails_cleanly(tmp_path):
     footage = make_tiny_footage(tmp_path / "in", n_cams=1, n_times=2, size=16)
     proc = run_cli("render", "--result", str(tmp_path / "nothing"), "--cameras",
@@ -140,13 +152,14 @@ def test_tiny_preset_carving_works_on_16_9_footage(tmp_path):
     ``radius ≈ dist · (min(W, H)/2) / f`` that is impossible once min(W, H) < ~33 px, and the
     job fails with a misleading "check the alpha mask" BadInputError. (Fails today.)"""
     from backend.pipeline.ingest import load_footage
-    from backend.pipeline.reconstruct import PRESETS, carve_initial_points
+    from backend.pipeline.reconstruct import carve_initial_points
+    from protocol.presets import reconstruct_config
 
     footage = make_tiny_footage(tmp_path / "in", n_cams=4, n_times=3, size=64)
     for png in (footage / "train").glob("*.png"):
         img = iio.imread(png)
         iio.imwrite(png, img[14:50])               # 64x36, same horizontal FOV, centred
-    fo = load_footage(footage, max_size=PRESETS["tiny"].max_image_size)
+    fo = load_footage(footage, max_size=reconstruct_config("tiny").data.max_image_size)
     assert (fo.width, fo.height) == (32, 18)
     assert fo.images[..., 3].sum() > 0
     threads = torch.get_num_threads()

@@ -21,8 +21,8 @@ from tests.helpers.footage import make_tiny_footage
 
 
 def fake_run_job(spec, input_dir, out_dir, ctx):
-    """Stand-in for the pipeline, steered by ``spec["fake"]``."""
-    mode = spec.get("fake", "ok")
+    """Stand-in for the pipeline, steered by the spec's ``name`` (``"ok"``, ``"slow"``, ...)."""
+    mode = spec.get("name", "ok")
     if mode == "slow":
         for i in range(400):
             ctx.check_cancelled()
@@ -82,7 +82,7 @@ def test_hello_ping_and_full_job(live, tmp_path):
     with BackendClient(address, key, timeout_s=5) as c:
         assert c.hello()["version"] == 1
         assert c.ping() < 5
-        job = c.submit({"job_type": "footage", "fake": "ok"}, {"a.txt": b"hi", "sub/b.bin": b"\0" * 10})
+        job = c.submit({"job_type": "footage", "name": "ok"}, {"a.txt": b"hi", "sub/b.bin": b"\0" * 10})
         events = wait_for(c, job, {"completed"})
         types = [e["type"] for e in events]
         assert types[:2] == ["queued", "started"] and types[-1] == "completed"
@@ -101,7 +101,7 @@ def test_hello_ping_and_full_job(live, tmp_path):
         assert json.loads((out / "manifest.json").read_text())["inputs"] == ["a.txt", "b.bin"]
         assert (data_dir / "jobs" / job / "input" / "sub" / "b.bin").stat().st_size == 10
         [info] = [j for j in c.list_jobs() if j["job_id"] == job]
-        assert info["state"] == "completed" and info["spec"]["fake"] == "ok"
+        assert info["state"] == "completed" and info["spec"]["name"] == "ok"
 
 
 @pytest.mark.parametrize("mode,code", [("job_error", "bad_input"), ("oom", "out_of_memory"),
@@ -109,7 +109,7 @@ def test_hello_ping_and_full_job(live, tmp_path):
 def test_failures_map_to_codes(live, mode, code):
     address, key, data_dir = live
     with BackendClient(address, key, timeout_s=5) as c:
-        job = c.submit({"job_type": "footage", "fake": mode}, {})
+        job = c.submit({"job_type": "footage", "name": mode}, {})
         ev = wait_for(c, job, {"failed", "completed"})[-1]
         assert ev["type"] == "failed" and ev["code"] == code
         if mode == "crash":
@@ -120,11 +120,31 @@ def test_failures_map_to_codes(live, mode, code):
         c.ping()
 
 
+@pytest.mark.parametrize("spec, code, text", [
+    ({"job_type": "footage", "options": {"warp_speed": 9}}, "invalid_option", "warp_speed"),
+    ({"job_type": "footage", "options": {"lr_means": -1}}, "invalid_option", "lr_means"),
+    ({"job_type": "footage", "options": {"densification": {"strategy": "mcmc"}}}, "invalid_option", "strategy"),
+    ({"job_type": "footage", "options": ["iterations", 5]}, "invalid_option", "options"),
+    ({"job_type": "footage", "teleport": 1}, "invalid_option", "teleport"),
+    ({"job_type": "footage", "preset": "cpu"}, "unknown_preset", "cpu"),
+    ({"job_type": "hologram"}, "unknown_job_type", "hologram"),
+])
+def test_submit_with_a_bad_spec_is_refused_and_nothing_is_stored(live, spec, code, text):
+    address, key, data_dir = live
+    with BackendClient(address, key, timeout_s=5) as c:
+        before = c.list_jobs()
+        with pytest.raises(RemoteError) as ei:
+            c.submit(spec, {"a.txt": b"hi"})
+        assert ei.value.code == code and text in ei.value.message
+        assert c.list_jobs() == before
+        assert c.ping() < 5  # still serving
+
+
 def test_cancel_running_and_queued(live):
     address, key, _ = live
     with BackendClient(address, key, timeout_s=5) as c:
-        running = c.submit({"job_type": "footage", "fake": "slow"}, {})
-        waiting = c.submit({"job_type": "footage", "fake": "ok"}, {})
+        running = c.submit({"job_type": "footage", "name": "slow"}, {})
+        waiting = c.submit({"job_type": "footage", "name": "ok"}, {})
         wait_for(c, running, {"progress"})
         c.cancel(waiting)
         c.cancel(running)
@@ -146,7 +166,7 @@ def test_cancel_running_and_queued(live):
 def test_reconnect_watch_replays_state(live, tmp_path):
     address, key, _ = live
     with BackendClient(address, key, timeout_s=5) as c:
-        job = c.submit({"job_type": "footage", "fake": "ok"}, {})
+        job = c.submit({"job_type": "footage", "name": "ok"}, {})
     time.sleep(0.5)
     with BackendClient(address, key, timeout_s=5) as c2:
         c2.watch(job)
@@ -239,8 +259,8 @@ def test_shutdown_interrupts_and_restart_requeues(tmp_path, monkeypatch):
 
     address, stop, t = start()
     with BackendClient(address, key, timeout_s=5) as c:
-        slow = c.submit({"job_type": "footage", "fake": "slow"}, {})
-        later = c.submit({"job_type": "footage", "fake": "ok"}, {})
+        slow = c.submit({"job_type": "footage", "name": "slow"}, {})
+        later = c.submit({"job_type": "footage", "name": "ok"}, {})
         wait_for(c, slow, {"progress"})
     stop.set()
     t.join(15)
