@@ -1,4 +1,4 @@
-"""Shared pytest setup: repo root on sys.path, offline hubs, and the ``slow`` marker."""
+"""Shared pytest setup: repo root on sys.path and offline hubs (markers: pyproject.toml)."""
 
 import os
 import sys
@@ -10,7 +10,3 @@ if str(REPO_ROOT) not in sys.path:
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-
-def pytest_configure(config):
-    """Register the project's markers."""
-    config.addinivalue_line("markers", "slow: takes longer than a few seconds; deselect with -m 'not slow'")
