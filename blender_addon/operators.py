@@ -1,8 +1,10 @@
 """Operators: connect, submit footage / a prompt / an image / a video, cancel, import,
 and the Cycles bounce helper.
 
-Errors are reported with ``self.report({'ERROR'}, ...)`` and ``{'CANCELLED'}``; no
-operator lets an exception escape.
+Every submit goes through :func:`start_job` (the capture operator uses it too): it returns
+at once with the request's future handed to ``session.follow_submission``, which moves the
+panel along as the backend answers. Errors are reported with ``self.report({'ERROR'}, ...)``
+and ``{'CANCELLED'}``; no operator lets an exception escape.
 """
 
 from __future__ import annotations
