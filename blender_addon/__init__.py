@@ -2,7 +2,7 @@
 import the animated 4D Gaussian result as one Geometry Nodes object.
 
 ``register``/``unregister`` add and remove the classes, ``Scene.gen4d``, the timer and
-the backend thread. The importer (``importer.import_result``) works without
+the backend connection (``session.py``). The importer (``importer.import_result``) works without
 registration, from plain ``bpy``.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import capture, import_ply_sequence, operators, panels, preferences, state
+from . import capture, import_ply_sequence, operators, panels, preferences, session
 
 _classes = (*preferences.classes, *operators.classes, *capture.classes, *import_ply_sequence.classes,
             *panels.classes)
@@ -25,8 +25,8 @@ def register():
 
 
 def unregister():
-    """Stop the backend thread and timer, then unregister everything."""
-    state.shutdown()
+    """Stop the backend connection and timer, then unregister everything."""
+    session.shutdown()
     panels.free_previews()
     import_ply_sequence.unregister_menu()
     if hasattr(bpy.types.Scene, "gen4d"):

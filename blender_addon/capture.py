@@ -29,7 +29,7 @@ from pathlib import Path
 import bpy
 from mathutils import Matrix, Vector
 
-from . import state
+from . import panel_state
 
 #: Elevation band of the capture cameras, degrees.
 ELEVATION_MIN_DEG, ELEVATION_MAX_DEG = -10.0, 50.0
@@ -272,16 +272,16 @@ class GEN4D_OT_capture_selected(bpy.types.Operator):
     def _finish(self, context):
         doc = json.loads((self._out / "transforms_train.json").read_text())
         n = len(doc["frames"])
-        state.STATE.status, state.STATE.message = "idle", f"captured {n} images to {self._out}"
+        panel_state.STATE.capture_finished(f"captured {n} images to {self._out}")
         self.report({"INFO"}, f"gen4d: captured {n} images to {self._out}")
         if not self.submit:
             return {"FINISHED"}
-        from .operators import _start_job
+        from .operators import start_job
         extra = {"fps": doc["gen4d"]["fps"], "frame_count": len(doc["gen4d"]["scene_frames"])}
-        return _start_job(self, context, "submit_footage", "footage", extra, folder=str(self._out))
+        return start_job(self, context, "footage", extra, folder=str(self._out))
 
     def _fail(self, exc) -> set:
-        state.STATE.status, state.STATE.last_error = "idle", f"capture failed: {exc}"
+        panel_state.STATE.capture_failed(f"capture failed: {exc}")
         self.report({"ERROR"}, f"gen4d: capture failed: {exc}")
         return {"CANCELLED"}
 
@@ -301,7 +301,7 @@ class GEN4D_OT_capture_selected(bpy.types.Operator):
             self._setup(context)
         except Exception as exc:
             return self._fail(exc)
-        state.STATE.status, state.STATE.progress, state.STATE.message = "capturing", 0.0, "capturing"
+        panel_state.STATE.capturing()
         self._timer = context.window_manager.event_timer_add(0.01, window=context.window)
         context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}
@@ -310,7 +310,7 @@ class GEN4D_OT_capture_selected(bpy.types.Operator):
         if event.type == "ESC":
             self._gen.close()  # restores the scene
             self._stop_timer(context)
-            state.STATE.status, state.STATE.message = "idle", "capture cancelled"
+            panel_state.STATE.capture_cancelled()
             self.report({"WARNING"}, "gen4d: capture cancelled")
             return {"CANCELLED"}
         if event.type != "TIMER":
@@ -323,7 +323,7 @@ class GEN4D_OT_capture_selected(bpy.types.Operator):
         except Exception as exc:
             self._stop_timer(context)
             return self._fail(exc)
-        state.STATE.progress, state.STATE.message = done / total, f"capturing {done}/{total}"
+        panel_state.STATE.capture_progress(done, total)
         for area in context.screen.areas if context.screen else ():
             if area.type == "VIEW_3D":
                 area.tag_redraw()

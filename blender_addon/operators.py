@@ -1,8 +1,10 @@
 """Operators: connect, submit footage / a prompt / an image / a video, cancel, import,
 and the Cycles bounce helper.
 
-Errors are reported with ``self.report({'ERROR'}, ...)`` and ``{'CANCELLED'}``; no
-operator lets an exception escape.
+Every submit goes through :func:`start_job` (the capture operator uses it too): it returns
+at once with the request's future handed to ``session.follow_submission``, which moves the
+panel along as the backend answers. Errors are reported with ``self.report({'ERROR'}, ...)``
+and ``{'CANCELLED'}``; no operator lets an exception escape.
 """
 
 from __future__ import annotations
@@ -11,16 +13,17 @@ import os
 
 import bpy
 
-from . import state
+from . import panel_state, session
 from .preferences import get_connection
 
 
-def _worker(op, context):
-    """The worker, or None after reporting why not."""
+def _connect(op, context):
+    """The backend connection for the preferences' address and key, or None after
+    reporting why not (``op.report`` and the panel's error line)."""
     try:
-        return state.ensure_worker(*get_connection(context))
+        return session.connect(*get_connection(context))
     except Exception as exc:
-        state.STATE.last_error = str(exc)
+        panel_state.STATE.error(str(exc))
         op.report({"ERROR"}, f"gen4d: {exc}")
         return None
 
@@ -31,26 +34,49 @@ class GEN4D_OT_connect(bpy.types.Operator):
     bl_label = "Connect"
 
     def execute(self, context):
-        worker = _worker(self, context)
-        if worker is None:
+        connection = _connect(self, context)
+        if connection is None:
             return {"CANCELLED"}
-        worker.send("ping")
+        connection.ping()  # the answer shows as the panel's reachability
         return {"FINISHED"}
 
 
-def _start_job(op, context, command: str, job_type: str, spec_extra: dict | None = None, **kwargs):
-    """Reset the panel state and send ``command`` with the scene's job spec for ``job_type``
-    (quality preset + Advanced options + ``spec_extra``) and ``kwargs`` to the worker."""
-    worker = _worker(op, context)
-    if worker is None:
+def start_job(op, context, job_type: str, spec_extra: dict | None = None, *, folder: str | None = None,
+              path: str | None = None, field: str = "") -> set:
+    """Submit a job with the scene's job spec for ``job_type`` (quality preset + Advanced
+    options + ``spec_extra``, see ``job_presets.job_spec``) and follow it in the panel.
+
+    Exactly one input: ``folder`` (a footage folder, uploaded from the connection's
+    thread), ``path`` + ``field`` (one file, e.g. ``field="video"``), or neither (a job
+    without input files, e.g. a prompt).
+
+    Args:
+        op: the calling operator (for ``report``).
+        context: the operator's context.
+
+    Returns:
+        ``{"FINISHED"}``, or ``{"CANCELLED"}`` after reporting why (no connection).
+
+    Raises:
+        ValueError: both ``folder`` and ``path`` given, or ``path`` without ``field``.
+    """
+    if folder is not None and path is not None:
+        raise ValueError("start_job takes a footage folder or a file path, not both")
+    if path is not None and not field:
+        raise ValueError("start_job needs the spec field that names the uploaded file")
+    connection = _connect(op, context)
+    if connection is None:
         return {"CANCELLED"}
-    s = state.STATE
-    s.job_id, s.status, s.stage, s.progress, s.last_error = "", "submitting", "", 0.0, ""
-    s.result_dir, s.message, s.preview_path = "", "uploading", ""
-    name = (spec_extra or {}).get("prompt") or kwargs.get("path") or kwargs.get("folder") or ""
-    s.pending = {"job_type": job_type, "name": os.path.basename(str(name).rstrip("/\\")) or str(name)[:60],
-                 "address": worker.address}
-    worker.send(command, spec=context.scene.gen4d.spec(job_type, **(spec_extra or {})), **kwargs)
+    spec = context.scene.gen4d.spec(job_type, **(spec_extra or {}))
+    if folder is not None:
+        future = connection.submit_footage(folder, spec)
+    elif path is not None:
+        future = connection.submit_file(path, spec, field)
+    else:
+        future = connection.submit(spec, {})
+    name = (spec_extra or {}).get("prompt") or path or folder or ""
+    session.follow_submission(future, job_type, os.path.basename(str(name).rstrip("/\\")) or str(name)[:60],
+                              connection.address)
     return {"FINISHED"}
 
 
@@ -70,7 +96,7 @@ class GEN4D_OT_submit_footage(bpy.types.Operator):
         if not os.path.isfile(os.path.join(folder, "transforms_train.json")):
             self.report({"ERROR"}, f"gen4d: no transforms_train.json in {folder}")
             return {"CANCELLED"}
-        return _start_job(self, context, "submit_footage", "footage", folder=folder)
+        return start_job(self, context, "footage", folder=folder)
 
 
 class GEN4D_OT_submit_prompt(bpy.types.Operator):
@@ -83,7 +109,7 @@ class GEN4D_OT_submit_prompt(bpy.types.Operator):
         if not prompt:
             self.report({"ERROR"}, "gen4d: type a prompt first")
             return {"CANCELLED"}
-        return _start_job(self, context, "submit", "prompt", {"prompt": prompt}, files={})
+        return start_job(self, context, "prompt", {"prompt": prompt})
 
 
 class _SubmitFile:
@@ -111,8 +137,7 @@ class _SubmitFile:
         if not path.lower().endswith(self.extensions):
             self.report({"ERROR"}, f"gen4d: {os.path.basename(path)} is not one of {', '.join(self.extensions)}")
             return {"CANCELLED"}
-        return _start_job(self, context, "submit_file", self.job_type or self.field, self.spec_extra(), path=path,
-                          field=self.field)
+        return start_job(self, context, self.job_type or self.field, self.spec_extra(), path=path, field=self.field)
 
 
 class GEN4D_OT_submit_image(_SubmitFile, bpy.types.Operator):
@@ -164,10 +189,9 @@ class GEN4D_OT_cancel(bpy.types.Operator):
     bl_label = "Cancel Job"
 
     def execute(self, context):
-        if not state.STATE.job_id or state._worker is None:
+        if session.cancel_job() is None:
             self.report({"ERROR"}, "gen4d: no job to cancel")
             return {"CANCELLED"}
-        state._worker.send("cancel", job_id=state.STATE.job_id)
         return {"FINISHED"}
 
 
@@ -182,19 +206,20 @@ class GEN4D_OT_import_result(bpy.types.Operator):
     def invoke(self, context, event):
         if self.directory:  # a job-list row names its result folder
             return self.execute(context)
-        if state.STATE.status == "ready" and state.STATE.result_dir:
-            self.directory = state.STATE.result_dir
+        state = panel_state.STATE
+        if state.status == "ready" and state.result_dir:
+            self.directory = state.result_dir
             return self.execute(context)
         context.window_manager.fileselect_add(self)
         return {"RUNNING_MODAL"}
 
     def execute(self, context):
         from .importer import import_result
-        folder = bpy.path.abspath(self.directory or state.STATE.result_dir)
+        folder = bpy.path.abspath(self.directory or panel_state.STATE.result_dir)
         try:
             obj = import_result(folder, name=context.scene.gen4d.asset_name)
         except Exception as exc:
-            state.STATE.last_error = str(exc)
+            panel_state.STATE.error(str(exc))
             self.report({"ERROR"}, f"gen4d import failed: {exc}")
             return {"CANCELLED"}
         self.report({"INFO"}, f"gen4d: imported {obj.name} ({obj['gen4d_frame_count']} frames)")
@@ -218,11 +243,9 @@ class GEN4D_OT_reattach(bpy.types.Operator):
         if not job_id:
             self.report({"ERROR"}, "gen4d: enter a job id")
             return {"CANCELLED"}
-        if _worker(self, context) is None:
+        if _connect(self, context) is None:
             return {"CANCELLED"}
-        state.reattach(job_id)
-        if state.job_store.find(state.jobs(), job_id) is None:
-            state.record_job(job_id, status="queued", name="reattached by id")
+        session.reattach(job_id)
         return {"FINISHED"}
 
 
@@ -234,7 +257,7 @@ class GEN4D_OT_forget_job(bpy.types.Operator):
     job_id: bpy.props.StringProperty(name="Job ID")
 
     def execute(self, context):
-        state.forget_job(self.job_id)
+        session.JOBS.forget(self.job_id)
         return {"FINISHED"}
 
 
@@ -245,7 +268,7 @@ class GEN4D_OT_start_local_backend(bpy.types.Operator):
 
     def execute(self, context):
         from . import local_backend
-        from .client import is_loopback
+        from .connection import is_loopback
         from .preferences import get_prefs
 
         prefs = get_prefs(context)
@@ -260,13 +283,13 @@ class GEN4D_OT_start_local_backend(bpy.types.Operator):
             backend = local_backend.start(bpy.path.abspath(prefs.python_path), bpy.path.abspath(prefs.backend_root),
                                           address, bpy.path.abspath(prefs.data_dir))
         except (OSError, ValueError) as exc:
-            state.STATE.last_error = str(exc)
+            panel_state.STATE.error(str(exc))
             self.report({"ERROR"}, f"gen4d: {exc}")
             return {"CANCELLED"}
         if not prefs.key_text.strip() and not prefs.key_file.strip():
             prefs.key_file = str(backend.key_path)
-        state.stop_worker()
-        state.connect_when_ready(address, backend.key_path)
+        session.disconnect()
+        session.connect_when_ready(address, backend.key_path)
         self.report({"INFO"}, f"gen4d: backend starting (pid {backend.process.pid}), log {backend.log_path}")
         return {"FINISHED"}
 
@@ -282,9 +305,9 @@ class GEN4D_OT_stop_local_backend(bpy.types.Operator):
         if local_backend.current() is None:
             self.report({"ERROR"}, "gen4d: no backend was started from Blender")
             return {"CANCELLED"}
-        state.stop_worker()
+        session.disconnect()
         code = local_backend.stop()
-        state.STATE.reachable = None
+        panel_state.STATE.disconnected()
         self.report({"INFO"}, f"gen4d: local backend stopped (exit code {code})")
         return {"FINISHED"}
 

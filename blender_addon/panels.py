@@ -7,7 +7,7 @@ import time
 
 import bpy
 
-from . import state
+from . import panel_state, session
 from .importer import MODIFIER_NAME
 from .importer.nodes import (FRAME_INPUT, OPACITY_THRESHOLD_INPUT, RETIME_INPUT, SIZE_INPUT, VIEWPORT_FRACTION_INPUT,
                              input_identifier)
@@ -101,7 +101,7 @@ JOB_ROWS = 8
 
 def _draw_jobs(layout, s) -> None:
     """The persistent job list: status per job, Reattach / Import / Forget per row."""
-    records = state.jobs()
+    records = session.JOBS.records()
     box = layout.box()
     header = box.row()
     header.label(text=f"Jobs ({len(records)})", icon="PRESET")
@@ -129,7 +129,7 @@ class GEN4D_PT_main(bpy.types.Panel):
     bl_category = "gen4d"
 
     def draw(self, context):
-        layout, s = self.layout, state.STATE
+        layout, s = self.layout, panel_state.STATE
         prefs = get_prefs(context)
         box = layout.box()
         if prefs is not None:
@@ -154,7 +154,7 @@ class GEN4D_PT_main(bpy.types.Panel):
             for name in ("iterations", "max_image_size", "representation", "densify_strategy",
                          "confidence_weighting"):
                 adv.prop(settings, name)
-        busy = s.status in ("capturing", "submitting", "queued", "running", "fetching")
+        busy = s.busy
         col = layout.column(align=True)
         col.enabled = not busy
         col.prop(settings, "prompt", text="", icon="TEXT")

@@ -1,6 +1,6 @@
 """Run inside real ``bpy`` (a subprocess of tests/e2e/test_capture_to_asset.py): build an
 animated object, capture it with the add-on (8 training cameras + 2 held-out), submit the
-footage through the add-on's worker with the scene's job settings, wait for the result,
+footage through the add-on's connection with the scene's job settings, wait for the result,
 import it, and print a JSON report on the last stdout line.
 
 Usage: python bpy_capture_and_submit.py ADDRESS KEYFILE OUT_DIR
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import blender_addon  # noqa: E402
-from blender_addon import capture, state  # noqa: E402
+from blender_addon import capture, panel_state, session, timer  # noqa: E402
 from blender_addon.importer import import_result  # noqa: E402
 from protocol import load_key  # noqa: E402
 
@@ -65,18 +65,19 @@ def main() -> int:
     settings = scene.gen4d
     settings.preset, settings.iterations, settings.max_image_size = "DRAFT", 400, 64
     spec = settings.spec("footage", fps=24.0)
-    worker = state.ensure_worker(address, load_key(key_file), timeout_s=30.0)
-    worker.send("submit_footage", folder=str(footage), spec=spec)
+    connection = session.connect(address, load_key(key_file), timeout_s=30.0)
+    session.follow_submission(connection.submit_footage(str(footage), spec), "footage", Path(footage).name,
+                              connection.address)
     deadline = time.monotonic() + 400
-    while state.STATE.status not in ("ready", "failed", "cancelled") and time.monotonic() < deadline:
-        state._tick()
+    while panel_state.STATE.status not in ("ready", "failed", "cancelled") and time.monotonic() < deadline:
+        timer.tick()
         time.sleep(0.05)
-    state.shutdown()
-    if state.STATE.status != "ready":
-        print(json.dumps({"error": state.STATE.status, "last_error": state.STATE.last_error}))
+    session.shutdown()
+    if panel_state.STATE.status != "ready":
+        print(json.dumps({"error": panel_state.STATE.status, "last_error": panel_state.STATE.last_error}))
         return 1
-    obj = import_result(state.STATE.result_dir, name="captured_asset")
-    print(json.dumps({"footage": str(footage), "result_dir": state.STATE.result_dir, "capture_s": capture_s,
+    obj = import_result(panel_state.STATE.result_dir, name="captured_asset")
+    print(json.dumps({"footage": str(footage), "result_dir": panel_state.STATE.result_dir, "capture_s": capture_s,
                       "frames": int(obj["gen4d_frame_count"]), "spec": spec,
                       "job_s": time.monotonic() - t0 - capture_s}))
     blender_addon.unregister()

@@ -14,7 +14,7 @@ sys.path.insert(0, str(REPO))
 import bpy  # noqa: E402
 
 import blender_addon  # noqa: E402
-from blender_addon import capture, state  # noqa: E402
+from blender_addon import capture, panel_state  # noqa: E402
 
 out = Path(sys.argv[-1])
 bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -89,5 +89,5 @@ print("RESULT: " + json.dumps({
     "op_result": sorted(op_result), "op_frames": len(json.loads((out / "op" / "transforms_train.json").read_text())[
         "frames"]),
     "empty_error": empty_error, "objects_after_failure": objects_after_failure,
-    "state_error": state.STATE.last_error, "orbital_error": orbital_error,
+    "state_error": panel_state.STATE.last_error, "orbital_error": orbital_error,
 }))

@@ -67,44 +67,41 @@ res["empty_prompt"] = op_error(lambda: bpy.ops.gen4d.submit_prompt())
 res["missing_video"] = op_error(lambda: bpy.ops.gen4d.submit_video(filepath="/nonexistent/clip.mp4"))
 res["wrong_image_type"] = op_error(lambda: bpy.ops.gen4d.submit_image(filepath=zip_path))
 
-state = sys.modules[module + ".state"]
-client = sys.modules[module + ".client"]
-res["loopback"] = [client.is_loopback(a) for a in
+session = sys.modules[module + ".session"]
+panel_state = sys.modules[module + ".panel_state"]
+timer = sys.modules[module + ".timer"]
+connection = sys.modules[module + ".connection"]
+res["loopback"] = [connection.is_loopback(a) for a in
                    ("tcp://127.0.0.1:5555", "tcp://localhost:1", "tcp://[::1]:5", "ipc:///tmp/x",
                     "tcp://10.0.0.2:5555", "tcp://example.com:5555")]
 try:
-    state.ensure_worker("tcp://10.1.2.3:5555", b"00")
+    session.connect("tcp://10.1.2.3:5555", b"00")
     res["remote_refused"] = False
 except PermissionError:
     res["remote_refused"] = not bpy.app.online_access
 
-# A dead backend: the worker reports unreachable within its timeout, Blender never blocks.
+# A dead backend: the connection reports unreachable within its timeout, Blender never blocks.
 with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
 t0 = time.perf_counter()
-worker = state.ensure_worker(f"tcp://127.0.0.1:{port}", b"00" * 16, timeout_s=0.5)
+worker = session.connect(f"tcp://127.0.0.1:{port}", b"00" * 16, timeout_s=0.5)
 res["ensure_worker_s"] = time.perf_counter() - t0
-events = []
+ping = worker.ping()
 deadline = time.time() + 15
-while time.time() < deadline and not any(e["type"] == "reachable" for e in events):
-    try:
-        events.append(worker.events.get(timeout=0.2))
-    except Exception:
-        pass
-res["events"] = [e["type"] for e in events]
-res["reachable"] = next((e["ok"] for e in events if e["type"] == "reachable"), None)
-for e in events:
-    state.apply_event(e)
-res["state_reachable"] = state.STATE.reachable
-res["timer_registered"] = bpy.app.timers.is_registered(state._tick)
+while time.time() < deadline and not (ping.done() and panel_state.STATE.reachable is not None):
+    timer.tick()  # the bpy.app.timers callback: runs the connection's callbacks on this thread
+    time.sleep(0.05)
+res["reachable"] = None if not ping.done() else ping.exception() is None
+res["state_reachable"] = panel_state.STATE.reachable
+res["timer_registered"] = timer.running()
 
 t0 = time.perf_counter()
 bpy.ops.preferences.addon_disable(module=module)
 res["unregister_s"] = time.perf_counter() - t0
 res["thread_alive_after"] = worker.alive
 res["panel_after"] = hasattr(bpy.types, "GEN4D_PT_main")
-res["timer_after"] = bpy.app.timers.is_registered(state._tick)
+res["timer_after"] = bpy.app.timers.is_registered(timer.tick)
 print("RESULT: " + json.dumps(res))
 if bpy.app.version < (4, 5, 0):
     # The bpy 4.2.23 module segfaults at interpreter exit once any class has been

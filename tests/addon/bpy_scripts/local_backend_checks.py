@@ -22,7 +22,7 @@ from recording_layout import draw_panel  # noqa: E402
 python, root, data_dir, address = sys.argv[1:5]
 bpy.ops.wm.read_factory_settings(use_empty=True)
 addon_utils.enable("blender_addon", default_set=True)
-from blender_addon import local_backend, panels, state  # noqa: E402
+from blender_addon import local_backend, panel_state, panels, timer  # noqa: E402
 
 prefs = bpy.context.preferences.addons["blender_addon"].preferences
 prefs.address, prefs.python_path, prefs.backend_root, prefs.data_dir = address, python, root, data_dir
@@ -32,11 +32,11 @@ res["start"] = sorted(bpy.ops.gen4d.start_local_backend("EXEC_DEFAULT"))
 pid = local_backend.current().process.pid
 res["key_file_pref"] = prefs.key_file
 deadline = time.monotonic() + 90
-while state.STATE.reachable is not True and time.monotonic() < deadline:
-    state._tick()
+while panel_state.STATE.reachable is not True and time.monotonic() < deadline:
+    timer.tick()
     time.sleep(0.1)
 res["reachable_after_s"] = time.monotonic() - t0
-res["reachable"], res["status"] = state.STATE.reachable, local_backend.status()
+res["reachable"], res["status"] = panel_state.STATE.reachable, local_backend.status()
 res["panel_running"] = draw_panel(panels.GEN4D_PT_main, bpy.context)
 res["log_op"] = sorted(bpy.ops.gen4d.show_backend_log("EXEC_DEFAULT"))
 res["log_text"] = bpy.data.texts["gen4d_backend.log"].as_string()
