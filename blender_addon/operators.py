@@ -55,7 +55,8 @@ def start_job(op, context, job_type: str, spec_extra: dict | None = None, *, fol
         context: the operator's context.
 
     Returns:
-        ``{"FINISHED"}``, or ``{"CANCELLED"}`` after reporting why (no connection).
+        ``{"FINISHED"}``, or ``{"CANCELLED"}`` after reporting why (no connection, or a
+        spec the backend would refuse: ``[invalid_option] ...`` names the setting).
 
     Raises:
         ValueError: both ``folder`` and ``path`` given, or ``path`` without ``field``.
@@ -64,10 +65,15 @@ def start_job(op, context, job_type: str, spec_extra: dict | None = None, *, fol
         raise ValueError("start_job takes a footage folder or a file path, not both")
     if path is not None and not field:
         raise ValueError("start_job needs the spec field that names the uploaded file")
+    try:  # checked here exactly as the server checks it, before anything is sent
+        spec = context.scene.gen4d.spec(job_type, **(spec_extra or {}))
+    except ValueError as exc:
+        panel_state.STATE.error(str(exc))
+        op.report({"ERROR"}, f"gen4d: {exc}")
+        return {"CANCELLED"}
     connection = _connect(op, context)
     if connection is None:
         return {"CANCELLED"}
-    spec = context.scene.gen4d.spec(job_type, **(spec_extra or {}))
     if folder is not None:
         future = connection.submit_footage(folder, spec)
     elif path is not None:
