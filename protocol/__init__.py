@@ -45,4 +45,5 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
+    """Module attributes, including the lazily imported client names."""
     return sorted(set(globals()) | set(_CLIENT_NAMES))

@@ -16,7 +16,7 @@ D-NeRF format::
     OUT/preview_grid.png        a few cameras x a few times, composited on white
     OUT/sample.json             cache stamp (parameters, version, coverage statistics)
 
-Conventions (see DESIGN.md, "Conventions"):
+Conventions (see docs/design.md, "Conventions"):
 
 * world frame is Blender's: Z up, right-handed, metres; the object is centred on the
   world origin, which every camera looks at;

@@ -3,7 +3,7 @@
 A clip of ``T`` frames covers the normalized time interval [0, 1]: frame ``i`` sits at
 ``t_i = i / (T − 1)``, so the first frame is at 0 and the last at 1; a single frame sits
 at 0. Footage ``time`` values, result ``manifest.json`` ``times``, captured footage and
-the backend's exported frames all use this grid (see ``docs/design.md``, "Time").
+the backend's exported frames all use this grid.
 """
 
 from __future__ import annotations
