@@ -7,8 +7,8 @@ Layout of a job folder::
     state.json    state, timestamps, error code/message, last progress, result file list
     result/       what the pipeline wrote (manifest.json, frames/frame_0000.ply, ...)
 
-States: ``queued`` -> ``running`` -> ``completed`` | ``failed`` | ``cancelled`` (and
-``queued`` -> ``cancelled``). The store survives a restart: on load, jobs left ``running``
+States (:mod:`protocol.formats.job_states`): ``queued`` -> ``running`` -> ``completed`` |
+``failed`` | ``cancelled`` (and ``queued`` -> ``cancelled``). The store survives a restart: on load, jobs left ``running``
 become ``failed`` with code ``interrupted``, and ``queued`` jobs are handed back (in
 submission order) through :attr:`JobStore.pending` to be re-queued.
 
@@ -29,11 +29,10 @@ from pathlib import Path
 from typing import Iterable
 
 from protocol import ProtocolError, check_relative_name
+from protocol.formats.job_states import JOB_STATES, TERMINAL_STATES
 
 log = logging.getLogger("gen4d.jobs")
 
-JOB_STATES = ("queued", "running", "completed", "failed", "cancelled")
-FINISHED_STATES = frozenset({"completed", "failed", "cancelled"})
 _JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _STATE_KEYS = ("job_id", "seq", "state", "created_at", "started_at", "finished_at", "error_code",
                "error_message", "progress", "frame_count", "files")
@@ -258,7 +257,7 @@ class JobStore:
             job["state"] = to_state
             if to_state == "running":
                 job["started_at"] = now
-            if to_state in FINISHED_STATES:
+            if to_state in TERMINAL_STATES:
                 job["finished_at"] = now
             job.update({k: v for k, v in updates.items() if k in _STATE_KEYS})
             self._save(job_id)

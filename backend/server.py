@@ -27,6 +27,7 @@ from backend.worker import Worker
 from protocol import (PROTOCOL_VERSION, TERMINAL_EVENTS, ProtocolError, decode_message, encode_message,
                       load_or_create_key, make_header)
 from protocol.errors import InvalidOptionError
+from protocol.formats.job_states import TERMINAL_STATES
 from protocol.job_spec import validate_job_spec
 
 log = logging.getLogger("gen4d.server")
@@ -144,7 +145,7 @@ class Server:
 
     def _on_watch(self, rid, req, _bufs) -> None:
         job = self.store.get(req["job_id"])
-        if job["state"] not in ("completed", "failed", "cancelled"):
+        if job["state"] not in TERMINAL_STATES:
             self.subscribers[job["job_id"]].add(rid)
         self._reply(rid, req, "ack", job_id=job["job_id"])
         for header in replay_events(job):

@@ -196,9 +196,11 @@ def iter_capture(scene, obj, out_dir, n_cameras: int = 16, frame_step: int = 1, 
             (out_dir / "test").mkdir(exist_ok=True)
         records = {"train": [], "test": []}
         total, done = len(frames) * len(views), 0
+        formats = _formats()
+        times = formats.frame_times(len(frames))
         for ti, frame in enumerate(frames):
             scene.frame_set(frame)
-            t = ti / (len(frames) - 1)
+            t = times[ti]
             for split, ci, matrix in views:
                 camera.matrix_world = matrix
                 rel = f"{split}/c{ci:03d}_t{ti:03d}"
@@ -212,13 +214,20 @@ def iter_capture(scene, obj, out_dir, n_cameras: int = 16, frame_step: int = 1, 
                 "fps": scene.render.fps / scene.render.fps_base / max(1, int(frame_step)),
                 "centre": list(centre), "radius": radius, "blender": bpy.app.version_string}
         for split in ("train", "test") if n_test else ("train",):
-            doc = {"camera_angle_x": camera_data.angle_x, "frames": records[split], "gen4d": meta}
-            (out_dir / f"transforms_{split}.json").write_text(json.dumps(doc, indent=1))
+            formats.write_transforms(out_dir / formats.transforms_file_name(split), records[split],
+                                     camera_angle_x=camera_data.angle_x, extra={"gen4d": meta})
     finally:
         restorer.restore()
         bpy.data.objects.remove(camera)
         bpy.data.cameras.remove(camera_data)
         scene.frame_set(frame_before)
+
+
+def _formats():
+    """:mod:`protocol.formats` (the copy bundled into the extension, else the repository's)."""
+    from ._vendor import get_protocol
+
+    return get_protocol().formats
 
 
 def capture_footage(scene, obj, out_dir, **kwargs) -> Path:

@@ -20,6 +20,7 @@ from typing import Callable, Optional
 import zmq
 
 from .errors import BackendUnavailable, ProtocolError, RemoteError
+from .formats.transforms import TRANSFORMS_TEST, TRANSFORMS_TRAIN, TransformsError, resolve_image_path
 from .framing import decode_message, encode_message
 from .messages import EVENT_TYPES, PROTOCOL_VERSION, check_relative_name, make_header, new_msg_id
 
@@ -200,8 +201,9 @@ class BackendClient:
         """Upload a transforms-format footage folder and submit it.
 
         Reads ``transforms_train.json``, ``transforms_test.json`` (if present) and every
-        image their ``frames[].file_path`` names (``"./train/r_000"`` with or without
-        ``.png``), and uploads them under their paths relative to ``folder``.
+        image their ``frames[].file_path`` names (``"./train/r_000"`` with or without an
+        image extension; see :func:`collect_footage_files`), and uploads them under their
+        paths relative to ``folder``.
 
         Args:
             folder: the footage folder.
@@ -344,20 +346,14 @@ class BackendClient:
         self.close()
 
 
-def _resolve_image(folder: Path, file_path: str) -> Path:
-    """Resolve a transforms ``file_path`` (with or without ``.png``) inside ``folder``."""
-    base = folder / file_path
-    candidates = [base] if base.suffix.lower() in (".png", ".jpg", ".jpeg", ".exr", ".webp") else []
-    candidates += [base.with_name(base.name + ".png"), base]
-    for cand in candidates:
-        if cand.is_file():
-            return cand
-    raise FileNotFoundError(f"image {file_path!r} named in the transforms file was not found "
-                            f"(looked for {candidates[0]})")
-
-
 def collect_footage_files(folder) -> dict[str, bytes]:
     """Gather a transforms-format footage folder into ``{relative name: bytes}``.
+
+    Reads ``transforms_train.json`` and ``transforms_test.json`` (if present) and every image
+    their ``frames[].file_path`` names, found the way the backend's ingest finds it
+    (:func:`protocol.formats.resolve_image_path`: as written, or with any of
+    :data:`protocol.formats.IMAGE_EXTENSIONS` appended, so ``.png``, ``.jpg``, ``.jpeg``,
+    ``.exr`` and ``.webp`` footage all upload).
 
     Args:
         folder: folder holding ``transforms_train.json`` (required),
@@ -368,15 +364,16 @@ def collect_footage_files(folder) -> dict[str, bytes]:
 
     Raises:
         FileNotFoundError: a transforms file or image is missing (the message names it).
-        ValueError: invalid JSON, or an image path outside the folder.
+        ValueError: invalid JSON, a frame without a string ``file_path``, or an image path
+            outside the folder.
     """
     folder = Path(folder)
     files: dict[str, bytes] = {}
-    for name in ("transforms_train.json", "transforms_test.json"):
+    for name in (TRANSFORMS_TRAIN, TRANSFORMS_TEST):
         tpath = folder / name
         if not tpath.is_file():
-            if name == "transforms_train.json":
-                raise FileNotFoundError(f"{tpath} not found: a footage folder needs transforms_train.json")
+            if name == TRANSFORMS_TRAIN:
+                raise FileNotFoundError(f"{tpath} not found: a footage folder needs {TRANSFORMS_TRAIN}")
             continue
         raw = tpath.read_bytes()
         try:
@@ -388,7 +385,10 @@ def collect_footage_files(folder) -> dict[str, bytes]:
             fp = frame.get("file_path") if isinstance(frame, dict) else None
             if not isinstance(fp, str):
                 raise ValueError(f"{tpath}: a frame has no string 'file_path'")
-            img = _resolve_image(folder, fp)
+            try:
+                img = resolve_image_path(folder, fp)
+            except TransformsError as e:
+                raise ValueError(f"{tpath}: image {fp!r} lies outside the footage folder ({e})") from None
             rel = Path(os.path.normpath(os.path.relpath(img, folder))).as_posix()
             if rel.startswith("../") or rel == ".." or os.path.isabs(rel):
                 raise ValueError(f"{tpath}: image {fp!r} lies outside the footage folder")

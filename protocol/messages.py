@@ -19,15 +19,16 @@ from pathlib import PurePosixPath
 from typing import Optional
 
 from .errors import ProtocolError
+from .formats.job_states import TERMINAL_STATES
 
 PROTOCOL_VERSION = 1
 
 #: Requests a client may send to the server.
 CLIENT_TYPES = frozenset({"hello", "submit", "cancel", "list_jobs", "watch", "fetch_result", "ping"})
+#: Events after which a job never changes again: named like the job's terminal states.
+TERMINAL_EVENTS = TERMINAL_STATES
 #: Job events the server pushes to subscribers of a job.
-EVENT_TYPES = frozenset({"queued", "started", "progress", "preview", "completed", "failed", "cancelled"})
-#: Events after which a job never changes again.
-TERMINAL_EVENTS = frozenset({"completed", "failed", "cancelled"})
+EVENT_TYPES = frozenset({"queued", "started", "progress", "preview"}) | TERMINAL_EVENTS
 #: Everything the server may send.
 SERVER_TYPES = frozenset({"welcome", "pong", "jobs", "ack", "error", "result_chunk"}) | EVENT_TYPES
 

@@ -16,7 +16,7 @@ D-NeRF format::
     OUT/preview_grid.png        a few cameras x a few times, composited on white
     OUT/sample.json             cache stamp (parameters, version, coverage statistics)
 
-Conventions (see DESIGN.md, "Conventions"):
+Conventions (see docs/design.md, "Conventions"):
 
 * world frame is Blender's: Z up, right-handed, metres; the object is centred on the
   world origin, which every camera looks at;
@@ -42,6 +42,9 @@ from pathlib import Path
 import numpy as np
 
 from backend.cameras import look_at_c2w
+from protocol.formats.compositing import composite_over
+from protocol.formats.time_grid import frame_times
+from protocol.formats.transforms import transforms_file_name, write_transforms
 from samples import SCENES
 
 #: Bump when anything that changes the rendered bytes changes; invalidates caches.
@@ -509,7 +512,7 @@ def _preview_grid(out_dir: Path, n_train: int, n_test: int, n_times: int) -> Pat
         row = []
         for ti in times:
             im = iio.imread(out_dir / split / f"r_{c:03d}_{ti:03d}.png").astype(np.float32) / 255.0
-            rgb = im[..., :3] * im[..., 3:4] + (1.0 - im[..., 3:4])
+            rgb = composite_over(im, 1.0)
             rgb = np.pad(rgb, ((2, 2), (2, 2), (0, 0)), constant_values=0.85)
             row.append(rgb)
         rows.append(np.concatenate(row, 1))
@@ -619,7 +622,7 @@ def make_scene(name: str, out_dir, size: int = DEFAULT_SIZE, n_train: int = DEFA
         bpy.context.view_layer.update()
         c2w[(split, j)] = [list(map(float, row)) for row in cam.matrix_world]
 
-    times = [i / (n_times - 1) for i in range(n_times)]
+    times = frame_times(n_times)
     for ti, t in enumerate(times):
         t0 = _time.perf_counter()
         built.set_time(t)
@@ -644,9 +647,9 @@ def make_scene(name: str, out_dir, size: int = DEFAULT_SIZE, n_train: int = DEFA
                 frames.append({"file_path": f"./{split}/r_{j:03d}_{ti:03d}",
                                "transform_matrix": c2w[(split, j)], "time": t,
                                "camera_index": j, "time_index": ti})
-        doc = {"camera_angle_x": angle_x, "w": int(size), "h": int(size), "fl_x": focal,
-               "fl_y": focal, "cx": size / 2.0, "cy": size / 2.0, "frames": frames}
-        (out_dir / f"transforms_{split}.json").write_text(json.dumps(doc, indent=1))
+        write_transforms(out_dir / transforms_file_name(split), frames, camera_angle_x=angle_x,
+                         intrinsics={"w": int(size), "h": int(size), "fl_x": focal, "fl_y": focal,
+                                     "cx": size / 2.0, "cy": size / 2.0})
 
     _preview_grid(out_dir, n_train, n_test, n_times)
     pngs = sorted((out_dir / "train").glob("*.png")) + sorted((out_dir / "test").glob("*.png"))

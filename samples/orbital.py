@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from backend.cameras import look_at_c2w
+from protocol.formats.time_grid import frame_times
+from protocol.formats.transforms import transforms_file_name, write_transforms
 from samples import SCENES
 from samples.make_scene import (CAMERA_DISTANCE, DEFAULT_SAMPLES, DEFAULT_SIZE, _alpha_stats, _code_hash, _log,
                                 _quiet_stdout, _Scene, _setup_render, _strip_png_metadata, camera_positions,
@@ -91,7 +93,7 @@ def make_orbital(name: str, out_dir, size: int = DEFAULT_SIZE, n_frames: int = 2
     radius = CAMERA_DISTANCE[name]
     orbit = orbit_positions(n_frames, step_deg, radius)
     _, test_pos = camera_positions(1, n_test, radius)
-    times = [i / (n_frames - 1) for i in range(n_frames)]
+    times = frame_times(n_frames)
 
     def render(position, path: Path) -> list:
         cam.matrix_world = Matrix(look_at_c2w(position).tolist())
@@ -120,9 +122,9 @@ def make_orbital(name: str, out_dir, size: int = DEFAULT_SIZE, n_frames: int = 2
     angle_x = float(cam.data.angle_x)
     focal = 0.5 * size / math.tan(0.5 * angle_x)
     for split, frames in (("train", train), ("test", test)):
-        doc = {"camera_angle_x": angle_x, "w": int(size), "h": int(size), "fl_x": focal, "fl_y": focal,
-               "cx": size / 2.0, "cy": size / 2.0, "frames": frames}
-        (out_dir / f"transforms_{split}.json").write_text(json.dumps(doc, indent=1))
+        write_transforms(out_dir / transforms_file_name(split), frames, camera_angle_x=angle_x,
+                         intrinsics={"w": int(size), "h": int(size), "fl_x": focal, "fl_y": focal,
+                                     "cx": size / 2.0, "cy": size / 2.0})
     pngs = sorted((out_dir / "train").glob("*.png")) + sorted((out_dir / "test").glob("*.png"))
     stats = _alpha_stats(pngs)
     stamp = {"params": params, "bpy_version": bpy.app.version_string, "camera_distance_m": radius,

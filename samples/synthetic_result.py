@@ -2,7 +2,6 @@
 
 Used by the add-on tests and ``benchmarks/blender_import.py``."""
 
-import json
 import sys
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from backend.gaussians.ply import write_gaussians_ply  # noqa: E402
+from protocol.formats.manifest import Manifest, frame_file_name, write_manifest  # noqa: E402
 
 
 def _quat_multiply(a: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -58,15 +58,13 @@ def write_result(root, n=200, frames=3, seed=0, spread=0.3, log_scale=-3.0, opac
     files, means = [], []
     for i in range(frames):
         m = base + velocity * i + np.float32(0.02) * i * i * np.sin(base)
-        rel = f"frames/frame_{i:04d}.ply"
+        rel = frame_file_name(i)
         half = 0.5 * spin * i
         turn = np.array([np.cos(half), 0.0, 0.0, np.sin(half)], np.float32)  # wxyz about Z
         q = _quat_multiply(turn, quats)
         write_gaussians_ply(root / rel, m, q, log_scales, opacities, sh)
         files.append(rel)
         means.append(m)
-    manifest = {"format": "gen4d-result", "format_version": 1, "frame_count": frames, "fps": 24.0,
-                "times": [i / max(frames - 1, 1) for i in range(frames)], "sh_degree": sh_degree,
-                "gaussian_count": n, "frame_files": files, "spec": {"job_type": "synthetic"}}
-    (root / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    write_manifest(root, Manifest(frame_count=frames, fps=24.0, sh_degree=sh_degree, gaussian_count=n,
+                                  frame_files=files, spec={"job_type": "synthetic"}))
     return means

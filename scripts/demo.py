@@ -30,6 +30,7 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from protocol import BackendClient, load_key  # noqa: E402
+from protocol.formats import TERMINAL_STATES, composite_over, read_manifest  # noqa: E402
 
 READY_PREFIX = "gen4d backend listening on "
 
@@ -82,7 +83,7 @@ def wait_for_jobs(client: BackendClient, jobs: dict[str, str], out: Path) -> dic
             bar.refresh()
         elif kind == "preview":
             (out / f"live_preview_{label}.png").write_bytes(event["png"])
-        elif kind in ("completed", "failed", "cancelled"):
+        elif kind in TERMINAL_STATES:
             if label in bars:
                 bars[label].close()
             final[event["job_id"]] = event
@@ -104,7 +105,8 @@ def score_result(result_dir: Path, footage_dir: Path) -> tuple[dict, torch.Tenso
 
 
 def on_white(rgba: torch.Tensor) -> np.ndarray:
-    rgb = rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:])
+    """Straight-alpha RGBA ``[H, W, 4]`` in [0, 1] over white, as uint8 RGB."""
+    rgb = composite_over(rgba, 1.0)
     return (rgb.clamp(0, 1).numpy() * 255).round().astype(np.uint8)
 
 
@@ -166,15 +168,15 @@ def main(argv: list[str] | None = None) -> int:
     dyn_scores, dyn_pred, gt = score_result(out / "result", footage)
     static_scores, static_pred, _ = score_result(out / "static_result", footage)
     write_comparison(out / "heldout_comparison.png", gt, dyn_pred, static_pred)
-    manifest = json.loads((out / "result" / "manifest.json").read_text())
-    static_manifest = json.loads((out / "static_result" / "manifest.json").read_text())
+    manifest = read_manifest(out / "result")
+    static_manifest = read_manifest(out / "static_result")
     metrics = {
         "scene": args.scene, "preset": args.preset,
         "heldout": "test cameras (transforms_test.json), all times, composited on white",
         "object_region": "union of GT and rendered alpha > 0.5, dilated 4 px",
         "dynamic": dyn_scores, "static_baseline": static_scores,
         "object_psnr_gain_db": dyn_scores["psnr_object"] - static_scores["psnr_object"],
-        "fit": {"dynamic": manifest.get("stats", {}), "static": static_manifest.get("stats", {})},
+        "fit": {"dynamic": manifest.stats, "static": static_manifest.stats},
         "seconds": {"sample": t_sample - t_start, "backend_jobs": t_fit - t_sample,
                     "blender": t_blender - t_fit, "total": time.monotonic() - t_start},
     }

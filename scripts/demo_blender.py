@@ -10,7 +10,6 @@ Usage: ``python scripts/demo_blender.py --result DIR --footage DIR --out DIR``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +23,8 @@ import numpy as np  # noqa: E402
 from mathutils import Matrix  # noqa: E402
 
 from blender_addon.importer import frame_data_path, import_result  # noqa: E402
+from protocol.formats import (TRANSFORMS_TEST, composite_over, read_manifest, read_transforms,  # noqa: E402
+                              resolve_image_path)
 
 
 def setup_camera(scene, c2w, angle_x: float, size: int) -> None:
@@ -41,8 +42,8 @@ def setup_camera(scene, c2w, angle_x: float, size: int) -> None:
 
 
 def on_white(rgba: np.ndarray) -> np.ndarray:
-    rgba = rgba.astype(np.float32) / 255.0
-    rgb = rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:])
+    """uint8 straight-alpha RGBA ``[H, W, 4]`` over white, as uint8 RGB."""
+    rgb = composite_over(rgba.astype(np.float32) / 255.0, 1.0)
     return (rgb * 255).round().astype(np.uint8)
 
 
@@ -60,18 +61,19 @@ def main() -> int:
     scene = bpy.context.scene
     blend_path = out / "demo.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend_path))  # so the cache sits beside the .blend
-    manifest = json.loads((args.result / "manifest.json").read_text())
-    frame_count = manifest["frame_count"]
+    manifest = read_manifest(args.result)
+    frame_count = manifest.frame_count
     scene.frame_start = 1
     scene.frame_end = frame_count
-    scene.render.fps = int(round(manifest.get("fps", 24)))
+    scene.render.fps = int(round(manifest.fps))
     obj = import_result(args.result, name="gen4d_demo")
     assert frame_data_path(obj)
 
-    test = json.loads((args.footage / "transforms_test.json").read_text())
-    first_cam = [f for f in test["frames"] if f.get("camera_index", 0) == test["frames"][0].get("camera_index", 0)]
-    size = 2 * iio.imread(args.footage / (first_cam[0]["file_path"] + ".png")).shape[1]
-    setup_camera(scene, first_cam[0]["transform_matrix"], test["camera_angle_x"], size)
+    test = read_transforms(args.footage / TRANSFORMS_TEST)
+    camera_of = lambda f: f.fields.get("camera_index", 0)  # noqa: E731
+    first_cam = [f for f in test.frames if camera_of(f) == camera_of(test.frames[0])]
+    size = 2 * iio.imread(resolve_image_path(args.footage, first_cam[0].file_path)).shape[1]
+    setup_camera(scene, first_cam[0].c2w.tolist(), test.camera_angle_x, size)
 
     world = bpy.data.worlds.new("demo_world")
     world.color = (1.0, 1.0, 1.0)
@@ -96,9 +98,9 @@ def main() -> int:
             scene.render.filepath = str(Path(tmp) / f"f{i:04d}.png")
             bpy.ops.render.render(write_still=True)
             renders.append(on_white(iio.imread(scene.render.filepath)))
-            t = manifest["times"][i]
-            frame = min(first_cam, key=lambda f: abs(f.get("time", 0.0) - t))
-            gt = iio.imread(args.footage / (frame["file_path"] + ".png"))
+            t = manifest.times[i]
+            frame = min(first_cam, key=lambda f: abs(f.time - t))
+            gt = iio.imread(resolve_image_path(args.footage, frame.file_path))
             gt = np.repeat(np.repeat(gt, size // gt.shape[0], axis=0), size // gt.shape[1], axis=1)
             truths.append(on_white(gt))
     strip = np.concatenate([np.concatenate(renders, axis=1), np.concatenate(truths, axis=1)], axis=0)

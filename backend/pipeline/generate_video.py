@@ -20,6 +20,8 @@ import torch
 from backend.errors import BadInputError
 from backend.pipeline.context import JobContext
 from backend.pipeline.video_ingest import VideoFrames, background_masks, crop_resize, square_crop_box
+from protocol.formats.compositing import composite_over
+from protocol.formats.time_grid import frame_times
 
 
 @dataclass
@@ -110,8 +112,8 @@ def image_to_frames(image_rgba: np.ndarray, pipe, settings: GenerationSettings, 
     """
     from PIL import Image
 
-    a = image_rgba[..., 3:].astype(np.float32) / 255.0
-    rgb = (image_rgba[..., :3].astype(np.float32) * a + 255.0 * (1 - a)).astype(np.uint8)
+    rgba = np.concatenate([image_rgba[..., :3].astype(np.float32), image_rgba[..., 3:].astype(np.float32) / 255.0], -1)
+    rgb = composite_over(rgba, 255.0).astype(np.uint8)
     cond = Image.fromarray(rgb).resize((settings.video_width, settings.video_height), Image.LANCZOS)
     ctx.progress("image_to_video", 0, settings.video_steps, message=f"{settings.video_frames} frames")
     out = pipe(cond, height=settings.video_height, width=settings.video_width, num_frames=settings.video_frames,
@@ -128,6 +130,6 @@ def image_to_frames(image_rgba: np.ndarray, pipe, settings: GenerationSettings, 
     rgba = np.concatenate([frames, masks[..., None]], -1)
     box = square_crop_box(masks) if source != "none" else (0, 0, max(frames.shape[1:3]))
     T = len(frames)
-    return VideoFrames(images=crop_resize(rgba, box, size), times=np.linspace(0.0, 1.0, T, dtype=np.float32),
+    return VideoFrames(images=crop_resize(rgba, box, size), times=np.asarray(frame_times(T), np.float32),
                        source_times_s=np.arange(T, dtype=np.float64) / 7.0, fps=7.0, mask_source=source,
                        crop_box=box)

@@ -1,16 +1,15 @@
 """Ingest stage: read multi-view footage in the NeRF-synthetic / D-NeRF transforms format.
 
-A folder holds ``transforms_train.json`` (and optionally ``transforms_test.json``) with
-``camera_angle_x`` (radians) and ``frames[]`` of ``file_path`` (relative, with or without
-extension), ``transform_matrix`` (Blender c2w 4x4) and ``time`` in [0, 1]. Optional
-per-frame intrinsics use the nerfstudio keys ``fl_x fl_y cx cy w h``. Every malformed
-input raises :class:`~backend.errors.BadInputError` naming the file and the problem.
+The format (``transforms_train.json`` and optionally ``transforms_test.json`` with
+``camera_angle_x``, ``frames[]`` of ``file_path``, ``transform_matrix`` = Blender c2w 4x4,
+``time`` in [0, 1], optional nerfstudio intrinsics ``fl_x fl_y cx cy w h``) and its
+validation live in :mod:`protocol.formats.transforms`; the images may be any of
+:data:`protocol.formats.IMAGE_EXTENSIONS`. Every malformed input raises
+:class:`~backend.errors.BadInputError` naming the file and the problem.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +20,7 @@ import torch.nn.functional as F
 
 from backend.cameras import c2w_blender_to_viewmat, intrinsics_from_frame
 from backend.errors import BadInputError
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".exr", ".webp")
+from protocol.formats import transforms as _transforms
 
 
 @dataclass
@@ -79,21 +77,16 @@ class Footage:
 
 
 def resolve_image_path(folder: Path, file_path: str) -> Path:
-    """Find the image a ``file_path`` names: as written, or with a known extension added.
+    """Find the image a ``file_path`` names (:func:`protocol.formats.resolve_image_path`:
+    as written, or with a known image extension added).
 
     Raises:
         BadInputError: when the path escapes the folder or no such file exists.
     """
-    rel = Path(file_path)
-    if rel.is_absolute() or ".." in rel.parts:
-        raise BadInputError(f"file_path {file_path!r} must be relative to the footage folder, without '..'")
-    base = folder / rel
-    candidates = [base] if base.suffix.lower() in IMAGE_EXTENSIONS else []
-    candidates += [base.with_name(base.name + ext) for ext in IMAGE_EXTENSIONS]
-    for cand in candidates:
-        if cand.is_file():
-            return cand
-    raise BadInputError(f"image {file_path!r} named in the transforms file was not found in the footage")
+    try:
+        return _transforms.resolve_image_path(folder, file_path)
+    except (_transforms.TransformsError, FileNotFoundError) as exc:
+        raise BadInputError(str(exc)) from None
 
 
 def read_image_rgba(path: Path) -> np.ndarray:
@@ -121,50 +114,18 @@ def read_image_rgba(path: Path) -> np.ndarray:
     return np.clip(img, 0.0, 1.0)
 
 
-def _load_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BadInputError(f"{path.name} is missing from the footage folder") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"{path.name} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("frames"), list) or not data["frames"]:
-        raise BadInputError(f"{path.name} must be an object with a non-empty 'frames' list")
-    return data
-
-
-def _parse_frames(data: dict, json_name: str) -> list[tuple[dict, np.ndarray, float]]:
-    """Validate every frame of a transforms dict: ``(frame, c2w [4,4] float64, time)``.
+def _read_transforms(path: Path) -> _transforms.Transforms:
+    """Read and validate a transforms file (:func:`protocol.formats.read_transforms`).
 
     Raises:
-        BadInputError: a frame without ``file_path``/``transform_matrix``, a matrix that is
-            not a finite, non-singular 4x4, or a ``time`` outside [0, 1].
+        BadInputError: missing or invalid JSON, a frame without ``file_path`` /
+            ``transform_matrix``, a matrix that is not a finite, non-singular 4x4, a
+            ``time`` outside [0, 1], bad intrinsics or a bad ``camera_angle_x``.
     """
-    out = []
-    for i, frame in enumerate(data["frames"]):
-        where = f"{json_name} frame {i}"
-        if not isinstance(frame, dict) or "file_path" not in frame or "transform_matrix" not in frame:
-            raise BadInputError(f"{where}: needs 'file_path' and 'transform_matrix'")
-        try:
-            c2w = np.asarray(frame["transform_matrix"], dtype=np.float64)
-        except (TypeError, ValueError):
-            raise BadInputError(f"{where}: transform_matrix is not numeric") from None
-        if c2w.shape != (4, 4) or not np.all(np.isfinite(c2w)):
-            raise BadInputError(f"{where}: transform_matrix must be a finite 4x4 matrix, got shape {c2w.shape}")
-        if abs(np.linalg.det(c2w[:3, :3])) < 1e-6:
-            raise BadInputError(f"{where}: transform_matrix rotation is singular")
-        t = frame.get("time", 0.0)
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= float(t) <= 1.0:
-            raise BadInputError(f"{where}: time must be a number in [0, 1], got {t!r}")
-        out.append((frame, c2w, float(t)))
-    return out
-
-
-def _camera_angle_x(data: dict, json_name: str) -> float | None:
-    angle_x = data.get("camera_angle_x")
-    if angle_x is not None and not (isinstance(angle_x, (int, float)) and 0 < angle_x < math.pi):
-        raise BadInputError(f"{json_name}: camera_angle_x must be radians in (0, pi), got {angle_x!r}")
-    return angle_x
+    try:
+        return _transforms.read_transforms(path)
+    except (_transforms.TransformsError, FileNotFoundError) as exc:
+        raise BadInputError(str(exc)) from None
 
 
 def _intrinsics(frame: dict, angle_x: float | None, w: int, h: int, where: str) -> torch.Tensor:
@@ -192,24 +153,23 @@ def load_footage(folder: str | Path, split: str = "train", max_size: int | None 
             different sizes.
     """
     folder = Path(folder)
-    json_path = folder / f"transforms_{split}.json"
-    data = _load_json(json_path)
-    angle_x = _camera_angle_x(data, json_path.name)
+    json_path = folder / _transforms.transforms_file_name(split)
+    doc = _read_transforms(json_path)
     images, c2ws, Ks, times, paths = [], [], [], [], []
     size = None
-    for i, (frame, c2w, t) in enumerate(_parse_frames(data, json_path.name)):
+    for i, frame in enumerate(doc.frames):
         where = f"{json_path.name} frame {i}"
-        img = read_image_rgba(resolve_image_path(folder, str(frame["file_path"])))
+        img = read_image_rgba(resolve_image_path(folder, frame.file_path))
         if size is None:
             size = img.shape[:2]
         elif img.shape[:2] != size:
             raise BadInputError(f"{where}: image size {img.shape[1]}x{img.shape[0]} differs from the first "
                                 f"image's {size[1]}x{size[0]}")
         images.append(img)
-        c2ws.append(c2w)
-        Ks.append(_intrinsics(frame, angle_x, img.shape[1], img.shape[0], where))
-        times.append(t)
-        paths.append(str(frame["file_path"]))
+        c2ws.append(frame.c2w)
+        Ks.append(_intrinsics(frame.fields, doc.camera_angle_x, img.shape[1], img.shape[0], where))
+        times.append(frame.time)
+        paths.append(frame.file_path)
     images_t = torch.from_numpy(np.stack(images))
     Ks_t = torch.stack(Ks)
     if max_size is not None and max(images_t.shape[1:3]) > max_size:
@@ -246,26 +206,25 @@ def load_camera_rig(json_path: str | Path, size: tuple[int, int] | None = None) 
         BadInputError: malformed JSON or frames, or no way to know the image size.
     """
     json_path = Path(json_path)
-    data = _load_json(json_path)
-    angle_x = _camera_angle_x(data, json_path.name)
-    frames = _parse_frames(data, json_path.name)
+    doc = _read_transforms(json_path)
+    frames = doc.frames
     if size is None:
-        first = frames[0][0]
+        first = frames[0].fields
         if "w" in first and "h" in first:
             size = (int(first["w"]), int(first["h"]))
         else:
             try:
-                img = read_image_rgba(resolve_image_path(json_path.parent, str(first["file_path"])))
+                img = read_image_rgba(resolve_image_path(json_path.parent, frames[0].file_path))
             except BadInputError:
                 raise BadInputError(f"{json_path.name}: no image size (no w/h keys and the first image is "
                                     "missing); pass the size explicitly") from None
             size = (img.shape[1], img.shape[0])
     w, h = size
-    Ks = torch.stack([_intrinsics(f, angle_x, w, h, f"{json_path.name} frame {i}")
-                      for i, (f, _, _) in enumerate(frames)])
-    return CameraRig(viewmats=c2w_blender_to_viewmat(np.stack([c for _, c, _ in frames])), Ks=Ks,
-                     times=torch.tensor([t for _, _, t in frames], dtype=torch.float32),
-                     file_paths=[str(f["file_path"]) for f, _, _ in frames], width=w, height=h)
+    Ks = torch.stack([_intrinsics(f.fields, doc.camera_angle_x, w, h, f"{json_path.name} frame {i}")
+                      for i, f in enumerate(frames)])
+    return CameraRig(viewmats=c2w_blender_to_viewmat(np.stack([f.c2w for f in frames])), Ks=Ks,
+                     times=torch.tensor([f.time for f in frames], dtype=torch.float32),
+                     file_paths=[f.file_path for f in frames], width=w, height=h)
 
 
 def resize_footage_images(images: torch.Tensor, Ks: torch.Tensor, max_size: int):

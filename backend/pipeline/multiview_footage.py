@@ -12,7 +12,6 @@ Reconstruction is scale-free, so only the consistency of these poses matters.
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,8 @@ import numpy as np
 
 from backend.pipeline.context import JobContext
 from backend.pipeline.video_ingest import BACKGROUND_THRESHOLD, VideoFrames, plain_background_distance
+from protocol.formats.compositing import composite_over
+from protocol.formats.transforms import TRANSFORMS_TRAIN, write_transforms
 
 #: the stage name in progress events.
 STAGE = "multiview"
@@ -50,7 +51,7 @@ class MultiviewSettings:
 
 def _on_white(rgba: np.ndarray) -> np.ndarray:
     """``[H, W, 4]`` float straight alpha -> ``[H, W, 3]`` uint8 over white."""
-    rgb = rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:])
+    rgb = composite_over(rgba, 1.0)
     return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
@@ -121,17 +122,16 @@ def write_multiview_footage(frames: VideoFrames, pipe, out_dir: Path, settings: 
 
             inp = cv2.resize(inp, (size, size), interpolation=cv2.INTER_AREA)
         iio.imwrite(out_dir / "train" / f"f{k:03d}_in.png", inp)
-        records.append({"file_path": f"./train/f{k:03d}_in", "transform_matrix": c2w_input.tolist(), "time": t})
+        records.append({"file_path": f"./train/f{k:03d}_in", "transform_matrix": c2w_input, "time": t})
         for i, view in enumerate(out.views.permute(0, 2, 3, 1).numpy()):
             alpha, found = view_alpha(view)
             masked += int(found)
             rgba = np.concatenate([view, alpha[..., None]], -1)
             iio.imwrite(out_dir / "train" / f"f{k:03d}_v{i}.png", (rgba * 255 + 0.5).astype(np.uint8))
-            records.append({"file_path": f"./train/f{k:03d}_v{i}", "transform_matrix": c2w_views[i].tolist(),
-                            "time": t})
-    doc = {"camera_angle_x": fov, "frames": records,
-           "gen4d": {"source": "multiview", "mask_source": frames.mask_source, "views_masked": masked,
-                     "views_total": 6 * len(outputs), "anchor_weight": settings.anchor_weight}}
-    (out_dir / "transforms_train.json").write_text(json.dumps(doc, indent=1))
+            records.append({"file_path": f"./train/f{k:03d}_v{i}", "transform_matrix": c2w_views[i], "time": t})
+    write_transforms(out_dir / TRANSFORMS_TRAIN, records, camera_angle_x=fov,
+                     extra={"gen4d": {"source": "multiview", "mask_source": frames.mask_source,
+                                      "views_masked": masked, "views_total": 6 * len(outputs),
+                                      "anchor_weight": settings.anchor_weight}})
     stats = {**stats, "views_masked": masked, "views_total": 6 * len(outputs)}
     return out_dir, stats

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.errors import BadInputError
+from protocol.formats.time_grid import frame_times
 
 #: colour distance (0..1 RGB, Euclidean) above which a pixel differs from the background.
 BACKGROUND_THRESHOLD = 0.12
@@ -219,6 +220,6 @@ def load_video(path, size: int = 320, fps: float | None = None, max_frames: int 
     T = len(images)
     span = stamps[-1] - stamps[0]
     eff_fps = fps if fps is not None else ((T - 1) / span if span > 0 else 24.0)
-    return VideoFrames(images=images, times=np.linspace(0.0, 1.0, T, dtype=np.float32), source_times_s=stamps,
+    return VideoFrames(images=images, times=np.asarray(frame_times(T), np.float32), source_times_s=stamps,
                        fps=float(eff_fps), mask_source=source, crop_box=box,
                        source_size=(int(frames.shape[2]), int(frames.shape[1])))

@@ -6,7 +6,8 @@ rotations move, while colours, opacities and scales stay put. The player node tr
 (:mod:`.nodes`) should do as little as possible per frame: Blender's Import PLY node costs
 about 1.7 ms per property per 200k points, and every field the tree evaluates costs more.
 So the importer converts the PLY properties **once, here, in numpy** into exactly the
-values the instances need (:func:`attribute_values`, the only place these conventions live):
+values the instances need (:func:`attribute_values`, built on the layout and value
+conventions of :mod:`protocol.formats.ply`):
 
 =================  ===========  ==========================================================
 attribute          type         value (Inria 3DGS layout in)
@@ -23,7 +24,8 @@ object's own mesh (which the tree instances on); the others, and ``x y z``, go i
 per-frame cache files, one float property per component (``rot_0..3``,
 ``gen4d_color_0..2``, …). Normals and raw properties are dropped.
 
-No bpy here: numpy and plyfile only (plyfile ships inside the extension as a wheel).
+No bpy here: numpy, plyfile (it ships inside the extension as a wheel) and
+:mod:`protocol.formats` (bundled into the extension by ``build_addon.py``).
 """
 
 from __future__ import annotations
@@ -34,12 +36,14 @@ from pathlib import Path
 
 import numpy as np
 
-POSITION = ("x", "y", "z")
-#: SH band-0 constant of the 3DGS reference code: colour = 0.5 + SH_C0 · f_dc.
-SH_C0 = 0.28209479177387814
+try:  # the copy build_addon.py bundles into the extension
+    from ..protocol.formats import ply as _ply
+except ImportError:  # a repository checkout (development, tests), or this file loaded on its own
+    from protocol.formats import ply as _ply
+
+POSITION = _ply.POSITION
 #: PLY properties every frame must have (besides ``x y z`` and the ``f_rest_*`` of SH > 0).
-REQUIRED = ("f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
-            "rot_0", "rot_1", "rot_2", "rot_3")
+REQUIRED = tuple(p for p in _ply.REQUIRED_PROPERTIES if p not in POSITION)
 ROTATION_ATTR = "gen4d_rotation"
 COLOR_ATTR = "gen4d_color"
 ALPHA_ATTR = "gen4d_alpha"
@@ -76,13 +80,12 @@ def splat_attributes(sh_degree: int) -> list[SplatAttribute]:
     def vector(name, sources, kind="FLOAT_VECTOR"):
         return SplatAttribute(name, kind, tuple(f"{name}_{c}" for c in range(3)), tuple(sources))
 
-    rest = (sh_degree + 1) ** 2 - 1
-    return ([SplatAttribute(ROTATION_ATTR, "QUATERNION", ("rot_0", "rot_1", "rot_2", "rot_3"),
-                            ("rot_0", "rot_1", "rot_2", "rot_3")),
-             vector(COLOR_ATTR, ("f_dc_0", "f_dc_1", "f_dc_2"), "FLOAT_COLOR"),
-             SplatAttribute(ALPHA_ATTR, "FLOAT", (ALPHA_ATTR,), ("opacity",)),
-             vector(SCALE_ATTR, ("scale_0", "scale_1", "scale_2"))]
-            + [vector(sh_attribute(k), [f"f_rest_{c * rest + k - 1}" for c in range(3)]) for k in range(1, rest + 1)])
+    rest = _ply.sh_coefficient_count(sh_degree) - 1
+    return ([SplatAttribute(ROTATION_ATTR, "QUATERNION", _ply.ROTATION, _ply.ROTATION),
+             vector(COLOR_ATTR, _ply.SH_DC, "FLOAT_COLOR"),
+             SplatAttribute(ALPHA_ATTR, "FLOAT", (ALPHA_ATTR,), (_ply.OPACITY,)),
+             vector(SCALE_ATTR, _ply.SCALE)]
+            + [vector(sh_attribute(k), _ply.f_rest_names(k, sh_degree)) for k in range(1, rest + 1)])
 
 
 def attribute_values(vertices: np.ndarray, attr: SplatAttribute, sh_degree: int) -> np.ndarray:
@@ -93,7 +96,7 @@ def attribute_values(vertices: np.ndarray, attr: SplatAttribute, sh_degree: int)
             ``f_dc_*`` (SH band 0), ``f_rest_*`` channel-major, ``opacity`` (logit),
             ``scale_*`` (log, metres), ``rot_*`` (wxyz, any norm).
         attr: which attribute.
-        sh_degree: SH degree of the colours (from :func:`sh_degree_of`).
+        sh_degree: SH degree of the colours (:func:`protocol.formats.ply.sh_degree_from_properties`).
 
     Returns:
         rotation: the quaternion normalized (a zero one becomes the identity); colour:
@@ -104,18 +107,15 @@ def attribute_values(vertices: np.ndarray, attr: SplatAttribute, sh_degree: int)
     """
     x = np.stack([vertices[p] for p in attr.sources], -1).astype(np.float32)
     if attr.name == ROTATION_ATTR:
-        norm = np.sqrt(np.einsum("ij,ij->i", x, x))
-        zero = norm == 0
-        x /= np.where(zero, np.float32(1), norm)[:, None]
-        x[zero] = (1.0, 0.0, 0.0, 0.0)
+        x = _ply.normalize_quaternions(x)
     elif attr.name == COLOR_ATTR:
-        x = np.float32(0.5) + np.float32(SH_C0) * x
+        x = _ply.sh0_to_rgb(x)
         if sh_degree == 0:
             x = np.maximum(x, np.float32(0))
     elif attr.name == ALPHA_ATTR:
-        x = 1 / (1 + np.exp(-x))
+        x = _ply.opacity_from_logit(x)
     elif attr.name == SCALE_ATTR:
-        x = 3 * np.exp(x)
+        x = 3 * _ply.scale_from_log(x)
     return np.ascontiguousarray(x, dtype=np.float32)
 
 @dataclass
@@ -188,7 +188,7 @@ def _check_frame(v: np.ndarray, path, n: int, sh_degree: int, reference: str) ->
     if len(v) != n:
         raise ValueError(f"{Path(path).name} has {len(v)} Gaussians, {reference} has {n}: "
                          "every frame must hold the same Gaussians in the same order")
-    rest = 3 * ((sh_degree + 1) ** 2 - 1)
+    rest = 3 * (_ply.sh_coefficient_count(sh_degree) - 1)
     lacking = [p for p in (*REQUIRED, *(f"f_rest_{i}" for i in range(rest))) if p not in v.dtype.names]
     if lacking:
         raise ValueError(f"{Path(path).name} lacks the 3DGS properties {lacking[:6]}"
@@ -218,7 +218,7 @@ def split_frames(frame_files: list[Path], cache_files: list[Path]) -> SplitFrame
     if not frame_files or len(frame_files) != len(cache_files):
         raise ValueError("need one cache file per frame file, and at least one frame")
     first = read_vertices(frame_files[0])
-    sh_degree = sh_degree_of(sum(p.startswith("f_rest_") for p in first.dtype.names), frame_files[0])
+    sh_degree = _ply.sh_degree_from_properties(first.dtype.names, where=str(frame_files[0]))
     reference, n = Path(frame_files[0]).name, len(first)
     _check_frame(first, frame_files[0], n, sh_degree, reference)
     attributes = splat_attributes(sh_degree)
@@ -242,15 +242,3 @@ def split_frames(frame_files: list[Path], cache_files: list[Path]) -> SplitFrame
             columns.update(zip(attr.columns, attribute_values(v, attr, sh_degree).T))
         write_vertices(Path(dst), columns)
     return split
-
-
-def sh_degree_of(n_rest: int, where="") -> int:
-    """SH degree ``d`` from the number of ``f_rest_*`` properties, ``3·((d+1)² − 1)``.
-
-    Raises:
-        ValueError: a count that is no such number, or a degree above 3.
-    """
-    for degree in range(4):
-        if n_rest == 3 * ((degree + 1) ** 2 - 1):
-            return degree
-    raise ValueError(f"{where}: {n_rest} f_rest properties is not SH degree 0-3 (0, 9, 24 or 45)")

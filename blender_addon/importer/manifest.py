@@ -1,30 +1,34 @@
 """Reading a gen4d result folder and laying out its per-frame PLY cache.
 
-A result folder holds ``manifest.json`` (``format == "gen4d-result"``, ``format_version
-== 1``) and the per-frame Inria 3DGS PLY files it lists in ``frame_files``. The cache
-folder holds the same files renamed ``frame_<i>.ply`` with ``i`` zero-padded to
+A result folder holds ``manifest.json`` (:mod:`protocol.formats.manifest`) and the
+per-frame Inria 3DGS PLY files it lists in ``frame_files``. The cache folder holds the
+importer's lean per-frame files named ``frame_<i>.ply`` with ``i`` zero-padded to
 :func:`pad_width` digits, which is the name the Geometry Nodes tree builds from Frame.
 No bpy here, so this module is testable anywhere.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FORMAT = "gen4d-result"
-FORMAT_VERSION = 1
+try:  # the copy build_addon.py bundles into the extension
+    from ..protocol.formats import manifest as _manifest_format
+    from ..protocol.formats.time_grid import frame_times
+except ImportError:  # a repository checkout (development, tests)
+    from protocol.formats import manifest as _manifest_format
+    from protocol.formats.time_grid import frame_times
+
 #: Placeholder for the zero-padded frame number inside a cache path template.
 FRAME_TOKEN = "@FRAME@"
 
 
 @dataclass
 class ResultManifest:
-    """A validated ``manifest.json``.
+    """The frames to import, with their paths resolved: a result's ``manifest.json``
+    (:func:`read_manifest`) or a bare PLY sequence (:func:`sequence_manifest`).
 
     Attributes:
         root: the result folder.
@@ -47,38 +51,24 @@ class ResultManifest:
 
 
 def read_manifest(result_dir: str | os.PathLike) -> ResultManifest:
-    """Read and check ``<result_dir>/manifest.json``.
+    """Read and check ``<result_dir>/manifest.json`` (:func:`protocol.formats.read_manifest`)
+    and check that its frame files exist.
 
     Raises:
-        FileNotFoundError: the manifest or a listed frame file is missing.
-        ValueError: wrong format/version, or inconsistent counts.
+        FileNotFoundError: the manifest (``ManifestNotFoundError``, also a ValueError) or
+            a listed frame file is missing.
+        ValueError: unreadable manifest, wrong format/version, or inconsistent fields
+            (``protocol.formats.ManifestError``).
     """
     root = Path(result_dir)
-    path = root / "manifest.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: not a gen4d result folder")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: unreadable manifest ({exc})") from exc
-    if data.get("format") != FORMAT:
-        raise ValueError(f"{path}: format is {data.get('format')!r}, expected {FORMAT!r}")
-    if data.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: unsupported format_version {data.get('format_version')!r}")
-    files = data.get("frame_files") or []
-    count = int(data.get("frame_count", len(files)))
-    if count < 1 or count != len(files):
-        raise ValueError(f"{path}: frame_count {count} does not match {len(files)} frame_files")
-    frame_files = [root / f for f in files]
+    info = _manifest_format.read_manifest(root)
+    frame_files = info.frame_paths(root)
     missing = [str(f) for f in frame_files if not f.is_file()]
     if missing:
-        raise FileNotFoundError(f"{path}: missing frame files {missing[:3]}")
-    times = [float(t) for t in data.get("times") or
-             [i / (count - 1) if count > 1 else 0.0 for i in range(count)]]
-    return ResultManifest(root=root, frame_count=count, fps=float(data.get("fps", 24.0)),
-                          times=times, sh_degree=int(data.get("sh_degree", 0)),
-                          gaussian_count=int(data.get("gaussian_count", 0)),
-                          frame_files=frame_files, spec=dict(data.get("spec") or {}))
+        raise FileNotFoundError(f"{root / _manifest_format.MANIFEST_FILE}: missing frame files {missing[:3]}")
+    return ResultManifest(root=root, frame_count=info.frame_count, fps=info.fps, times=list(info.times),
+                          sh_degree=info.sh_degree, gaussian_count=info.gaussian_count,
+                          frame_files=frame_files, spec=dict(info.spec))
 
 
 _NUMBERED_PLY = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)\.ply$", re.IGNORECASE)
@@ -90,7 +80,8 @@ def sequence_manifest(path: str | os.PathLike, fps: float = 24.0) -> ResultManif
     ``path`` is one file of the sequence (its siblings with the same prefix and a number
     before ``.ply`` are the frames, e.g. ``splat_000.ply``, ``splat_001.ply`` …) or a
     folder (the prefix with the most numbered files wins). Frames are ordered by number
-    and get times ``i / (T − 1)``. The Gaussian count is checked when the frames are read.
+    and get the times of :func:`protocol.formats.frame_times`. The Gaussian count is
+    checked when the frames are read.
 
     Raises:
         FileNotFoundError: no such file or folder, or no numbered ``.ply`` files in it.
@@ -119,7 +110,7 @@ def sequence_manifest(path: str | os.PathLike, fps: float = 24.0) -> ResultManif
     frames = [p for _, p in sorted(groups[prefix])]
     count = len(frames)
     return ResultManifest(root=folder, frame_count=count, fps=float(fps),
-                          times=[i / (count - 1) if count > 1 else 0.0 for i in range(count)],
+                          times=frame_times(count),
                           sh_degree=0, gaussian_count=0, frame_files=frames,
                           spec={"source": "ply_sequence", "prefix": prefix})
 
@@ -132,30 +123,3 @@ def pad_width(frame_count: int) -> int:
 def cache_file_name(index: int, width: int) -> str:
     """``frame_0003.ply`` for index 3, width 4."""
     return f"frame_{index:0{width}d}.ply"
-
-
-def populate_cache(manifest: ResultManifest, cache_dir: str | os.PathLike) -> list[Path]:
-    """Put the result's frames into ``cache_dir`` under their cache names.
-
-    Hard-links when possible, else copies; a file already in place is left alone.
-
-    Returns:
-        the cache paths, in frame order.
-    """
-    cache = Path(cache_dir)
-    cache.mkdir(parents=True, exist_ok=True)
-    width = pad_width(manifest.frame_count)
-    out = []
-    for i, src in enumerate(manifest.frame_files):
-        dst = cache / cache_file_name(i, width)
-        if dst.exists():
-            if os.path.samefile(src, dst):
-                out.append(dst)
-                continue
-            dst.unlink()
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copyfile(src, dst)
-        out.append(dst)
-    return out

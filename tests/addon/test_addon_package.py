@@ -6,6 +6,7 @@ from pathlib import Path
 import importlib.util
 import os
 import re
+import subprocess
 import zipfile
 
 import pytest
@@ -37,6 +38,8 @@ def test_zip_contents(zip_path):
     names = zipfile.ZipFile(zip_path).namelist()
     assert "blender_manifest.toml" in names
     assert "protocol/client.py" in names and "importer/nodes.py" in names
+    formats = {"__init__", "ply", "manifest", "time_grid", "transforms", "media", "job_states", "compositing"}
+    assert {f"protocol/formats/{m}.py" for m in formats} <= set(names)
     wheels = [n for n in names if n.startswith("wheels/")]
     assert any("cp311-cp311-manylinux" in n for n in wheels)
     assert any("cp312-abi3-manylinux" in n for n in wheels)
@@ -44,6 +47,25 @@ def test_zip_contents(zip_path):
     for wheel in wheels:
         assert f'"./{wheel}"' in manifest
     assert not any("__pycache__" in n for n in names)
+
+
+def test_bundled_importer_uses_the_bundled_formats(zip_path, tmp_path):
+    """Unzipped as a package (as Blender installs it), the importer and capture modules find
+    ``protocol.formats`` inside the extension, without the repository and without pyzmq."""
+    ext = tmp_path / "ext" / "gen4d_ext"
+    zipfile.ZipFile(zip_path).extractall(ext)
+    code = (
+        "import sys; sys.path = [p for p in sys.path if p not in ('', %r)]; sys.path.insert(0, %r)\n"
+        "import gen4d_ext.importer.frame_split as fs, gen4d_ext.importer.manifest as mf, gen4d_ext.capture as cap\n"
+        "assert fs._ply.__name__ == 'gen4d_ext.protocol.formats.ply', fs._ply.__name__\n"
+        "assert mf._manifest_format.__name__ == 'gen4d_ext.protocol.formats.manifest'\n"
+        "assert cap._formats().__name__ == 'gen4d_ext.protocol.formats'\n"
+        "assert 'protocol' not in sys.modules and 'zmq' not in sys.modules\n"
+        "print(fs.REQUIRED[0], len(fs.splat_attributes(3)))\n") % (str(REPO), str(tmp_path / "ext"))
+    out = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split()[-2:] == ["f_dc_0", "19"]
 
 
 def test_validator_rejects_bad_manifest(tmp_path):

@@ -94,3 +94,31 @@ def test_frames_that_do_not_match_are_clear_errors(tmp_path):
     frame_split.write_vertices(bare, {p: np.zeros(4, np.float32) for p in ("x", "y", "z", "opacity")})
     with pytest.raises(ValueError, match=r"lacks the 3DGS properties \['f_dc_0'"):
         frame_split.split_frames([bare], [tmp_path / "c.ply"])
+
+
+def _load_importer_manifest():
+    spec = importlib.util.spec_from_file_location("gen4d_importer_manifest",
+                                                  REPO / "blender_addon" / "importer" / "manifest.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_importer_reads_result_manifests_through_protocol_formats(tmp_path):
+    manifest = _load_importer_manifest()
+    write_result(tmp_path / "r", n=8, frames=3)
+    info = manifest.read_manifest(tmp_path / "r")
+    assert info.frame_count == 3 and info.times == [0.0, 0.5, 1.0] and info.fps == 24.0
+    assert info.frame_files == [tmp_path / "r" / "frames" / f"frame_{i:04d}.ply" for i in range(3)]
+    assert info.gaussian_count == 8 and info.spec == {"job_type": "synthetic"}
+    (tmp_path / "r" / "frames" / "frame_0001.ply").unlink()
+    with pytest.raises(FileNotFoundError, match="missing frame files"):
+        manifest.read_manifest(tmp_path / "r")
+    with pytest.raises(FileNotFoundError, match="manifest.json not found"):
+        manifest.read_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"format": "gen4d-result", "format_version": 9, "frame_files": []}')
+    with pytest.raises(ValueError, match="unsupported format_version 9"):
+        manifest.read_manifest(tmp_path)
+    seq = manifest.sequence_manifest(tmp_path / "r" / "frames" / "frame_0000.ply", fps=12.0)
+    assert seq.frame_count == 2 and seq.times == [0.0, 1.0] and seq.fps == 12.0

@@ -1,4 +1,4 @@
-"""Per-frame Inria 3DGS PLY files (DESIGN.md "Files")."""
+"""Per-frame Inria 3DGS PLY files (docs/design.md "Files"; layout: protocol.formats.ply)."""
 
 import numpy as np
 import pytest

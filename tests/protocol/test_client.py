@@ -100,8 +100,23 @@ def test_package_works_as_vendored_subpackage(tmp_path):
     (tmp_path / "my_ext" / "__init__.py").write_text("")
     code = ("import sys; sys.path = [p for p in sys.path if p not in ('', %r)]; sys.path.insert(0, %r); "
             "from my_ext.vendored_protocol import BackendClient, PROTOCOL_VERSION; "
+            "from my_ext.vendored_protocol.formats import read_manifest, write_transforms; "
             "assert 'protocol' not in sys.modules; print(PROTOCOL_VERSION)") % (str(REPO), str(tmp_path))
     out = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "1"
+
+
+def test_protocol_and_formats_import_without_pyzmq_until_the_client_is_used():
+    """The add-on's importer uses protocol.formats; only the client needs pyzmq."""
+    code = ("import sys, protocol, protocol.formats; assert 'zmq' not in sys.modules, 'zmq imported early'; "
+            "assert 'BackendClient' in dir(protocol); "
+            "from protocol import BackendClient, collect_footage_files; assert 'zmq' in sys.modules; "
+            "print(BackendClient.__module__, collect_footage_files.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=str(REPO), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["protocol.client", "protocol.client"]
+    import protocol
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        protocol.nope
