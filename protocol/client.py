@@ -132,7 +132,9 @@ class BackendClient:
             if got is None:
                 continue
             header, bufs = got
-            if header["type"] in EVENT_TYPES:
+            # Events that answer this request (the ``queued`` reply to ``submit``) are
+            # returned, not also queued for :meth:`poll_event`.
+            if header["type"] in EVENT_TYPES and header.get("in_reply_to") != msg_id:
                 self._stash_event(header, bufs)
             # An error without in_reply_to answers the request whose id the server could not read.
             if header.get("in_reply_to") == msg_id or (header["type"] == "error" and header["in_reply_to"] is None):
