@@ -112,7 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from backend.errors import JobError
-    from backend.render.render_result import render_result_at_cameras
+    from backend.pipeline.render_result import render_result_at_cameras
 
     try:
         written = render_result_at_cameras(Path(args.result), Path(args.cameras), Path(args.out))

@@ -27,9 +27,10 @@ import torch  # noqa: E402
 
 from backend.optim.losses import alpha_loss, image_loss  # noqa: E402
 from backend.pipeline.ingest import load_footage  # noqa: E402
-from backend.pipeline.reconstruct import ReconstructConfig, init_model  # noqa: E402
+from backend.pipeline.reconstruct import init_model  # noqa: E402
 from backend.render import torch_rasterizer  # noqa: E402
 from backend.render.numba_rasterizer import rasterize_numba  # noqa: E402
+from protocol.presets import reconstruct_config  # noqa: E402
 
 IMPLEMENTATIONS = {"torch": torch_rasterizer.rasterize_torch, "numba": rasterize_numba}
 
@@ -49,9 +50,9 @@ def main() -> int:
         return 2
     torch.set_num_threads(args.threads)
     footage = load_footage(args.footage, "train", 128)
-    cfg = ReconstructConfig.from_options("cpu", {"n_init": args.n_init})
+    cfg = reconstruct_config("standard", {"n_init": args.n_init})
     gen = torch.Generator().manual_seed(0)
-    model = init_model(footage, cfg, gen)
+    model = init_model(footage, cfg.model, gen)
 
     def step(raster) -> None:
         idx = torch.randint(0, len(footage), (args.batch,), generator=gen)

@@ -46,8 +46,9 @@ import torch  # noqa: E402
 from backend.eval.metrics import score_images  # noqa: E402
 from backend.pipeline.context import JobContext  # noqa: E402
 from backend.pipeline.ingest import load_footage  # noqa: E402
-from backend.pipeline.reconstruct import ReconstructConfig, reconstruct  # noqa: E402
-from backend.render.render_result import render_rgba  # noqa: E402
+from backend.pipeline.reconstruct import reconstruct  # noqa: E402
+from backend.render.frames import render_rgba  # noqa: E402
+from protocol.presets import reconstruct_config  # noqa: E402
 
 SCENES = ("wobble", "rigid", "articulated")
 
@@ -58,9 +59,9 @@ HELDOUT_TIME_PERIOD = 4
 CONFIGS: dict[str, dict] = {
     "trajectories": {},
     "trajectories+confidence": {"confidence_weighting": True},
-    "trajectories+stag4d_densify": {"densify_strategy": "stag4d", "max_scale_ratio": 7.5},
+    "trajectories+stag4d_densify": {"densification.strategy": "stag4d", "max_scale_ratio": 7.5},
     "hexplane": {"representation": "hexplane"},
-    "static": {"motion": "static"},
+    "static": {"representation": "static"},
 }
 
 #: also runnable with --configs, not in the default CPU run (budget).
@@ -68,7 +69,8 @@ EXTRA_CONFIGS: dict[str, dict] = {
     "trajectories+rigidity": {"rigidity_weight": 0.2},
 }
 
-#: benchmark presets: reconstruction preset + overrides that keep the CPU run in budget.
+#: benchmark presets: a :mod:`protocol.presets` quality preset + overrides (any form
+#: :func:`protocol.config.apply_options` takes) that keep the CPU run in budget.
 #: The CPU run trades steps for its 25-minute budget (15 fits, two at a time): 1100 steps
 #: instead of the demo's 1500, with a motion learning rate high enough to reach the
 #: clip's ends (1.6e-3 cannot: Adam moves a coefficient about lr per step, and the
@@ -78,10 +80,10 @@ EXTRA_CONFIGS: dict[str, dict] = {
 #: (rigid scene, trajectories: held-out times 24.58 -> 27.18 dB, held-out cameras
 #: 27.27 -> 27.85 dB with one pair).
 PRESETS = {
-    "cpu": ("cpu", {"iterations": 1100, "lr_motion": 0.006, "rigidity_weight": 0.5, "n_fourier": 1}),
+    "cpu": ("standard", {"iterations": 1100, "lr_motion": 0.006, "rigidity_weight": 0.5, "n_fourier": 1}),
     # The GPU preset keeps its 8000 steps and takes the CPU run's trajectory basis and
     # rigidity term (the measured levers at held-out times).
-    "gpu": ("gpu", {"rigidity_weight": 0.5, "n_fourier": 1}),
+    "gpu": ("high", {"rigidity_weight": 0.5, "n_fourier": 1}),
 }
 
 
@@ -114,9 +116,9 @@ def run_one(scene_dir: Path, preset: str, overrides: dict, device: str) -> tuple
     Returns:
         ``(row, per_time)``: the metrics row and held-out-camera PSNR per clip time.
     """
-    cfg = ReconstructConfig.from_options(preset, overrides)
-    train_all = load_footage(scene_dir, "train", cfg.max_image_size)
-    test = load_footage(scene_dir, "test", cfg.max_image_size)
+    cfg = reconstruct_config(preset, overrides)
+    train_all = load_footage(scene_dir, "train", cfg.data.max_image_size)
+    test = load_footage(scene_dir, "test", cfg.data.max_image_size)
     held = held_out_time_mask(train_all.time_indices())
     train, held_times = train_all.select(~held), train_all.select(held)
     if device == "cuda":

@@ -96,7 +96,7 @@ def score_result(result_dir: Path, footage_dir: Path) -> tuple[dict, torch.Tenso
     from backend.eval.metrics import score_images, summarize
     from backend.pipeline.export import load_model
     from backend.pipeline.ingest import load_footage
-    from backend.render.render_result import render_rgba
+    from backend.render.frames import render_rgba
 
     test = load_footage(footage_dir, "test")
     model = load_model(result_dir)

@@ -1,1 +1,3 @@
-"""Gaussian representations: :class:`Gaussians` (3D) and 4D models behind ``at(t)``."""
+"""Gaussian representations: :class:`~backend.gaussians.gaussians.Gaussians` (3D, one
+time) and the 4D models behind the :class:`~backend.gaussians.model.Gaussians4D`
+interface (``at(t)``): trajectories and HexPlane deformation."""

@@ -1,4 +1,15 @@
-"""A set of 3D Gaussians in the 3DGS/gsplat parameterization (one convention, everywhere)."""
+"""A set of 3D Gaussians in the 3DGS/gsplat parameterization (one convention, everywhere).
+
+Two conventions for the same quantities, as in gsplat:
+
+- *stored* (what :class:`Gaussians`, the models' ``params`` and the PLY files hold):
+  ``log_scales`` (``params["scales"]``) are natural logs of the per-axis standard
+  deviation in metres; ``opacity_logits`` (``params["opacities"]``) are logits; quats are
+  unnormalized wxyz; colour is SH coefficients.
+- *activated* (what :func:`backend.render.rasterize` takes, from
+  :meth:`Gaussians.rasterization_inputs`): linear scales ``exp(log_scales)`` in metres,
+  opacities ``sigmoid(logits)`` in (0, 1), normalized quats, RGB colours.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +19,36 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from backend.render.rasterize import sh0_to_rgb
+from backend.gaussians.ply import SH_C0
+
+
+def sh0_to_rgb(sh0: Tensor) -> Tensor:
+    """Colour from the SH DC term as gsplat does for degree 0: ``max(0, 0.5 + C0·f_dc)``.
+
+    Args:
+        sh0: ``[..., 3]`` DC coefficients.
+
+    Returns:
+        ``[..., 3]`` colour in the training images' encoding (sRGB values, not linear light).
+    """
+    return torch.clamp_min(SH_C0 * sh0 + 0.5, 0.0)
+
+
+def rgb_to_sh0(rgb: Tensor) -> Tensor:
+    """Inverse of :func:`sh0_to_rgb` for colours in [0, 1]: ``(rgb − 0.5) / C0``; ``[..., 3]``."""
+    return (rgb - 0.5) / SH_C0
 
 
 @dataclass
 class Gaussians:
-    """3D Gaussians, optionally batched over leading dims (e.g. one set per time).
+    """3D Gaussians in the stored convention, optionally batched over leading dims (e.g.
+    one set per time).
 
     Attributes:
         means: ``[..., N, 3]`` float32 positions in metres, Blender world frame (Z up).
         quats: ``[..., N, 4]`` wxyz rotation, normalized on use.
-        log_scales: ``[..., N, 3]`` log standard deviations (m).
-        opacity_logits: ``[..., N]`` opacity logits.
+        log_scales: ``[..., N, 3]`` natural log of the standard deviations (m).
+        opacity_logits: ``[..., N]`` opacity logits (opacity = sigmoid(logit)).
         sh: ``[..., N, K, 3]`` SH coefficients, ``K = (degree + 1)**2``; degree 0 default.
     """
 
@@ -35,8 +64,9 @@ class Gaussians:
         return int(round(self.sh.shape[-2] ** 0.5)) - 1
 
     def rasterization_inputs(self) -> dict[str, Tensor]:
-        """Activated tensors for :func:`backend.render.rasterize`: normalized quats, linear
-        scales, sigmoid opacities and degree-0 colours ``[..., N, 3]`` from the DC term."""
+        """The activated tensors :func:`backend.render.rasterize` takes: ``means``,
+        normalized ``quats``, linear ``scales = exp(log_scales)`` (m), ``opacities =
+        sigmoid(opacity_logits)`` and degree-0 ``colors [..., N, 3]`` from the DC term."""
         return {
             "means": self.means,
             "quats": F.normalize(self.quats, dim=-1),
@@ -44,7 +74,3 @@ class Gaussians:
             "opacities": torch.sigmoid(self.opacity_logits),
             "colors": sh0_to_rgb(self.sh[..., 0, :]),
         }
-
-    def index(self, b: int) -> "Gaussians":
-        """The b-th set of a batched ``Gaussians`` (leading dim), detached copies not made."""
-        return Gaussians(self.means[b], self.quats[b], self.log_scales[b], self.opacity_logits[b], self.sh[b])

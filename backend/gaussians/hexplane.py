@@ -1,4 +1,4 @@
-"""4D Gaussians deformed by a HexPlane field (DESIGN.md "4D representation", option 2).
+"""4D Gaussians deformed by a HexPlane field (docs/design.md "4D representation", option 2).
 
 The 4DGaussians design (Wu et al., "4D Gaussian Splatting for Real-Time Dynamic Scene
 Rendering", CVPR 2024; code ``hustvl/4DGaussians`` ``scene/hexplane.py`` and
@@ -27,13 +27,16 @@ gsplat's densification strategies (which clone/split/prune the rows of :attr:`pa
 need no change, and the field's parameters (not per-Gaussian) get their own optimizer
 via :meth:`HexPlaneGaussians4D.field_parameters`.
 
-Conventions (DESIGN.md "Conventions"): metres, Blender world frame, quats wxyz, scales
+Conventions (docs/design.md "Conventions"): metres, Blender world frame, quats wxyz, scales
 log, opacities logit, SH ``[N,K,3]``; time ``t ∈ [0, 1]`` over the clip.
+
+:class:`HexPlaneConfig` (sizes, regularizer weights, ``coarse_fraction``) is the wire
+schema's :class:`protocol.config.HexPlaneConfig`, re-exported here.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Sequence
 
 import torch
@@ -41,6 +44,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from backend.gaussians.gaussians import Gaussians
+from backend.gaussians.model import Gaussians4D
+from protocol.config import HexPlaneConfig, OptimizationConfig
 
 #: Coordinate pairs of the six planes, in this order: xy, xz, yz (spatial), xt, yt, zt
 #: (time planes). Coordinate indices: 0 = x, 1 = y, 2 = z, 3 = t.
@@ -49,65 +54,6 @@ PLANES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (
 SPATIAL_PLANES: tuple[int, ...] = (0, 1, 2)
 #: Indices into :data:`PLANES` of the planes that involve t (xt, yt, zt).
 TIME_PLANES: tuple[int, ...] = (3, 4, 5)
-
-
-@dataclass
-class HexPlaneConfig:
-    """Sizes, initialization and regularizer weights of the HexPlane deformation.
-
-    The defaults are a CPU-sized model. The paper defaults (STAG4D, following
-    4DGaussians) are available as :meth:`paper`: base resolution ``[64, 64, 64, T/2]``,
-    ``multires = [1, 2, 4, 8]``, feature dim 32, MLP width 64.
-
-    Attributes:
-        resolution: base plane resolution ``[Rx, Ry, Rz, Rt]`` (grid nodes per axis).
-            Level ``s`` multiplies the three spatial resolutions by ``multires[s]``; the
-            time resolution is the same at every level (4DGaussians: "multi-res only on
-            spatial planes").
-        multires: spatial resolution multipliers, one feature level each.
-        feature_dim: channels C per plane; the field outputs ``C · len(multires)``.
-        mlp_width: hidden width W of the deformation MLP (4DGaussians/STAG4D: 64).
-        mlp_depth: linear layers in the shared trunk (4DGaussians ``defor_depth``; 1 =
-            a single ``Linear(F, W)``).
-        init_low, init_high: spatial planes start ``uniform(init_low, init_high)``
-            (K-Planes / 4DGaussians: 0.1, 0.5); time planes start at exactly 1.
-        deform_scales: predict Δlog-scale (4DGaussians ``no_ds = False``).
-        deform_rotations: predict Δquaternion (4DGaussians ``no_dr = False``).
-        sh_degree: SH degree of the (static) colour; ``shN`` is stored when > 0.
-        plane_tv_weight: weight of :meth:`HexPlaneField.plane_tv_loss` (STAG4D 0.05).
-        time_smoothness_weight: weight of :meth:`HexPlaneField.time_smoothness_loss`
-            (STAG4D 5).
-        l1_time_weight: weight of :meth:`HexPlaneField.l1_time_loss` (STAG4D 0.05).
-    """
-
-    resolution: list[int] = field(default_factory=lambda: [16, 16, 16, 8])
-    multires: list[int] = field(default_factory=lambda: [1, 2])
-    feature_dim: int = 16
-    mlp_width: int = 64
-    mlp_depth: int = 1
-    init_low: float = 0.1
-    init_high: float = 0.5
-    deform_scales: bool = True
-    deform_rotations: bool = True
-    sh_degree: int = 0
-    plane_tv_weight: float = 0.05
-    time_smoothness_weight: float = 5.0
-    l1_time_weight: float = 0.05
-
-    @classmethod
-    def paper(cls, n_frames: int, **overrides) -> "HexPlaneConfig":
-        """STAG4D's configuration for a clip of ``n_frames`` input frames.
-
-        Planes ``[64, 64, 64, max(2, n_frames // 2)]`` × multires ``[1, 2, 4, 8]``, feature
-        dim 32, MLP width 64, regularizers TV 0.05 / time smoothness 5 / L1-time 0.05.
-        About 34.8M plane parameters for 30 frames (the ×8 level alone is 26M): a GPU
-        configuration. The CPU default has 80k plane parameters.
-        """
-        cfg = cls(resolution=[64, 64, 64, max(2, n_frames // 2)], multires=[1, 2, 4, 8], feature_dim=32,
-                  mlp_width=64)
-        for k, v in overrides.items():
-            setattr(cfg, k, v)
-        return cfg
 
 
 def bound_from_points(points: Tensor, margin: float = 0.1, min_fraction: float = 0.05) -> tuple[Tensor, Tensor]:
@@ -328,14 +274,20 @@ class DeformationMLP(nn.Module):
         return self.pos_head(h), ds, dq
 
 
-class HexPlaneGaussians4D(nn.Module):
-    """Canonical 3D Gaussians deformed by a HexPlane field; ``at(t)`` gives the Gaussians at t.
+class HexPlaneGaussians4D(Gaussians4D):
+    """Canonical 3D Gaussians deformed by a HexPlane field (a
+    :class:`~backend.gaussians.model.Gaussians4D`); ``at(t)`` gives the Gaussians at t.
 
     Per-Gaussian parameters live in :attr:`params` (a ``ParameterDict``, N first, the
     layout gsplat's densification strategies carry along), with the same keys as
     :class:`~backend.gaussians.trajectories.TrajectoryGaussians4D` minus the motion keys:
     ``means [N,3]`` canonical positions (m); ``quats [N,4]`` wxyz; ``scales [N,3]`` log;
     ``opacities [N]`` logit; ``sh0 [N,1,3]``; ``shN [N,K−1,3]`` when ``sh_degree > 0``.
+
+    Interface hooks: :meth:`field_param_groups` (planes at ``lr_hexplane_planes``, MLP at
+    ``lr_hexplane_mlp``), :meth:`regularization` (the weighted plane regularizers, only
+    while deforming), :meth:`on_step` (the coarse phase: static for the first
+    ``config.coarse_fraction`` of the steps).
 
     The deformation (not per-Gaussian) is :attr:`field` (:class:`HexPlaneField`) and
     :attr:`mlp` (:class:`DeformationMLP`); optimize them with their own optimizer
@@ -353,6 +305,8 @@ class HexPlaneGaussians4D(nn.Module):
             of ``means``.
         static: start in the coarse (static) phase: ``use_deformation = False``.
     """
+
+    kind = "hexplane"
 
     def __init__(self, means: Tensor, quats: Tensor, log_scales: Tensor, opacity_logits: Tensor, sh: Tensor,
                  config: HexPlaneConfig | None = None, centre: Tensor | None = None,
@@ -379,14 +333,24 @@ class HexPlaneGaussians4D(nn.Module):
         self.use_deformation = not static
 
     @property
-    def num_gaussians(self) -> int:
-        """N, the Gaussian count (fixed over time)."""
-        return self.params["means"].shape[0]
-
-    @property
     def is_static(self) -> bool:
         """True in the coarse (static) phase, when ``at(t)`` ignores the deformation."""
         return not self.use_deformation
+
+    def field_param_groups(self, opt: OptimizationConfig) -> list[dict]:
+        """Two Adam groups: the planes at ``opt.lr_hexplane_planes``, the MLP at
+        ``opt.lr_hexplane_mlp`` (constant rates)."""
+        return [{"params": self.plane_parameters(), "lr": opt.lr_hexplane_planes},
+                {"params": self.mlp_parameters(), "lr": opt.lr_hexplane_mlp}]
+
+    def regularization(self) -> Tensor | None:
+        """:meth:`regularization_loss` while the deformation is on; None in the coarse phase."""
+        return self.regularization_loss() if self.use_deformation else None
+
+    def on_step(self, step: int, total_steps: int) -> None:
+        """The coarse phase: ``use_deformation`` is off for the first
+        ``int(total_steps · config.coarse_fraction)`` steps, on afterwards."""
+        self.use_deformation = step >= int(total_steps * self.config.coarse_fraction)
 
     def field_parameters(self) -> list[nn.Parameter]:
         """All deformation parameters (planes and MLP): not per-Gaussian, not for the strategy."""
@@ -475,7 +439,8 @@ class HexPlaneGaussians4D(nn.Module):
 
     @classmethod
     def from_state(cls, state: dict) -> "HexPlaneGaussians4D":
-        """Rebuild a model from :meth:`state` (on CPU).
+        """Rebuild a model from :meth:`state` (on CPU). States saved before
+        ``coarse_fraction`` existed load with its default.
 
         Raises:
             ValueError: if the state is not a hexplane model state.

@@ -1,17 +1,50 @@
-"""Load any 4D Gaussian model from its ``state()`` dict (what ``model.pt`` holds)."""
+"""The registry of 4D Gaussian model kinds: build one from a :class:`protocol.config.ModelConfig`
+and initial Gaussians, or load one from its ``state()`` dict (what ``model.pt`` holds)."""
 
 from __future__ import annotations
 
-from torch import nn
+from torch import Tensor
 
 from backend.gaussians.hexplane import HexPlaneGaussians4D
-from backend.gaussians.trajectories import TrajectoryGaussians4D
+from backend.gaussians.model import Gaussians4D
+from backend.gaussians.trajectories import TrajectoryGaussians4D, basis_for_times, static_basis
+from protocol.config import ModelConfig
 
-#: ``state["kind"]`` → model class with a ``from_state`` classmethod.
-MODEL_KINDS: dict[str, type] = {"trajectory": TrajectoryGaussians4D, "hexplane": HexPlaneGaussians4D}
+#: ``state["kind"]`` → model class (a :class:`Gaussians4D` with a ``from_state`` classmethod).
+MODEL_KINDS: dict[str, type[Gaussians4D]] = {cls.kind: cls for cls in (TrajectoryGaussians4D, HexPlaneGaussians4D)}
 
 
-def load_gaussians4d(state: dict) -> nn.Module:
+def build_gaussians4d(config: ModelConfig, means: Tensor, quats: Tensor, log_scales: Tensor, opacity_logits: Tensor,
+                      sh: Tensor, n_times: int | None = None) -> Gaussians4D:
+    """A new model of ``config.representation`` around initial (canonical) Gaussians.
+
+    - ``"trajectory"``: :class:`TrajectoryGaussians4D` with ``config.trajectory`` cut to
+      ``n_times`` distinct training times (:func:`basis_for_times`);
+    - ``"static"``: a trajectory model with an empty basis (:func:`static_basis`);
+    - ``"hexplane"``: :class:`HexPlaneGaussians4D` with ``config.hexplane`` (the field's
+      bound from the means; its planes and MLP draw from torch's global RNG).
+
+    Args:
+        config: the model section of the reconstruct settings.
+        means, quats, log_scales, opacity_logits: ``[N,3]`` (m), ``[N,4]`` wxyz, ``[N,3]``
+            log std (m), ``[N]`` logits.
+        sh: ``[N,K,3]`` SH coefficients.
+        n_times: distinct training times (None: no cut of the trajectory basis).
+
+    Raises:
+        ValueError: an unknown representation.
+    """
+    if config.representation == "hexplane":
+        return HexPlaneGaussians4D(means, quats, log_scales, opacity_logits, sh, config.hexplane)
+    if config.representation == "static":
+        return TrajectoryGaussians4D(means, quats, log_scales, opacity_logits, sh, static_basis(config.trajectory))
+    if config.representation == "trajectory":
+        return TrajectoryGaussians4D(means, quats, log_scales, opacity_logits, sh,
+                                     basis_for_times(config.trajectory, n_times))
+    raise ValueError(f"unknown representation {config.representation!r}; expected trajectory, hexplane or static")
+
+
+def load_gaussians4d(state: dict) -> Gaussians4D:
     """Rebuild a 4D Gaussian model (CPU) from ``model.state()``.
 
     Args:
@@ -20,8 +53,7 @@ def load_gaussians4d(state: dict) -> nn.Module:
             e.g. ``torch.load(path, map_location="cpu", weights_only=True)``.
 
     Returns:
-        The model; both kinds provide ``at(t) -> Gaussians``, ``num_gaussians``,
-        ``params``, ``config.sh_degree`` and ``state()``.
+        The model (a :class:`Gaussians4D`).
 
     Raises:
         ValueError: when ``state`` is not a dict or its kind is missing or unknown.

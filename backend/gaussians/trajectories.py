@@ -1,4 +1,4 @@
-"""4D Gaussians with per-Gaussian trajectories (DESIGN.md "4D representation", option 1).
+"""4D Gaussians with per-Gaussian trajectories (docs/design.md "4D representation", option 1).
 
 Position is the canonical mean plus a cubic polynomial and a few Fourier terms in time;
 rotation is the canonical quaternion plus a low-degree polynomial offset (normalized on
@@ -12,29 +12,47 @@ Gaussian model: the baseline that shows what the motion model earns.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, replace
 
 import torch
 from torch import Tensor, nn
 
 from backend.gaussians.gaussians import Gaussians
+from backend.gaussians.model import Gaussians4D
+from protocol.config import TrajectoryConfig
+
+__all__ = ["TrajectoryConfig", "TrajectoryGaussians4D", "basis_for_times", "static_basis", "time_basis"]
 
 
-@dataclass
-class TrajectoryConfig:
-    """Motion basis sizes.
+def basis_for_times(config: TrajectoryConfig, n_times: int | None = None) -> TrajectoryConfig:
+    """The motion basis cut so that ``n_times`` distinct training times pin down every
+    coefficient.
 
-    Attributes:
-        poly_degree: degree of the position polynomial in ``τ = 2t − 1`` (0..3).
-        n_fourier: number of Fourier frequencies ``sin/cos(2π f t)``, f = 1..n.
-        rot_degree: degree of the quaternion offset polynomial in τ.
-        sh_degree: SH degree of the static colour.
+    With ``n_times`` distinct times the basis keeps at most ``n_times − 1`` position
+    functions (Fourier terms go first, then polynomial degree) and a rotation degree of
+    at most ``n_times − 1``. Without the cut, a clip fitted on t = 0, 0.5, 1 would leave
+    ``sin(2πt)`` terms (zero at all three) free, and in-between times would be arbitrary.
+
+    Args:
+        config: the requested basis.
+        n_times: distinct training times; None keeps ``config`` as it is.
+
+    Returns:
+        A new :class:`TrajectoryConfig` (``sh_degree`` unchanged).
     """
+    if n_times is None:
+        return replace(config)
+    poly, fourier, rot = config.poly_degree, config.n_fourier, config.rot_degree
+    budget = max(n_times - 1, 0)
+    fourier = min(fourier, max(budget - poly, 0) // 2)
+    poly = min(poly, budget)
+    rot = min(rot, budget)
+    return replace(config, poly_degree=poly, n_fourier=fourier, rot_degree=rot)
 
-    poly_degree: int = 3
-    n_fourier: int = 2
-    rot_degree: int = 1
-    sh_degree: int = 0
+
+def static_basis(config: TrajectoryConfig) -> TrajectoryConfig:
+    """``config`` with an empty motion basis: the static (time-independent) model."""
+    return replace(config, poly_degree=0, n_fourier=0, rot_degree=0)
 
 
 def time_basis(t: Tensor, poly_degree: int, n_fourier: int) -> Tensor:
@@ -57,18 +75,30 @@ def time_basis(t: Tensor, poly_degree: int, n_fourier: int) -> Tensor:
     return torch.stack(cols, dim=-1)
 
 
-class TrajectoryGaussians4D(nn.Module):
-    """Per-Gaussian trajectory model; ``at(t)`` gives the Gaussians at times t.
+class TrajectoryGaussians4D(Gaussians4D):
+    """Per-Gaussian trajectory model (a :class:`~backend.gaussians.model.Gaussians4D`);
+    ``at(t)`` gives the Gaussians at times t.
 
     Parameters live in :attr:`params` (a ``ParameterDict`` whose every tensor has N as
     its first dim, the layout gsplat's densification strategies carry along):
 
     - ``means [N,3]`` canonical positions at t = 0.5 (m); ``quats [N,4]`` wxyz;
-      ``scales [N,3]`` log; ``opacities [N]`` logit; ``sh0 [N,1,3]``; ``shN [N,K−1,3]``
-      when ``sh_degree > 0``;
+      ``scales [N,3]`` *log* standard deviations (m); ``opacities [N]`` *logits* (the
+      rasterizer takes ``exp`` / ``sigmoid`` of them, see
+      :meth:`~backend.gaussians.gaussians.Gaussians.rasterization_inputs`);
+      ``sh0 [N,1,3]``; ``shN [N,K−1,3]`` when ``sh_degree > 0``;
     - ``motion [N,M,3]`` coefficients of :func:`time_basis` (absent when M = 0);
     - ``rot_motion [N,R,4]`` quaternion offsets for τ¹..τ^R (absent when R = 0).
+
+    No field parameters, no regularizer, no schedule (the interface's defaults).
+
+    Args:
+        means, quats, log_scales, opacity_logits: ``[N,3]``, ``[N,4]``, ``[N,3]``, ``[N]``.
+        sh: ``[N,K,3]`` SH coefficients (missing higher bands start at 0).
+        config: the motion basis (:func:`basis_for_times`, :func:`static_basis`).
     """
+
+    kind = "trajectory"
 
     def __init__(self, means: Tensor, quats: Tensor, log_scales: Tensor, opacity_logits: Tensor,
                  sh: Tensor, config: TrajectoryConfig):
@@ -89,11 +119,6 @@ class TrajectoryGaussians4D(nn.Module):
         if config.rot_degree > 0:
             params["rot_motion"] = means.new_zeros(n, config.rot_degree, 4)
         self.params = nn.ParameterDict({k: nn.Parameter(v.detach().clone().contiguous()) for k, v in params.items()})
-
-    @property
-    def num_gaussians(self) -> int:
-        """N, the fixed Gaussian count."""
-        return self.params["means"].shape[0]
 
     @property
     def is_static(self) -> bool:

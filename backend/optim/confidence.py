@@ -1,5 +1,5 @@
 """Efficient4D's confidence-aware loss (Efficient4D, arXiv 2401.08742, Sec. 3.3;
-DESIGN.md "Optimization: defaults with sources", *Efficient4D confidence-aware loss*).
+docs/design.md "Optimization: defaults with sources", *Efficient4D confidence-aware loss*).
 
 Generated multi-view videos are not perfectly consistent over time. Efficient4D predicts
 every frame of a view from its temporal neighbours; where the prediction fails the frame
@@ -181,7 +181,7 @@ def confidence_maps(images: Tensor, method: str = "dis", min_max_error: float = 
 
 def weighted_image_loss(pred: Tensor, target: Tensor, confidence: Tensor, ssim_weight: float = 0.2) -> Tensor:
     """Confidence-weighted ``(1 − λ)·L1 + λ·(1 − SSIM)`` per pixel, λ = 0.2 (3DGS image
-    loss, DESIGN.md "Common image loss", weighted as in Efficient4D):
+    loss, docs/design.md "Common image loss", weighted as in Efficient4D):
 
     ``loss = mean_{b,y,x} conf[b,y,x] · (0.8·mean_c|pred − target| + 0.2·(1 − SSIM_map))``
 

@@ -22,7 +22,7 @@ def composite(rgba: Tensor, background: Tensor) -> Tensor:
 
 
 def image_loss(pred: Tensor, target: Tensor, ssim_weight: float = 0.2) -> Tensor:
-    """``(1 − λ)·L1 + λ·(1 − SSIM)`` with λ = 0.2 (3DGS; DESIGN.md "Common image loss").
+    """``(1 − λ)·L1 + λ·(1 − SSIM)`` with λ = 0.2 (3DGS; docs/design.md "Common image loss").
 
     SSIM uses an 11×11 Gaussian window with σ = 1.5 (pytorch-msssim).
 

@@ -1,14 +1,15 @@
 """Score distillation (SDS, DreamFusion, Poole et al. 2022, Eq. 3) with STAG4D's settings.
 
-STAG4D (Sec. 3.3 and its public config; DESIGN.md "SDS") distils a camera-conditioned
+STAG4D (Sec. 3.3 and its public config; docs/design.md "SDS") distils a camera-conditioned
 Zero123-XL into the 4D Gaussians for cameras the generated views do not cover:
 
 - CFG scale 5; per-timestep weight ``w(t) = 1 − ᾱ_t``;
 - ``t ~ U[t_min, t_max]·T_train`` with the window annealed linearly over 3000 iterations
   from [0.50, 0.95] to [0.02, 0.50];
-- nearest-view conditioning: within ±30° of the input azimuth, or with probability 0.6,
-  condition on the input frame; otherwise on the generated view ⌊az/60°⌋ (the
-  Zero123++ view at 30° + 60°·i), with the pose relative to that view.
+- nearest-view conditioning (:func:`nearest_view`): within ±30° of the input azimuth, or
+  with probability 0.6, condition on the input frame; otherwise on the nearest view in
+  azimuth (for Zero123++ views at 30° + 60°·i, the view ⌊az/60°⌋), with the pose
+  relative to that view.
 
 The SDS gradient on latents z is ``w(t)·(ε̂(z_t; y, t) − ε)``; :func:`sds_loss` turns it
 into a loss whose gradient w.r.t. z is exactly that (the usual stop-gradient trick), so
@@ -31,7 +32,6 @@ SDS_T_START = (0.50, 0.95)  # (min, max) fraction of the training timesteps at i
 SDS_T_END = (0.02, 0.50)    # ... after SDS_ANNEAL_ITERS
 INPUT_VIEW_HALF_ANGLE_DEG = 30.0
 INPUT_VIEW_PROBABILITY = 0.6
-GENERATED_VIEW_STEP_DEG = 60.0
 
 
 def timestep_window(iteration: int, anneal_iters: int = SDS_ANNEAL_ITERS,
@@ -72,8 +72,7 @@ class Conditioning:
     """Which image conditions the guidance model for a sampled camera.
 
     Attributes:
-        view: −1 for the input frame, else the index i of the generated view (azimuth
-            ``30° + 60°·i`` relative to the input).
+        view: index into the candidate views given to :func:`nearest_view`.
         delta_elevation_deg, delta_azimuth_deg: the sampled camera's pose relative to the
             conditioning view (azimuth wrapped to [−180°, 180°)).
     """
@@ -83,27 +82,39 @@ class Conditioning:
     delta_azimuth_deg: float
 
 
-def nearest_view(azimuth_deg: float, elevation_deg: float, view_elevations_deg, rng: random.Random | None = None,
-                 input_elevation_deg: float = 0.0) -> Conditioning:
-    """STAG4D's nearest-view conditioning for a camera at ``azimuth_deg`` relative to the
-    input view (degrees, any range).
+def nearest_view(azimuth_deg: float, elevation_deg: float, view_azimuths_deg, view_elevations_deg,
+                 reference: int, rng: random.Random | None = None) -> Conditioning:
+    """STAG4D's nearest-view conditioning, for any set of candidate views.
+
+    Within ±30° of the reference view's azimuth, or else when a coin lands below 0.6, the
+    reference view conditions; otherwise the candidate nearest in azimuth does. (STAG4D's
+    case: the reference is the input frame at azimuth 0 and the candidates add the six
+    Zero123++ views at ``30° + 60°·i``, so "nearest" is the generated view ⌊az/60°⌋.) The
+    coin is drawn only outside the ±30° window.
 
     Args:
-        azimuth_deg, elevation_deg: the sampled camera.
-        view_elevations_deg: elevations of the six generated views.
-        rng: source of the 0.6 coin (``random.Random``); None: the module's.
-        input_elevation_deg: the input view's elevation.
+        azimuth_deg, elevation_deg: the sampled camera (degrees, any range).
+        view_azimuths_deg, view_elevations_deg: ``[V]`` candidate views (float tensors or
+            sequences, degrees).
+        reference: index of the reference (input) view among the candidates.
+        rng: source of the 0.6 coin (``random.Random``); None: the ``random`` module's.
 
     Returns:
-        :class:`Conditioning`.
+        :class:`Conditioning` with ``view`` an index into the candidates.
+
+    Raises:
+        IndexError: ``reference`` is not a candidate index.
     """
-    rel = wrap_deg(azimuth_deg)
-    coin = (rng or random).random()
-    if abs(rel) <= INPUT_VIEW_HALF_ANGLE_DEG or coin < INPUT_VIEW_PROBABILITY:
-        return Conditioning(-1, elevation_deg - input_elevation_deg, rel)
-    i = int(math.floor((azimuth_deg % 360.0) / GENERATED_VIEW_STEP_DEG))
-    view_az = 30.0 + GENERATED_VIEW_STEP_DEG * i
-    return Conditioning(i, elevation_deg - float(view_elevations_deg[i]), wrap_deg(azimuth_deg - view_az))
+    az = torch.as_tensor(view_azimuths_deg)
+    if not 0 <= reference < len(az):
+        raise IndexError(f"reference view {reference} is not one of the {len(az)} candidates")
+    rel = float(wrap_deg(azimuth_deg - az[reference]))
+    if abs(rel) <= INPUT_VIEW_HALF_ANGLE_DEG or (rng or random).random() < INPUT_VIEW_PROBABILITY:
+        view = reference
+    else:
+        view = int(torch.argmin(wrap_deg(az - azimuth_deg).abs()))
+    return Conditioning(view, elevation_deg - float(view_elevations_deg[view]),
+                        float(wrap_deg(azimuth_deg - az[view])))
 
 
 def sds_loss(latents: Tensor, eps_fn, t: int, alphas_cumprod: Tensor, guidance_scale: float = SDS_CFG_SCALE,

@@ -1,9 +1,9 @@
 """The SDS loss term of reconstruction (STAG4D Sec. 3.3): novel cameras around the
 object, rendered at a training time and scored by a camera-conditioned guidance model
 (:class:`backend.models.zero123_guidance.Zero123Guidance`), conditioned on the nearest
-footage view at that time (:func:`backend.optim.sds.nearest_view`'s rule, generalized to
-any footage: the reference view is the one nearest azimuth 0° of the footage's frame,
-the others are candidates by azimuth).
+footage view at that time (:func:`backend.optim.sds.nearest_view`: the reference view is
+the one nearest azimuth 0° of the footage's frame, the candidates are all views at that
+time).
 
 Camera sampling: azimuth uniform in [0°, 360°), elevation uniform in [−10°, 30°], at the
 median distance of the footage cameras, looking at the scene centre; 30° field of view.
@@ -21,6 +21,7 @@ from torch import Tensor
 from backend.cameras import c2w_blender_to_viewmat, intrinsics_from_fov, look_at_c2w
 from backend.models.zero123_guidance import pose_features
 from backend.optim import sds
+from backend.render.frames import render_frames
 
 
 def _angles(c2w: Tensor, centre: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -68,15 +69,11 @@ class SDSTerm:
     def _conditioning(self, ti: int, azimuth: float, elevation: float) -> tuple[int, Tensor]:
         frames = torch.nonzero(self.time_index == ti).flatten()
         az = self.azimuth[frames]
-        ref = int(frames[torch.argmin(sds.wrap_deg(az).abs())])
-        rel = float(sds.wrap_deg(azimuth - self.azimuth[ref]))
-        if abs(rel) <= sds.INPUT_VIEW_HALF_ANGLE_DEG or self.rng.random() < sds.INPUT_VIEW_PROBABILITY:
-            cond = ref
-        else:
-            cond = int(frames[torch.argmin(sds.wrap_deg(az - azimuth).abs())])
-        d_el = torch.tensor([elevation - float(self.elevation[cond])])
-        d_az = torch.tensor([float(sds.wrap_deg(azimuth - self.azimuth[cond]))])
-        return cond, pose_features(d_el, d_az, torch.zeros(1))
+        ref = int(torch.argmin(sds.wrap_deg(az).abs()))
+        c = sds.nearest_view(azimuth, elevation, az, self.elevation[frames], ref, self.rng)
+        d_el = torch.tensor([c.delta_elevation_deg])
+        d_az = torch.tensor([c.delta_azimuth_deg])
+        return int(frames[c.view]), pose_features(d_el, d_az, torch.zeros(1))
 
     def loss(self, model, step: int, device: str = "cpu") -> Tensor:
         """The SDS loss (weight not applied) of one novel view at a random training time.
@@ -84,8 +81,6 @@ class SDSTerm:
         Returns:
             A differentiable scalar (gradient reaches the model's parameters).
         """
-        from backend.pipeline.reconstruct import render_frames
-
         ti = int(self.time_index[int(torch.randint(0, len(self.footage), (1,), generator=self.gen))])
         t = self.footage.unique_times()[ti]
         azimuth = self.rng.uniform(0.0, 360.0)

@@ -1,4 +1,4 @@
-"""STAG4D adaptive densification as a gsplat strategy (DESIGN.md "Optimization: defaults
+"""STAG4D adaptive densification as a gsplat strategy (docs/design.md "Optimization: defaults
 with sources", *STAG4D adaptive densification*; STAG4D, arXiv 2403.14939, Sec. 3.3).
 
 What differs from 3DGS / gsplat's :class:`~gsplat.strategy.DefaultStrategy`:
@@ -259,7 +259,7 @@ class STAG4DStrategy(Strategy):
 @torch.no_grad()
 def cap_scale_ratio(log_scales: Tensor, max_ratio: float = 7.5) -> Tensor:
     """Clamp log scales in place so that, per Gaussian, max/min linear scale ≤ ``max_ratio``
-    (STAG4D's anisotropy cap, DESIGN.md: "Scale-ratio cap max/min ≤ 7.5").
+    (STAG4D's anisotropy cap, docs/design.md: "Scale-ratio cap max/min ≤ 7.5").
 
     The largest axis is kept and the smaller axes are raised to at least
     ``max_scale / max_ratio`` (``log s ← max(log s, max(log s) − log max_ratio)``), so a

@@ -3,6 +3,11 @@
 
 gsplat cannot run on CPU tensors (it tries to JIT-build its CUDA extension and raises
 ImportError), so the device decides, never a flag.
+
+The rasterizer takes *activated* tensors (gsplat's ``rasterization`` convention): linear
+scales and opacities in (0, 1). The models store log scales and opacity logits (gsplat's
+training-script convention); :meth:`backend.gaussians.gaussians.Gaussians.rasterization_inputs`
+converts. This module imports nothing from :mod:`backend.gaussians`.
 """
 
 from __future__ import annotations
@@ -12,25 +17,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from backend.gaussians.ply import SH_C0
 from backend.render.numba_rasterizer import rasterize_numba
-
-
-def sh0_to_rgb(sh0: Tensor) -> Tensor:
-    """Colour from the SH DC term as gsplat does for degree 0: ``max(0, 0.5 + C0·f_dc)``.
-
-    Args:
-        sh0: ``[..., 3]`` DC coefficients.
-
-    Returns:
-        ``[..., 3]`` linear-in-the-image (sRGB-encoded as the training images) colour.
-    """
-    return torch.clamp_min(SH_C0 * sh0 + 0.5, 0.0)
-
-
-def rgb_to_sh0(rgb: Tensor) -> Tensor:
-    """Inverse of :func:`sh0_to_rgb` for colours in [0, 1]: ``(rgb − 0.5) / C0``."""
-    return (rgb - 0.5) / SH_C0
 
 
 def rasterize(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
@@ -46,8 +33,10 @@ def rasterize(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, c
     Args:
         means: ``[B, N, 3]`` world positions (m).
         quats: ``[B, N, 4]`` wxyz.
-        scales: ``[B, N, 3]`` linear standard deviations (m).
-        opacities: ``[B, N]`` activated opacities.
+        scales: ``[B, N, 3]`` *linear* standard deviations (m), i.e. ``exp`` of the
+            models' stored ``params["scales"]``.
+        opacities: ``[B, N]`` *activated* opacities in (0, 1), i.e. ``sigmoid`` of the
+            models' stored ``params["opacities"]`` logits.
         colors: ``[B, N, D]`` colours.
         viewmats: ``[B, 4, 4]`` world-to-camera (OpenCV); see :mod:`backend.cameras`.
         Ks: ``[B, 3, 3]`` intrinsics (pixels).

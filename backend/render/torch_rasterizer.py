@@ -7,7 +7,7 @@ opacity-aware 3.33σ boxes, pixel centres at +0.5, ``α = min(0.999, o·exp(−�
 Gaussians with ``α < 1/255`` skipped, a pixel stops before transmittance would fall to
 1e-4, ``colour = Σ c·α·T + T_final·background``). Gradients come from autograd.
 
-Design (measured on 2 CPU cores, see DESIGN.md "Rendering"): a flat list of
+Design (measured on 2 CPU cores, see docs/design.md "Rendering"): a flat list of
 (Gaussian, pixel) pairs, each Gaussian covering its opacity-aware on-screen box; the pairs
 are sorted by pixel then depth; transmittance is a per-pixel running sum of
 ``log(1 − α)`` in float64; colour and alpha are scatter-added per pixel. There is no

@@ -11,8 +11,9 @@ import torch
 from backend.eval.metrics import score_images, summarize
 from backend.pipeline.context import JobContext
 from backend.pipeline.ingest import Footage, load_footage
-from backend.pipeline.reconstruct import ReconstructConfig, footage_confidence, reconstruct
-from backend.render.render_result import render_rgba
+from backend.pipeline.reconstruct import footage_confidence, reconstruct
+from backend.render.frames import render_rgba
+from protocol.presets import reconstruct_config
 from samples.make_scene import make_scene_subprocess
 
 N_TIMES = 9
@@ -87,9 +88,9 @@ def test_confidence_weighting_recovers_from_corrupted_frames(wobble):
 
     scores = {}
     for weighted in (False, True):
-        cfg = ReconstructConfig.from_options("cpu", {"iterations": 400, "n_init": 2000, "batch_size": 4,
-                                                     "densify": False, "low_res_factor": 1,
-                                                     "confidence_weighting": weighted})
+        cfg = reconstruct_config("standard", {"iterations": 400, "n_init": 2000, "batch_size": 4,
+                                              "densification.enabled": False, "low_res_factor": 1,
+                                              "confidence_weighting": weighted})
         model, _ = reconstruct(footage, cfg, JobContext())
         pred = render_rgba(model, test.viewmats, test.Ks, test.times, test.width, test.height)
         scores[weighted] = summarize(score_images(pred, test.images))

@@ -11,8 +11,9 @@ from backend.gaussians.ply import read_gaussians_ply
 from backend.pipeline.context import JobContext
 from backend.pipeline.export import export_result, load_model, output_times
 from backend.pipeline.ingest import load_footage
-from backend.pipeline.reconstruct import ReconstructConfig, reconstruct
-from backend.render.render_result import render_rgba
+from backend.pipeline.reconstruct import reconstruct
+from backend.render.frames import render_rgba
+from protocol.presets import reconstruct_config
 from samples.make_scene import make_scene_subprocess
 
 
@@ -23,8 +24,9 @@ def wobble(tmp_path_factory):
 
 
 def _fit(footage, motion):
-    cfg = ReconstructConfig.from_options("cpu", {"iterations": 500, "n_init": 2000, "batch_size": 2,
-                                                 "motion": motion, "densify": False, "low_res_factor": 1})
+    cfg = reconstruct_config("standard", {"iterations": 500, "n_init": 2000, "batch_size": 2,
+                                          "representation": motion, "densification.enabled": False,
+                                          "low_res_factor": 1})
     model, _ = reconstruct(footage, cfg, JobContext())
     return model
 

@@ -9,8 +9,9 @@ from backend.errors import JobError
 from backend.eval.metrics import score_images, summarize
 from backend.pipeline.context import JobContext
 from backend.pipeline.ingest import load_footage
-from backend.pipeline.reconstruct import ReconstructConfig, reconstruct
-from backend.render.render_result import render_rgba
+from backend.pipeline.reconstruct import reconstruct
+from backend.render.frames import render_rgba
+from protocol.presets import reconstruct_config
 from samples.orbital import make_orbital_subprocess
 
 N_FRAMES = 24
@@ -36,7 +37,7 @@ def test_orbital_footage_layout(orbital):
     az = torch.rad2deg(torch.atan2(moving[:, 1], moving[:, 0])) % 360
     assert torch.allclose(torch.sort(az).values, torch.arange(1, N_FRAMES, dtype=torch.float32) * 15.0, atol=1e-2)
     # Confidence weighting needs synchronized views; orbital footage gets a clear error.
-    cfg = ReconstructConfig.from_options("tiny", {"confidence_weighting": True})
+    cfg = reconstruct_config("tiny", {"confidence_weighting": True})
     with pytest.raises(JobError, match="synchronized multi-view"):
         reconstruct(footage, cfg, JobContext())
 
@@ -48,9 +49,9 @@ def test_orbital_video_reconstructs_motion(orbital):
     test = load_footage(orbital, "test")
     scores = {}
     for motion in ("trajectory", "static"):
-        cfg = ReconstructConfig.from_options("cpu", {"iterations": 500, "n_init": 2000, "batch_size": 4,
-                                                     "densify": False, "low_res_factor": 1,
-                                                     "lr_motion": 0.006, "motion": motion})
+        cfg = reconstruct_config("standard", {"iterations": 500, "n_init": 2000, "batch_size": 4,
+                                              "densification.enabled": False, "low_res_factor": 1,
+                                              "lr_motion": 0.006, "representation": motion})
         model, _ = reconstruct(footage, cfg, JobContext())
         pred = render_rgba(model, test.viewmats, test.Ks, test.times, test.width, test.height)
         scores[motion] = summarize(score_images(pred, test.images))

@@ -9,7 +9,8 @@ import torch
 
 from backend.cameras import c2w_blender_to_viewmat, look_at_c2w
 from backend.gaussians.ply import SH_C0
-from backend.render.rasterize import rasterize, rgb_to_sh0, sh0_to_rgb
+from backend.gaussians.gaussians import rgb_to_sh0, sh0_to_rgb
+from backend.render.rasterize import rasterize
 from backend.render.numba_rasterizer import rasterize_numba
 from backend.render.torch_rasterizer import project_gaussians, rasterize_torch
 

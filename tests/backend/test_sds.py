@@ -36,20 +36,39 @@ class _Coin(random.Random):
         return self.value
 
 
+class _CountingCoin(_Coin):
+    def __init__(self, value):
+        super().__init__(value)
+        self.draws = 0
+
+    def random(self):
+        self.draws += 1
+        return self.value
+
+
 def test_nearest_view_conditioning():
-    elev = (20.0, -10.0, 20.0, -10.0, 20.0, -10.0)
-    # Within +-30 degrees of the input: always the input frame.
-    c = sds.nearest_view(25.0, 5.0, elev, _Coin(0.99))
-    assert (c.view, c.delta_azimuth_deg, c.delta_elevation_deg) == (-1, 25.0, 5.0)
+    # STAG4D's case: the input frame (candidate 0, azimuth 0, elevation 0) and the six
+    # Zero123++ views at 30 + 60 i degrees (candidates 1..6).
+    az = torch.tensor([0.0, 30.0, 90.0, 150.0, 210.0, 270.0, 330.0])
+    elev = torch.tensor([0.0, 20.0, -10.0, 20.0, -10.0, 20.0, -10.0])
+    # Within +-30 degrees of the input: always the input frame, without drawing the coin.
+    coin = _CountingCoin(0.99)
+    c = sds.nearest_view(25.0, 5.0, az, elev, 0, coin)
+    assert (c.view, c.delta_azimuth_deg, c.delta_elevation_deg) == (0, 25.0, 5.0) and coin.draws == 0
     # Farther away, the 0.6 coin picks the input frame ...
-    assert sds.nearest_view(100.0, 0.0, elev, _Coin(0.1)).view == -1
-    # ... otherwise the generated view floor(az / 60): 100 deg -> view 1 at 90 deg (elev -10).
-    c = sds.nearest_view(100.0, 0.0, elev, _Coin(0.9))
-    assert (c.view, c.delta_azimuth_deg, c.delta_elevation_deg) == (1, 10.0, 10.0)
-    c = sds.nearest_view(-100.0, 15.0, elev, _Coin(0.9))  # 260 deg -> view 4 at 270 deg (elev 20)
-    assert (c.view, c.delta_azimuth_deg, c.delta_elevation_deg) == (4, -10.0, -5.0)
-    c = sds.nearest_view(359.0, 0.0, elev, _Coin(0.9))  # -1 deg: the input again
-    assert c.view == -1 and c.delta_azimuth_deg == pytest.approx(-1.0)
+    assert sds.nearest_view(100.0, 0.0, az, elev, 0, _Coin(0.1)).view == 0
+    # ... otherwise the nearest view: 100 deg -> the view at 90 deg (elev -10).
+    c = sds.nearest_view(100.0, 0.0, az, elev, 0, _Coin(0.9))
+    assert (c.view, c.delta_azimuth_deg, c.delta_elevation_deg) == (2, 10.0, 10.0)
+    c = sds.nearest_view(-100.0, 15.0, az, elev, 0, _Coin(0.9))  # 260 deg -> the view at 270 deg (elev 20)
+    assert (c.view, c.delta_azimuth_deg, c.delta_elevation_deg) == (5, -10.0, -5.0)
+    c = sds.nearest_view(359.0, 0.0, az, elev, 0, _Coin(0.9))  # -1 deg: the input again
+    assert c.view == 0 and c.delta_azimuth_deg == pytest.approx(-1.0)
+    # The reference need not be candidate 0: relative to a reference at 90 deg, 100 deg is
+    # inside its window.
+    assert sds.nearest_view(100.0, 0.0, az, elev, 2, _Coin(0.9)).view == 2
+    with pytest.raises(IndexError):
+        sds.nearest_view(0.0, 0.0, az, elev, 7)
 
 
 @pytest.fixture(scope="module")
@@ -110,13 +129,14 @@ def test_sds_term_in_reconstruction(guidance, tmp_path):
     from backend.errors import JobError
     from backend.pipeline.context import JobContext
     from backend.pipeline.ingest import load_footage
-    from backend.pipeline.reconstruct import ReconstructConfig, reconstruct
+    from backend.pipeline.reconstruct import reconstruct
+    from protocol.presets import reconstruct_config
     from tests.helpers.footage import make_tiny_footage
 
     footage = load_footage(make_tiny_footage(tmp_path / "f", n_cams=4, n_times=3, size=32), "train")
     results = {}
     for weight in (0.0, 1.0):
-        cfg = ReconstructConfig.from_options("tiny", {"sds_weight": weight, "sds_every": 2, "iterations": 10})
+        cfg = reconstruct_config("tiny", {"sds_weight": weight, "sds_every": 2, "iterations": 10})
         model, stats = reconstruct(footage, cfg, JobContext(), guidance=guidance)
         results[weight] = (model, stats)
     assert results[0.0][1]["sds_steps"] == 0 and results[1.0][1]["sds_steps"] == 5
@@ -125,4 +145,4 @@ def test_sds_term_in_reconstruction(guidance, tmp_path):
     assert not torch.allclose(m0.params["sh0"], m1.params["sh0"])  # SDS moved the colours
     assert all(torch.isfinite(p).all() for p in m1.params.values())
     with pytest.raises(JobError, match="sds_guidance"):
-        reconstruct(footage, ReconstructConfig.from_options("tiny", {"sds_weight": 1.0}), JobContext())
+        reconstruct(footage, reconstruct_config("tiny", {"sds_weight": 1.0}), JobContext())

@@ -13,7 +13,7 @@ import torch
 from backend.eval.metrics import score_images, summarize
 from backend.pipeline.export import load_model
 from backend.pipeline.ingest import load_footage
-from backend.render.render_result import render_rgba
+from backend.render.frames import render_rgba
 from tests.helpers.backend_proc import BackendProcess
 
 ROOT = Path(__file__).resolve().parents[2]

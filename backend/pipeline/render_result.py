@@ -2,7 +2,7 @@
 
 Output PNGs are RGBA with straight alpha, named by each frame's ``file_path`` (``.png``
 added when it has no extension), so anyone can score a result against their own ground
-truth with the same names.
+truth with the same names. The rendering itself is :mod:`backend.render.frames`.
 """
 
 from __future__ import annotations
@@ -11,29 +11,13 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
-import torch
 
 from backend.errors import BadInputError
 from backend.pipeline.export import load_model
 from backend.pipeline.ingest import load_camera_rig
-from backend.pipeline.reconstruct import render_frames
+from backend.render.frames import premultiplied_to_straight, render_rgba
 
-
-def premultiplied_to_straight(colors: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
-    """``[B,H,W,3]`` colour over black and ``[B,H,W,1]`` alpha -> ``[B,H,W,4]`` straight RGBA."""
-    straight = torch.where(alphas > 1e-6, colors / alphas.clamp_min(1e-6), torch.zeros_like(colors))
-    return torch.cat([straight.clamp(0, 1), alphas.clamp(0, 1)], dim=-1)
-
-
-def render_rgba(model, viewmats: torch.Tensor, Ks: torch.Tensor, times: torch.Tensor, width: int, height: int,
-                batch: int = 8) -> torch.Tensor:
-    """Render ``[F,H,W,4]`` straight-alpha RGBA at F (camera, time) pairs, in batches."""
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(times), batch):
-            c, a, _ = render_frames(model, times[i:i + batch], viewmats[i:i + batch], Ks[i:i + batch], width, height)
-            out.append(premultiplied_to_straight(c, a))
-    return torch.cat(out)
+__all__ = ["output_name", "premultiplied_to_straight", "render_result_at_cameras", "render_rgba"]
 
 
 def output_name(file_path: str) -> Path:

@@ -1,0 +1,47 @@
+"""The optimizers of a 4D Gaussian model: one Adam per per-Gaussian tensor (the pairing
+gsplat's densification strategies need, so they can resize each tensor's Adam state) plus
+one Adam for the model's field parameters, if any."""
+
+from __future__ import annotations
+
+import torch
+
+from backend.gaussians.model import Gaussians4D
+from protocol.config import OptimizationConfig
+
+
+class ModelOptimizer:
+    """Adam for every parameter of a :class:`~backend.gaussians.model.Gaussians4D`.
+
+    - ``per_gaussian``: ``{key: Adam([params[key]], lr, eps=1e-15)}`` in ``params`` order,
+      rates from :meth:`Gaussians4D.learning_rates`; the position-like keys
+      (:attr:`Gaussians4D.POSITION_PARAMS`) decay by ``lr_final_factor ** (1/iterations)``
+      after every step, reaching ``lr_final_factor`` of their start at the end;
+    - ``field``: ``Adam(model.field_param_groups(cfg))`` (default eps) or None.
+
+    Args:
+        model: the model (its parameters on their final device).
+        cfg: learning rates, iterations, final factor.
+        scene_radius: scene radius in metres (scales the position-like rates).
+    """
+
+    def __init__(self, model: Gaussians4D, cfg: OptimizationConfig, scene_radius: float):
+        lrs = model.learning_rates(cfg, scene_radius)
+        self.per_gaussian: dict[str, torch.optim.Adam] = {
+            k: torch.optim.Adam([p], lr=lrs[k], eps=1e-15) for k, p in model.params.items()}
+        groups = model.field_param_groups(cfg)
+        self.field: torch.optim.Adam | None = torch.optim.Adam(groups) if groups else None
+        self.decaying = tuple(model.POSITION_PARAMS)
+        self.decay = cfg.lr_final_factor ** (1.0 / max(cfg.iterations, 1))
+
+    def step(self) -> None:
+        """Step every optimizer, clear its gradients, then decay the position-like rates."""
+        for name, opt in self.per_gaussian.items():
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if name in self.decaying:
+                for group in opt.param_groups:
+                    group["lr"] *= self.decay
+        if self.field is not None:
+            self.field.step()
+            self.field.zero_grad(set_to_none=True)

@@ -1,0 +1,101 @@
+"""The reconstruct stage: fit 4D Gaussians to calibrated, timed multi-view footage.
+
+Loss: ``0.8·L1 + 0.2·(1 − SSIM)`` on images composited over a random background colour,
+plus an L1 alpha/mask loss (docs/design.md "Common image loss") and the optional terms of
+:mod:`backend.optim.loss_terms`. Densification: gsplat's ``DefaultStrategy`` (3DGS) or
+STAG4D's. Initialization: space carving of the footage's masks, coloured from the images
+(:mod:`.initialize`). One training step (:class:`.train.Trainer`) renders a batch of
+random (time, camera) frames.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from backend.errors import JobError
+from backend.gaussians.model import Gaussians4D
+from backend.optim.optimizer import ModelOptimizer
+from backend.optim.sds_term import SDSTerm
+from backend.pipeline.context import JobContext
+from backend.pipeline.ingest import Footage
+from backend.pipeline.reconstruct.confidence import footage_confidence
+from backend.pipeline.reconstruct.initialize import init_model, scene_bounds
+from backend.pipeline.reconstruct.train import Trainer, make_densifier, make_loss_terms
+from backend.pipeline.reconstruct.training_data import TrainingData
+from backend.render.frames import preview_png
+from protocol.config import ReconstructConfig
+
+
+def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, device: str = "cpu",
+                stage: str = "reconstruct", guidance=None) -> tuple[Gaussians4D, dict]:
+    """Fit a 4D Gaussian model of ``cfg.model.representation``: trajectories, static
+    Gaussians, or a HexPlane deformation field after a static coarse phase.
+
+    Per-job mechanisms: densification (gsplat 3DGS or STAG4D adaptive), the Efficient4D
+    confidence-weighted photometric loss, a kNN local-rigidity regularizer, the STAG4D
+    scale-ratio cap and SDS, and the model's own regularizers (HexPlane planes).
+
+    Args:
+        footage: training footage, already resized to the working resolution.
+        cfg: the reconstruct settings (:func:`protocol.presets.reconstruct_config`).
+        ctx: progress/preview/cancel channel; progress is reported every step (rate-limited
+            by the context) with the current loss, previews every ``output.preview_every_s``.
+        device: ``"cpu"`` or ``"cuda"``.
+        stage: the stage name progress is reported under.
+        guidance: the SDS guidance model (:class:`Zero123Guidance`), required when
+            ``losses.sds_weight > 0`` (:class:`backend.optim.sds_term.SDSTerm`).
+
+    Returns:
+        ``(model, stats)``; stats holds ``iterations``, ``seconds``, ``it_per_s``,
+        ``n_gaussians``, ``final_loss`` (the loss EMA, factor 0.9), ``loss_curve`` (list of
+        [step, EMA] every 10 steps and at the last) and ``sds_steps``.
+
+    Raises:
+        JobCancelled: when cancelled between steps.
+        BadInputError: no initial point survives carving.
+        JobError: ``out_of_memory`` when the device runs out of memory; ``invalid_option``
+            for ``sds_weight > 0`` without a guidance model, or confidence weighting of
+            footage that is not synchronized multi-view video.
+    """
+    opt, iterations = cfg.optimization, cfg.optimization.iterations
+    if cfg.losses.sds_weight > 0 and guidance is None:
+        raise JobError("invalid_option", "sds_weight > 0 needs the sds_guidance model (python -m backend models "
+                                         "list)")
+    gen = torch.Generator().manual_seed(opt.seed)
+    torch.manual_seed(opt.seed)
+    ctx.progress(stage, 0, iterations, message="initializing Gaussians")
+    model = init_model(footage, cfg.model, gen).to(device)
+    centre, radius = scene_bounds(footage)
+    optimizer = ModelOptimizer(model, opt, radius)
+    sds = None
+    if cfg.losses.sds_weight > 0:
+        sds = SDSTerm(footage, guidance.to(device), centre, iterations, seed=opt.seed)
+    confidence = None
+    if cfg.losses.confidence_weighting:
+        ctx.progress(stage, 0, iterations, message="confidence maps (optical flow)")
+        confidence = footage_confidence(footage).to(device)
+    data = TrainingData(footage, cfg.data, iterations, device, confidence)
+    trainer = Trainer(model, data, make_loss_terms(cfg, gen, sds), optimizer,
+                      make_densifier(cfg.densification, iterations, radius), gen, iterations, opt.batch_size,
+                      cfg.densification.max_scale_ratio)
+    start = time.monotonic()
+    last_preview = start
+    curve, ema = [], None
+    for step in range(iterations):
+        ctx.check_cancelled()
+        value = trainer.step(step)
+        ema = value if ema is None else 0.9 * ema + 0.1 * value
+        if step % 10 == 0 or step == iterations - 1:
+            curve.append([step, ema])
+        ctx.progress(stage, step + 1, iterations, loss=ema)
+        now = time.monotonic()
+        if now - last_preview >= cfg.output.preview_every_s:
+            last_preview = now
+            ctx.preview(preview_png(model, footage))
+    seconds = time.monotonic() - start
+    stats = {"iterations": iterations, "seconds": seconds, "it_per_s": iterations / max(seconds, 1e-9),
+             "n_gaussians": model.num_gaussians, "final_loss": ema, "loss_curve": curve,
+             "sds_steps": 0 if sds is None else sds.calls}
+    return model, stats
