@@ -206,8 +206,8 @@ def iter_capture(scene, obj, out_dir, n_cameras: int = 16, frame_step: int = 1, 
                 rel = f"{split}/c{ci:03d}_t{ti:03d}"
                 render.filepath = str(out_dir / f"{rel}.png")
                 bpy.ops.render.render(write_still=True, scene=scene.name)
-                records[split].append({"file_path": f"./{rel}", "transform_matrix": [list(row) for row in matrix],
-                                       "time": t, "camera_index": ci, "time_index": ti})
+                records[split].append(formats.frame_record(f"./{rel}", [list(row) for row in matrix], t,
+                                                           camera_index=ci, time_index=ti))
                 done += 1
                 yield done, total
         meta = {"source": "blender_capture", "object": obj.name, "scene_frames": frames,

@@ -44,7 +44,7 @@ import numpy as np
 from backend.cameras import look_at_c2w
 from protocol.formats.compositing import composite_over
 from protocol.formats.time_grid import frame_times
-from protocol.formats.transforms import transforms_file_name, write_transforms
+from protocol.formats.transforms import frame_record, transforms_file_name, write_transforms
 from samples import SCENES
 
 #: Bump when anything that changes the rendered bytes changes; invalidates caches.
@@ -644,9 +644,8 @@ def make_scene(name: str, out_dir, size: int = DEFAULT_SIZE, n_train: int = DEFA
             if s != split:
                 continue
             for ti, t in enumerate(times):
-                frames.append({"file_path": f"./{split}/r_{j:03d}_{ti:03d}",
-                               "transform_matrix": c2w[(split, j)], "time": t,
-                               "camera_index": j, "time_index": ti})
+                frames.append(frame_record(f"./{split}/r_{j:03d}_{ti:03d}", c2w[(split, j)], t, camera_index=j,
+                                            time_index=ti))
         write_transforms(out_dir / transforms_file_name(split), frames, camera_angle_x=angle_x,
                          intrinsics={"w": int(size), "h": int(size), "fl_x": focal, "fl_y": focal,
                                      "cx": size / 2.0, "cy": size / 2.0})

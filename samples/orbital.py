@@ -28,7 +28,7 @@ import numpy as np
 
 from backend.cameras import look_at_c2w
 from protocol.formats.time_grid import frame_times
-from protocol.formats.transforms import transforms_file_name, write_transforms
+from protocol.formats.transforms import frame_record, transforms_file_name, write_transforms
 from samples import SCENES
 from samples.make_scene import (CAMERA_DISTANCE, DEFAULT_SAMPLES, DEFAULT_SIZE, _alpha_stats, _code_hash, _log,
                                 _quiet_stdout, _Scene, _setup_render, _strip_png_metadata, camera_positions,
@@ -108,17 +108,14 @@ def make_orbital(name: str, out_dir, size: int = DEFAULT_SIZE, n_frames: int = 2
     for i, t in enumerate(times):
         built.set_time(t)
         c2w = render(orbit[i], out_dir / "train" / f"o_{i:03d}.png")
-        train.append({"file_path": f"./train/o_{i:03d}", "transform_matrix": c2w, "time": t,
-                      "camera_index": i, "time_index": i})
+        train.append(frame_record(f"./train/o_{i:03d}", c2w, t, camera_index=i, time_index=i))
         if static_orbit and i == 0:
             for j in range(n_frames):
                 c2w = render(orbit[j], out_dir / "train" / f"s_{j:03d}.png")
-                train.append({"file_path": f"./train/s_{j:03d}", "transform_matrix": c2w, "time": 0.0,
-                              "camera_index": j, "time_index": 0})
+                train.append(frame_record(f"./train/s_{j:03d}", c2w, 0.0, camera_index=j, time_index=0))
         for j, p in enumerate(test_pos):
             c2w = render(p, out_dir / "test" / f"r_{j:03d}_{i:03d}.png")
-            test.append({"file_path": f"./test/r_{j:03d}_{i:03d}", "transform_matrix": c2w, "time": t,
-                         "camera_index": j, "time_index": i})
+            test.append(frame_record(f"./test/r_{j:03d}_{i:03d}", c2w, t, camera_index=j, time_index=i))
     angle_x = float(cam.data.angle_x)
     focal = 0.5 * size / math.tan(0.5 * angle_x)
     for split, frames in (("train", train), ("test", test)):

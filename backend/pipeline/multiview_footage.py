@@ -21,7 +21,7 @@ import numpy as np
 from backend.pipeline.context import JobContext
 from backend.pipeline.video_ingest import BACKGROUND_THRESHOLD, VideoFrames, plain_background_distance
 from protocol.formats.compositing import composite_over
-from protocol.formats.transforms import TRANSFORMS_TRAIN, write_transforms
+from protocol.formats.transforms import TRANSFORMS_TRAIN, frame_record, write_transforms
 
 #: the stage name in progress events.
 STAGE = "multiview"
@@ -122,13 +122,13 @@ def write_multiview_footage(frames: VideoFrames, pipe, out_dir: Path, settings: 
 
             inp = cv2.resize(inp, (size, size), interpolation=cv2.INTER_AREA)
         iio.imwrite(out_dir / "train" / f"f{k:03d}_in.png", inp)
-        records.append({"file_path": f"./train/f{k:03d}_in", "transform_matrix": c2w_input, "time": t})
+        records.append(frame_record(f"./train/f{k:03d}_in", c2w_input, t))
         for i, view in enumerate(out.views.permute(0, 2, 3, 1).numpy()):
             alpha, found = view_alpha(view)
             masked += int(found)
             rgba = np.concatenate([view, alpha[..., None]], -1)
             iio.imwrite(out_dir / "train" / f"f{k:03d}_v{i}.png", (rgba * 255 + 0.5).astype(np.uint8))
-            records.append({"file_path": f"./train/f{k:03d}_v{i}", "transform_matrix": c2w_views[i], "time": t})
+            records.append(frame_record(f"./train/f{k:03d}_v{i}", c2w_views[i], t))
     write_transforms(out_dir / TRANSFORMS_TRAIN, records, camera_angle_x=fov,
                      extra={"gen4d": {"source": "multiview", "mask_source": frames.mask_source,
                                       "views_masked": masked, "views_total": 6 * len(outputs),

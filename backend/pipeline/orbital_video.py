@@ -32,7 +32,7 @@ import numpy as np
 from backend.cameras import look_at_c2w
 from backend.errors import BadInputError
 from backend.pipeline.video_ingest import VideoFrames
-from protocol.formats.transforms import TRANSFORMS_TRAIN, write_transforms
+from protocol.formats.transforms import TRANSFORMS_TRAIN, frame_record, write_transforms
 
 
 @dataclass
@@ -143,7 +143,7 @@ def write_orbital_footage(frames: VideoFrames, orbit: OrbitSettings, out_dir: Pa
     records = []
     for k, (image, cam, t) in enumerate(zip(frames.images, c2w, times)):
         iio.imwrite(out_dir / "train" / f"o_{k:03d}.png", (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8))
-        records.append({"file_path": f"./train/o_{k:03d}", "transform_matrix": cam, "time": t, **intr})
+        records.append(frame_record(f"./train/o_{k:03d}", cam, t, **intr))
     write_transforms(out_dir / TRANSFORMS_TRAIN, records,
                      extra={"gen4d": {"source": "orbital_video", "mask_source": frames.mask_source,
                                       "orbit": orbit.__dict__, "crop_box": list(frames.crop_box)}})

@@ -25,7 +25,7 @@ from .ply import (MAX_SH_DEGREE, NORMAL, OPACITY, POSITION, REQUIRED_PROPERTIES,
 from .time_grid import frame_time, frame_times
 from .transforms import (INTRINSIC_KEYS, TRANSFORMS_TEST, TRANSFORMS_TRAIN, Transforms, TransformsError,
                          TransformsFrame, parse_transforms, read_transforms, resolve_image_path, transforms_file_name,
-                         write_transforms)
+                         write_transforms, frame_record)
 
 __all__ = [
     "composite_over",
@@ -40,5 +40,5 @@ __all__ = [
     "sh_degree_from_rest_count", "unpack_sh_rest",
     "frame_time", "frame_times",
     "INTRINSIC_KEYS", "TRANSFORMS_TEST", "TRANSFORMS_TRAIN", "Transforms", "TransformsError", "TransformsFrame",
-    "parse_transforms", "read_transforms", "resolve_image_path", "transforms_file_name", "write_transforms",
+    "parse_transforms", "read_transforms", "resolve_image_path", "transforms_file_name", "write_transforms", "frame_record",
 ]

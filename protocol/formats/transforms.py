@@ -33,7 +33,7 @@ import numpy as np
 from .media import IMAGE_EXTENSIONS
 
 __all__ = ["TRANSFORMS_TRAIN", "TRANSFORMS_TEST", "INTRINSIC_KEYS", "TransformsError", "TransformsFrame",
-           "Transforms", "transforms_file_name", "parse_transforms", "read_transforms", "write_transforms",
+           "Transforms", "transforms_file_name", "parse_transforms", "read_transforms", "write_transforms", "frame_record",
            "resolve_image_path"]
 
 TRANSFORMS_TRAIN = "transforms_train.json"
@@ -188,6 +188,27 @@ def _matrix_rows(matrix) -> list[list[float]]:
         return np.asarray(matrix, dtype=np.float64).tolist()
     except (TypeError, ValueError):
         return matrix  # parse_transforms reports it
+
+
+def frame_record(file_path: str, c2w, time: float | None = None, **fields) -> dict:
+    """One frame for :func:`write_transforms`, so no writer spells the file's keys.
+
+    Args:
+        file_path: the image path relative to the footage folder, with or without its
+            extension (e.g. ``"./train/r_000"``).
+        c2w: ``[4, 4]`` Blender camera-to-world (any nested sequence or array).
+        time: normalized time in [0, 1]; None leaves the frame without one.
+        **fields: per-frame intrinsics (``fl_x fl_y cx cy w h``) or other keys such as
+            ``camera_index`` / ``time_index``.
+
+    Returns:
+        ``{"file_path", "transform_matrix", "time"?, **fields}``; validated when written.
+    """
+    record = {"file_path": file_path, "transform_matrix": c2w}
+    if time is not None:
+        record["time"] = time
+    record.update(fields)
+    return record
 
 
 def write_transforms(path: str | os.PathLike, frames: Iterable[Mapping], *, camera_angle_x: float | None = None,
