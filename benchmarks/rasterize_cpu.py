@@ -31,6 +31,7 @@ from backend.pipeline.reconstruct import init_model  # noqa: E402
 from backend.render import torch_rasterizer  # noqa: E402
 from backend.render.numba_rasterizer import rasterize_numba  # noqa: E402
 from protocol.presets import reconstruct_config  # noqa: E402
+from protocol.formats.compositing import composite_over  # noqa: E402
 
 IMPLEMENTATIONS = {"torch": torch_rasterizer.rasterize_torch, "numba": rasterize_numba}
 
@@ -61,7 +62,7 @@ def main() -> int:
         colors, alphas, _ = raster(**g, viewmats=footage.viewmats[idx], Ks=footage.Ks[idx],
                                    width=footage.width, height=footage.height, backgrounds=bg)
         gt = footage.images[idx]
-        gt_rgb = gt[..., :3] * gt[..., 3:] + (1 - gt[..., 3:]) * bg[:, None, None, :]
+        gt_rgb = composite_over(gt, bg)
         (image_loss(colors, gt_rgb) + 0.5 * alpha_loss(alphas, gt[..., 3:])).backward()
 
     medians = {}

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.functional.image import structural_similarity_index_measure
 
+from protocol.formats.compositing import composite_over
+
 WHITE = torch.ones(3)
 
 
@@ -60,8 +62,8 @@ def score_images(pred_rgba: Tensor, gt_rgba: Tensor) -> dict[str, list[float]]:
         Per-image lists: ``psnr``, ``ssim`` (full image), ``psnr_object``,
         ``ssim_object`` (object region), and ``object_fraction``.
     """
-    pred = pred_rgba[..., :3] * pred_rgba[..., 3:] + (1 - pred_rgba[..., 3:])
-    gt = gt_rgba[..., :3] * gt_rgba[..., 3:] + (1 - gt_rgba[..., 3:])
+    pred = composite_over(pred_rgba, 1.0)
+    gt = composite_over(gt_rgba, 1.0)
     mask = object_region(gt_rgba[..., 3], pred_rgba[..., 3])
     smap = ssim_map(pred, gt)
     m = mask.to(smap.dtype)

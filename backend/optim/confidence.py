@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from backend.eval.metrics import ssim_map  # the project's one SSIM map (torchmetrics)
+from protocol.formats.compositing import composite_over
 
 _WIN, _SIGMA = 11, 1.5
 _C1, _C2 = 0.01 ** 2, 0.03 ** 2
@@ -53,8 +54,7 @@ def _to_rgb(images: np.ndarray) -> np.ndarray:
     """RGB float32; RGBA (straight alpha) is composited over mid-grey 0.5 so that both dark
     and light objects differ from the background and mask changes count as errors."""
     if images.shape[-1] == 4:
-        a = images[..., 3:]
-        return (images[..., :3] * a + 0.5 * (1.0 - a)).astype(np.float32)
+        return composite_over(images, 0.5).astype(np.float32)
     return images[..., :3].astype(np.float32)
 
 

@@ -27,6 +27,7 @@ from backend.gaussians.model import Gaussians4D
 from backend.optim.confidence import weighted_image_loss
 from backend.optim.losses import alpha_loss, image_loss
 from backend.optim.rigidity import LocalRigidity
+from protocol.formats.compositing import composite_over
 
 
 @dataclass
@@ -57,7 +58,7 @@ class TrainingBatch:
 
     def __post_init__(self):
         gt = self.target
-        self.target_rgb = gt[..., :3] * gt[..., 3:] + (1 - gt[..., 3:]) * self.background[:, None, None, :]
+        self.target_rgb = composite_over(gt, self.background)
 
 
 @dataclass

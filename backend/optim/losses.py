@@ -7,20 +7,6 @@ from pytorch_msssim import ssim
 from torch import Tensor
 
 
-def composite(rgba: Tensor, background: Tensor) -> Tensor:
-    """Composite straight-alpha RGBA over a background.
-
-    Args:
-        rgba: ``[B, H, W, 4]`` straight alpha.
-        background: ``[B, 3]`` or ``[3]`` colours.
-
-    Returns:
-        ``[B, H, W, 3]``.
-    """
-    bg = background.reshape(-1, 1, 1, 3) if background.dim() == 2 else background
-    return rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:]) * bg
-
-
 def image_loss(pred: Tensor, target: Tensor, ssim_weight: float = 0.2) -> Tensor:
     """``(1 − λ)·L1 + λ·(1 − SSIM)`` with λ = 0.2 (3DGS; docs/design.md "Common image loss").
 

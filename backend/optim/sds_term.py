@@ -22,6 +22,7 @@ from backend.cameras import c2w_blender_to_viewmat, intrinsics_from_fov, look_at
 from backend.models.zero123_guidance import pose_features
 from backend.optim import sds
 from backend.render.frames import render_frames
+from protocol.formats.compositing import composite_over
 
 
 def _angles(c2w: Tensor, centre: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -61,7 +62,7 @@ class SDSTerm:
         self.azimuth, self.elevation = az, el
         self.radius = float(r.median())
         self.time_index = footage.time_indices()
-        rgb = footage.images[..., :3] * footage.images[..., 3:] + (1 - footage.images[..., 3:])
+        rgb = composite_over(footage.images, 1.0)
         self.clip, self.cond_latents = guidance.encode_condition(rgb.float())
         self.K = intrinsics_from_fov(math.radians(30.0), footage.width, footage.height)[None].float()
         self.calls = 0

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from backend.gaussians.model import Gaussians4D
 from backend.render.rasterize import rasterize
+from protocol.formats.compositing import composite_over
 
 
 def render_frames(model: Gaussians4D, times: Tensor, viewmats: Tensor, Ks: Tensor, width: int, height: int,
@@ -73,8 +74,7 @@ def preview_png(model: Gaussians4D, footage, index: int = 0) -> bytes:
         c, _, _ = render_frames(model, footage.times[index:index + 1].to(dev), footage.viewmats[index:index + 1].to(dev),
                                 footage.Ks[index:index + 1].to(dev), footage.width, footage.height,
                                 torch.ones(1, 3, device=dev))
-        gt = footage.images[index]
-        gt_rgb = gt[..., :3] * gt[..., 3:] + (1 - gt[..., 3:])
+        gt_rgb = composite_over(footage.images[index], 1.0)
         strip = torch.cat([gt_rgb, c[0].cpu().clamp(0, 1)], dim=1)
     buf = io.BytesIO()
     iio.imwrite(buf, (strip.numpy() * 255).round().astype(np.uint8), extension=".png")
