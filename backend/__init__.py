@@ -1,4 +1,4 @@
 """gen4d backend: job server, pipeline stages, 4D Gaussians and rendering.
 
-See ``../shared/DESIGN.md`` for the architecture. Entry point: ``python -m backend``.
+See ``docs/design.md`` for the architecture. Entry point: ``python -m backend``.
 """

@@ -1,4 +1,4 @@
-"""PSNR and SSIM over the full image and inside the object region (DESIGN.md "Measuring quality").
+"""PSNR and SSIM over the full image and inside the object region (docs/design.md "Measuring quality").
 
 Both images are composited on white first. The object region is the union of
 ground-truth and rendered alpha > 0.5, dilated by 4 px: on a plain background, the

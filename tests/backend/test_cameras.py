@@ -1,4 +1,4 @@
-"""Camera convention conversions (DESIGN.md "Conventions"): Blender/OpenGL c2w in files,
+"""Camera convention conversions (docs/design.md "Conventions"): Blender/OpenGL c2w in files,
 OpenCV w2c (+Z forward, +Y down) for the rasterizer."""
 
 import math

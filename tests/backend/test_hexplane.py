@@ -1,4 +1,4 @@
-"""HexPlane deformation 4D model (DESIGN.md "4D representation", option 2)."""
+"""HexPlane deformation 4D model (docs/design.md "4D representation", option 2)."""
 
 import math
 import time

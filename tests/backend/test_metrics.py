@@ -1,4 +1,4 @@
-"""PSNR/SSIM over the full image and the object region (DESIGN.md "Measuring quality")."""
+"""PSNR/SSIM over the full image and the object region (docs/design.md "Measuring quality")."""
 
 import math
 

@@ -1,5 +1,5 @@
 """Both CPU rasterizers (pure PyTorch, and the compiled Numba compositor) against a slow, obviously-correct per-pixel reference (gsplat 1.5.3
-semantics, DESIGN.md "Rendering"), plus its gradients, culling, batching and ``info``."""
+semantics, docs/design.md "Rendering"), plus its gradients, culling, batching and ``info``."""
 
 import math
 
