@@ -34,12 +34,13 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
+from ._vendor import get_protocol
 from .futures import Future, MainThreadQueue
 
 __all__ = ["Connection", "is_loopback", "TERMINAL_EVENTS"]
 
-#: Job events after which the backend sends no more for that job.
-TERMINAL_EVENTS = frozenset({"completed", "failed", "cancelled"})
+#: Job events after which the backend sends no more for that job (``protocol.formats.job_states``).
+TERMINAL_EVENTS = get_protocol().TERMINAL_EVENTS
 
 _STOP = object()
 

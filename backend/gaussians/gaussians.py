@@ -19,11 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from backend.gaussians.ply import SH_C0
+from protocol.formats.ply import rgb_to_sh0
+from protocol.formats.ply import sh0_to_rgb as sh0_colour
+
+__all__ = ["Gaussians", "sh0_to_rgb", "rgb_to_sh0"]
 
 
 def sh0_to_rgb(sh0: Tensor) -> Tensor:
-    """Colour from the SH DC term as gsplat does for degree 0: ``max(0, 0.5 + C0·f_dc)``.
+    """Colour from the SH DC term as gsplat does for degree 0: ``max(0, 0.5 + C0·f_dc)``
+    (:func:`protocol.formats.ply.sh0_to_rgb`, clamped at 0 as gsplat's rasterizer does).
 
     Args:
         sh0: ``[..., 3]`` DC coefficients.
@@ -31,12 +35,7 @@ def sh0_to_rgb(sh0: Tensor) -> Tensor:
     Returns:
         ``[..., 3]`` colour in the training images' encoding (sRGB values, not linear light).
     """
-    return torch.clamp_min(SH_C0 * sh0 + 0.5, 0.0)
-
-
-def rgb_to_sh0(rgb: Tensor) -> Tensor:
-    """Inverse of :func:`sh0_to_rgb` for colours in [0, 1]: ``(rgb − 0.5) / C0``; ``[..., 3]``."""
-    return (rgb - 0.5) / SH_C0
+    return torch.clamp_min(sh0_colour(sh0), 0.0)
 
 
 @dataclass

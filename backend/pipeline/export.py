@@ -15,7 +15,7 @@ import torch
 
 from backend.gaussians.ply import write_gaussians_ply
 from backend.gaussians.model_io import load_gaussians4d
-from backend.gaussians.trajectories import TrajectoryGaussians4D
+from backend.gaussians.model import Gaussians4D
 from backend.pipeline.context import JobContext
 from protocol.formats.manifest import MODEL_FILE, Manifest, frame_file_name, write_manifest
 from protocol.formats.time_grid import frame_times
@@ -32,7 +32,7 @@ def output_times(frame_count: int) -> torch.Tensor:
     return torch.tensor(frame_times(frame_count), dtype=torch.float32)
 
 
-def export_result(model: TrajectoryGaussians4D, out_dir: Path, frame_count: int, fps: float, spec: dict,
+def export_result(model: Gaussians4D, out_dir: Path, frame_count: int, fps: float, spec: dict,
                   ctx: JobContext, stats: dict | None = None) -> dict:
     """Write the per-frame PLYs, the model and the manifest.
 

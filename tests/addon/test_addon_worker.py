@@ -165,7 +165,7 @@ def test_watch_replays_a_finished_job_and_refuses_an_unknown_one(live, requests_
     main = Main()
     first = main.connect(address, key, timeout_s=5.0)
     try:
-        submitted = first.submit({"job_type": "footage", "fake": "ok"}, {})
+        submitted = first.submit({"job_type": "footage", "name": "ok"}, {})
         events = main.events_of(submitted)
         main.pump(lambda: events and events[-1]["type"] == "completed", what="completed")
     finally:
