@@ -69,7 +69,7 @@ EXTRA_CONFIGS: dict[str, dict] = {
     "trajectories+rigidity": {"rigidity_weight": 0.2},
 }
 
-#: benchmark presets: a :mod:`protocol.presets` quality preset + overrides (any form
+#: benchmark runs: a :mod:`protocol.presets` quality preset + overrides (any form
 #: :func:`protocol.config.apply_options` takes) that keep the CPU run in budget.
 #: The CPU run trades steps for its 25-minute budget (15 fits, two at a time): 1100 steps
 #: instead of the demo's 1500, with a motion learning rate high enough to reach the
@@ -79,7 +79,7 @@ EXTRA_CONFIGS: dict[str, dict] = {
 #: trajectory basis instead of two: with two, Gaussians wiggle between the training times
 #: (rigid scene, trajectories: held-out times 24.58 -> 27.18 dB, held-out cameras
 #: 27.27 -> 27.85 dB with one pair).
-PRESETS = {
+BENCHMARK_RUNS = {
     "cpu": ("standard", {"iterations": 1100, "lr_motion": 0.006, "rigidity_weight": 0.5, "n_fourier": 1}),
     # The GPU preset keeps its 8000 steps and takes the CPU run's trajectory basis and
     # rigidity term (the measured levers at held-out times).
@@ -193,7 +193,8 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument("--preset", choices=sorted(BENCHMARK_RUNS), default="cpu",
+                        help="cpu: the standard preset with the benchmark settings; gpu: the high preset")
     parser.add_argument("--scenes", default=",".join(SCENES))
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--iterations", type=int, default=None, help="override the preset's iterations")
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     # (read when the spawned child imports numba), so idle OpenMP threads do not spin.
     os.environ["NUMBA_NUM_THREADS"] = str(args.threads)
     device = "cuda" if args.preset == "gpu" and torch.cuda.is_available() else "cpu"
-    base_preset, base_overrides = PRESETS[args.preset]
+    base_preset, base_overrides = BENCHMARK_RUNS[args.preset]
     if args.iterations:
         base_overrides = {**base_overrides, "iterations": args.iterations}
     for item in args.set:

@@ -9,7 +9,7 @@
 7. Scores both fits on the held-out cameras and writes ``out/demo/metrics.json``.
 8. Prints the held-out PSNR as its last line.
 
-Usage: ``python scripts/demo.py [--preset cpu] [--out out/demo]``.
+Usage: ``python scripts/demo.py [--preset standard] [--out out/demo]``.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def write_comparison(path: Path, gt: torch.Tensor, dynamic: torch.Tensor, static
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--preset", default="standard")
     parser.add_argument("--scene", default="wobble")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "demo")
     parser.add_argument("--port", type=int, default=5599)
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         client.hello()
         dynamic_id = client.submit_footage(footage, {"job_type": "footage", "preset": args.preset, "name": "demo"})
         static_id = client.submit_footage(footage, {"job_type": "footage", "preset": args.preset,
-                                                    "options": {"motion": "static", "iterations": 500},
+                                                    "options": {"model.representation": "static", "optimization.iterations": 500},
                                                     "name": "demo-static"})
         final = wait_for_jobs(client, {dynamic_id: "dynamic", static_id: "static"}, out)
         failed = [e for e in final.values() if e["type"] != "completed"]

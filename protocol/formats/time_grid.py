@@ -13,14 +13,19 @@ import operator
 __all__ = ["frame_times", "frame_time"]
 
 
+def _whole(value, what: str) -> int:
+    """``value`` as an int (bools refused), else a clear TypeError naming ``what``."""
+    if isinstance(value, bool):
+        raise TypeError(f"{what} must be an integer, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{what} must be an integer, got {value!r}") from None
+
+
 def _count(frame_count) -> int:
     """``frame_count`` as an int ≥ 1, else a clear TypeError / ValueError."""
-    if isinstance(frame_count, bool):
-        raise TypeError(f"frame count must be an integer, got {frame_count!r}")
-    try:
-        count = operator.index(frame_count)
-    except TypeError:
-        raise TypeError(f"frame count must be an integer, got {frame_count!r}") from None
+    count = _whole(frame_count, "frame count")
     if count < 1:
         raise ValueError(f"frame count must be at least 1, got {count}")
     return count
@@ -41,12 +46,7 @@ def frame_time(index: int, frame_count: int) -> float:
         ValueError: ``frame_count < 1`` or ``index`` outside ``[0, T)``.
     """
     count = _count(frame_count)
-    if isinstance(index, bool):
-        raise TypeError(f"frame index must be an integer, got {index!r}")
-    try:
-        i = operator.index(index)
-    except TypeError:
-        raise TypeError(f"frame index must be an integer, got {index!r}") from None
+    i = _whole(index, "frame index")
     if not 0 <= i < count:
         raise ValueError(f"frame index {i} is outside [0, {count})")
     return i / (count - 1) if count > 1 else 0.0

@@ -16,7 +16,7 @@ from backend.jobs import JobStore, order_result_files
 from backend.pipeline import runner
 from protocol import (BackendClient, BackendUnavailable, ProtocolError, RemoteError, decode_message,
                       encode_message, make_header, sign)
-from tests.helpers.backend_proc import free_port
+from tests.helpers.backend_proc import free_port, server_thread
 from tests.helpers.footage import make_tiny_footage
 
 
@@ -50,18 +50,9 @@ def fake_run_job(spec, input_dir, out_dir, ctx):
 def live(tmp_path, monkeypatch):
     """A server thread on a free port with the fake runner; yields (address, key, data_dir)."""
     monkeypatch.setattr(runner, "run_job", fake_run_job)
-    address = f"tcp://127.0.0.1:{free_port()}"
     key = b"test-key-0123456789abcdef"
-    stop = threading.Event()
-    t = threading.Thread(target=server_mod.serve, kwargs=dict(address=address, data_dir=tmp_path / "data",
-                                                              key=key, stop_event=stop), daemon=True)
-    t.start()
-    with BackendClient(address, key, timeout_s=5) as c:
-        c.ping()
-    yield address, key, tmp_path / "data"
-    stop.set()
-    t.join(15)
-    assert not t.is_alive()
+    with server_thread(tmp_path / "data", key) as address:
+        yield address, key, tmp_path / "data"
 
 
 def wait_for(client, job_id, types, timeout_s=10.0):

@@ -103,7 +103,7 @@ def test_not_an_image_fails_bad_input(client, footage):
 
 
 def test_cancel_mid_job(client, footage):
-    job = client.submit_footage(footage, {"job_type": "footage", "preset": "cpu"})
+    job = client.submit_footage(footage, {"job_type": "footage", "preset": "standard"})
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         ev = client.poll_event(0.5)

@@ -49,7 +49,7 @@ def test_capture_reconstruct_import_and_score(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["frames"] == 5
-    assert report["spec"]["options"] == {"iterations": 400, "max_image_size": 64}
+    assert report["spec"]["options"] == {"optimization.iterations": 400, "data.max_image_size": 64}
 
     result = Path(report["result_dir"])
     model = load_model(result)

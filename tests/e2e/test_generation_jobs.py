@@ -107,7 +107,7 @@ def test_missing_models_fail_fast_and_backend_keeps_serving(tmp_path):
     try:
         with backend.client(timeout_s=20) as c:
             t0 = time.monotonic()
-            job = c.submit({"job_type": "prompt", "prompt": "a cat", "preset": "cpu"}, {})
+            job = c.submit({"job_type": "prompt", "prompt": "a cat", "preset": "standard"}, {})
             done = wait_terminal(c, job, timeout_s=60)[-1]
             assert time.monotonic() - t0 < 20
             assert (done["type"], done["code"]) == ("failed", "model_missing"), done

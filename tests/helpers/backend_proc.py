@@ -1,7 +1,8 @@
-"""Start a real backend server in a subprocess for tests.
+"""Start a real backend server for tests: in a subprocess (:class:`BackendProcess`), or on a
+thread of the test process (:func:`server_thread`).
 
-Uses ``python -m backend serve`` when ``backend/__main__.py`` exists (and no ``prelude``
-is given), else ``python -c`` calling :func:`backend.server.serve`.
+The subprocess uses ``python -m backend serve`` when ``backend/__main__.py`` exists (and no
+``prelude`` is given), else ``python -c`` calling :func:`backend.server.serve`.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_PREFIX = "gen4d backend listening on "
@@ -25,6 +28,31 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def server_thread(data_dir: Path, key: bytes, ping_timeout_s: float = 5.0, join_timeout_s: float = 15.0) -> Iterator[str]:
+    """A real server (:func:`backend.server.serve`) on a thread, on a free loopback port.
+
+    Yields the address once the server answers a ping; on exit stops it and asserts that
+    its thread ended within ``join_timeout_s``.
+    """
+    from backend import server
+    from protocol import BackendClient
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    stop = threading.Event()
+    thread = threading.Thread(target=server.serve, kwargs=dict(address=address, data_dir=data_dir, key=key,
+                                                               stop_event=stop), daemon=True)
+    thread.start()
+    try:
+        with BackendClient(address, key, timeout_s=ping_timeout_s) as client:
+            client.ping()
+        yield address
+    finally:
+        stop.set()
+        thread.join(join_timeout_s)
+    assert not thread.is_alive(), "the server thread did not stop"
 
 
 class BackendProcess:

@@ -11,15 +11,13 @@ JPEG has no alpha, and reconstruction carves its initial points from the object 
 footage whose every other camera is a JPEG named without extension, the rest RGBA PNGs.
 """
 
-import threading
 import time
 
 import pytest
 
-from backend import server as server_mod
 from protocol import BackendClient, collect_footage_files
 from protocol.formats import TERMINAL_STATES, read_manifest
-from tests.helpers.backend_proc import free_port
+from tests.helpers.backend_proc import server_thread
 from tests.helpers.footage import make_tiny_footage
 
 KEY = b"footage-upload-test-key"
@@ -38,18 +36,9 @@ def test_collect_footage_finds_every_image_type(tmp_path, ext, name_ext):
 
 @pytest.fixture
 def backend(tmp_path):
-    """A real server thread (the real pipeline) on a free port; yields (address, data_dir)."""
-    address = f"tcp://127.0.0.1:{free_port()}"
-    stop = threading.Event()
-    t = threading.Thread(target=server_mod.serve, kwargs=dict(address=address, data_dir=tmp_path / "data",
-                                                              key=KEY, stop_event=stop), daemon=True)
-    t.start()
-    with BackendClient(address, KEY, timeout_s=10) as c:
-        c.ping()
-    yield address
-    stop.set()
-    t.join(30)
-    assert not t.is_alive()
+    """A real server thread (the real pipeline) on a free port; yields its address."""
+    with server_thread(tmp_path / "data", KEY, ping_timeout_s=10, join_timeout_s=30) as address:
+        yield address
 
 
 @pytest.mark.slow  # one whole ``tiny`` job: seconds alone, longer on a loaded machine
