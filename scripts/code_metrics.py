@@ -32,7 +32,8 @@ CONVENTIONS = {
     "transforms frame record built": r"[\"']transform_matrix[\"']\s*:",
     "terminal job states": r"[\"'](?:completed|failed|cancelled)[\"'],\s*[\"'](?:completed|failed|cancelled)[\"'],"
                            r"\s*[\"'](?:completed|failed|cancelled)[\"']",
-    "composite over background": r"\[\.\.\.,\s*3:\]\s*\+\s*\(1\s*-|\(1\s*-\s*\w+\[\.\.\.,\s*3:\]\)",
+    "composite over background": r"\[\.\.\.,\s*3:\]\s*\+\s*\(1\s*-|\(1\s*-\s*\w+\[\.\.\.,\s*3:\]\)"
+                                 r"|\*\s*alpha\s*\+\s*\(1(?:\.0)?\s*-\s*alpha\)",
     "image extensions list": r"[\"']\.jpe?g[\"']\s*,",
     "presets tables": r"^\s*(?:[A-Z_]*PRESETS)\s*(?::[^=]*)?=\s*[{(]",
 }
@@ -61,6 +62,8 @@ def convention_places(files: list[Path], root: Path) -> dict[str, list[str]]:
     """Per convention, the ``path:line`` of every place that writes it out."""
     out = {name: [] for name in CONVENTIONS}
     for path in files:
+        if path.resolve() == Path(__file__).resolve():
+            continue  # this file's own patterns
         for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             for name, rx in CONVENTIONS.items():
                 if re.search(rx, line):
