@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 
@@ -168,6 +169,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser for all subcommands."""
     from backend.server import default_data_dir
+    from protocol.config import OrbitConfig
     from protocol.presets import DEFAULT_PRESET, PRESETS
 
     parser = argparse.ArgumentParser(prog="python -m backend", description=__doc__,
@@ -189,8 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--orbital-video", help="a video whose camera orbits the moving object (Diffusion4D "
                                              "input): each frame is one camera at one time; see --orbit")
     p.add_argument("--orbit", action="append", type=_parse_option, metavar="KEY=VALUE",
-                   help="orbital video camera: sweep_deg (345), start_azimuth_deg (0), elevation_deg (0), "
-                        "fov_deg (39.6), radius (2.0)")
+                   help="orbital video camera (protocol.config.OrbitConfig): " + ", ".join(
+                       f"{f.name} ({f.default:g})" for f in fields(OrbitConfig)))
     p.add_argument("--model", action="append", type=_parse_option, metavar="ROLE=SOURCE",
                    help="use a hub id or local folder for a model role")
     p.add_argument("--out", required=True, help="result folder")

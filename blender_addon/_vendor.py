@@ -7,6 +7,8 @@ pyzmq is missing; the error then surfaces as a report when the user connects.
 
 from __future__ import annotations
 
+import importlib
+
 
 def get_protocol():
     """Return the ``protocol`` module.
@@ -19,3 +21,13 @@ def get_protocol():
     except ImportError:
         import protocol  # repository checkout
     return protocol
+
+
+def protocol_module(name: str):
+    """``protocol.<name>`` (e.g. ``"config"``, ``"presets"``) from the same package
+    :func:`get_protocol` finds.
+
+    Raises:
+        ImportError: as :func:`get_protocol`, or no such submodule.
+    """
+    return importlib.import_module(f"{get_protocol().__name__}.{name}")

@@ -16,13 +16,11 @@ from __future__ import annotations
 import importlib
 
 try:
-    from ._vendor import get_protocol
+    from ._vendor import protocol_module
 except ImportError:  # loaded on its own from its file (unit tests without bpy)
-    def get_protocol():
-        """The repository's ``protocol`` package."""
-        import protocol
-
-        return protocol
+    def protocol_module(name: str):
+        """``protocol.<name>`` from the repository's package."""
+        return importlib.import_module(f"protocol.{name}")
 
 #: Presets the panel offers, in this order (Blender enum identifiers are upper case).
 PANEL_QUALITIES = ("draft", "standard", "high")
@@ -31,21 +29,16 @@ PANEL_QUALITIES = ("draft", "standard", "high")
 KEEP = "PRESET"
 
 
-def _protocol_module(name: str):
-    """``protocol.<name>`` from the bundled or the repository's package."""
-    return importlib.import_module(f"{get_protocol().__name__}.{name}")
-
-
 def quality_items() -> list[tuple[str, str, str]]:
     """``(identifier, label, description)`` for the panel's Quality enum, from the shared
     presets table."""
-    presets = _protocol_module("presets").PRESETS
+    presets = protocol_module("presets").PRESETS
     return [(name.upper(), presets[name].label, presets[name].description) for name in PANEL_QUALITIES]
 
 
 def job_types() -> tuple[str, ...]:
     """The job types the backend runs (:data:`protocol.job_spec.JOB_TYPES`)."""
-    return _protocol_module("job_spec").JOB_TYPES
+    return protocol_module("job_spec").JOB_TYPES
 
 
 def job_spec(job_type: str, quality: str, iterations: int = 0, max_image_size: int = 0,
@@ -84,5 +77,5 @@ def job_spec(job_type: str, quality: str, iterations: int = 0, max_image_size: i
     if confidence_weighting:
         merged["losses.confidence_weighting"] = True
     spec = {**extra, "job_type": job_type, "preset": str(quality).lower(), "options": merged}
-    _protocol_module("job_spec").validate_job_spec(spec)
+    protocol_module("job_spec").validate_job_spec(spec)
     return spec

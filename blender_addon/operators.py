@@ -9,11 +9,13 @@ and ``{'CANCELLED'}``; no operator lets an exception escape.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import bpy
 
 from . import panel_state, session
+from ._vendor import protocol_module
 from .preferences import get_connection
 
 
@@ -164,6 +166,22 @@ class GEN4D_OT_submit_video(_SubmitFile, bpy.types.Operator):
     filter_glob: bpy.props.StringProperty(default="*.mp4;*.mov;*.mkv;*.webm;*.avi;*.gif", options={"HIDDEN"})
 
 
+#: The orbit settings (:class:`protocol.config.OrbitConfig`): defaults and bounds come from
+#: there, so the operator offers exactly what the backend accepts.
+_ORBIT_FIELDS = {f.name: f for f in dataclasses.fields(protocol_module("config").OrbitConfig)}
+
+
+def _orbit_property(name: str, label: str, description: str, **kwargs):
+    """A FloatProperty for orbit setting ``name``: its default, and its exclusive bounds
+    (``above`` / ``below``) as the closest inclusive UI limits."""
+    f = _ORBIT_FIELDS[name]
+    if "above" in f.metadata:
+        kwargs["min"] = f.metadata["above"] + 0.01
+    if "below" in f.metadata:
+        kwargs["max"] = f.metadata["below"] - 0.01
+    return bpy.props.FloatProperty(name=label, default=f.default, description=description, **kwargs)
+
+
 class GEN4D_OT_submit_orbital_video(_SubmitFile, bpy.types.Operator):
     """Reconstruct a 4D asset from a video whose camera orbits the moving object (Diffusion4D style):
     every frame is one camera at one time on the orbit described here"""
@@ -173,20 +191,19 @@ class GEN4D_OT_submit_orbital_video(_SubmitFile, bpy.types.Operator):
     job_type = "orbital"
     extensions = GEN4D_OT_submit_video.extensions
     filter_glob: bpy.props.StringProperty(default="*.mp4;*.mov;*.mkv;*.webm;*.avi;*.gif", options={"HIDDEN"})
-    sweep_deg: bpy.props.FloatProperty(name="Orbit Sweep", default=345.0, min=-3600.0, max=3600.0,
-                                       description="Degrees the camera travels from the first to the last frame "
-                                                   "(24 frames at 15 degrees: 345); negative = clockwise from above")
-    start_azimuth_deg: bpy.props.FloatProperty(name="Start Azimuth", default=0.0,
-                                               description="Azimuth of the first frame (0 = on the +X axis)")
-    elevation_deg: bpy.props.FloatProperty(name="Elevation", default=0.0, min=-89.0, max=89.0)
-    fov_deg: bpy.props.FloatProperty(name="Horizontal FOV", default=39.6, min=1.0, max=170.0,
-                                     description="The video camera's horizontal field of view (50 mm on 36 mm: 39.6)")
-    radius: bpy.props.FloatProperty(name="Distance", default=2.0, min=0.01, subtype="DISTANCE",
-                                    description="Camera distance from the orbit centre (sets the asset's scale)")
+    sweep_deg: _orbit_property("sweep_deg", "Orbit Sweep", "Degrees the camera travels from the first to the last "
+                               "frame (24 frames at 15 degrees: 345); negative = clockwise from above",
+                               min=-3600.0, max=3600.0)
+    start_azimuth_deg: _orbit_property("start_azimuth_deg", "Start Azimuth",
+                                       "Azimuth of the first frame (0 = on the +X axis)")
+    elevation_deg: _orbit_property("elevation_deg", "Elevation", "Camera elevation above the orbit centre")
+    fov_deg: _orbit_property("fov_deg", "Horizontal FOV",
+                             "The video camera's horizontal field of view (50 mm on 36 mm: 39.6)")
+    radius: _orbit_property("radius", "Distance", "Camera distance from the orbit centre (sets the asset's scale)",
+                            subtype="DISTANCE")
 
     def spec_extra(self) -> dict:
-        return {"orbit": {"sweep_deg": self.sweep_deg, "start_azimuth_deg": self.start_azimuth_deg,
-                          "elevation_deg": self.elevation_deg, "fov_deg": self.fov_deg, "radius": self.radius}}
+        return {"orbit": {name: getattr(self, name) for name in _ORBIT_FIELDS}}
 
 
 class GEN4D_OT_cancel(bpy.types.Operator):

@@ -16,6 +16,8 @@ Sections (each a dataclass; see ``docs/design.md`` "Configuration"):
 - :class:`LossConfig` — weights of the loss terms beside the image loss;
 - :class:`OutputConfig` — previews.
 
+:class:`OrbitConfig` (an orbital job's ``"orbit"``) is checked by the same rules.
+
 Overrides (:func:`apply_options`) may be given three ways, mixed freely:
 
 - nested dicts: ``{"optimization": {"iterations": 500}}``;
@@ -274,6 +276,29 @@ class ReconstructConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
 
 
+@dataclass
+class OrbitConfig:
+    """How an orbital video's camera moves (``spec["orbit"]`` of an ``orbital`` job, the
+    Diffusion4D input); angles in degrees, distances in metres. Read by the backend's
+    orbital ingest, the add-on's From Orbital Video operator and the CLI's ``--orbit``.
+
+    Attributes:
+        sweep_deg: azimuth travelled from the first to the last frame; Diffusion4D's
+            24-frame orbit at 15° steps sweeps 345°. Negative: clockwise seen from above.
+        start_azimuth_deg: azimuth of the first frame (0: on the +X axis).
+        elevation_deg: camera elevation above the orbit centre's horizontal plane, within
+            ±89°.
+        fov_deg: the video camera's horizontal field of view, in (1°, 170°).
+        radius: camera distance from the orbit centre (sets the scene scale), > 0.
+    """
+
+    sweep_deg: float = 345.0
+    start_azimuth_deg: float = 0.0
+    elevation_deg: float = field(default=0.0, metadata={"above": -89.0, "below": 89.0})
+    fov_deg: float = field(default=39.6, metadata={"above": 1.0, "below": 170.0})
+    radius: float = field(default=2.0, metadata={"above": 0.0})
+
+
 # -- overrides ----------------------------------------------------------------------------
 
 
@@ -351,6 +376,10 @@ def _coerce(path: str, value: Any, f, tp) -> Any:
         raise InvalidOptionError(f"option {path!r} must be >= {meta['min']}, got {out!r}")
     if "max" in meta and out > meta["max"]:
         raise InvalidOptionError(f"option {path!r} must be <= {meta['max']}, got {out!r}")
+    if "above" in meta and not out > meta["above"]:
+        raise InvalidOptionError(f"option {path!r} must be > {meta['above']}, got {out!r}")
+    if "below" in meta and not out < meta["below"]:
+        raise InvalidOptionError(f"option {path!r} must be < {meta['below']}, got {out!r}")
     return out
 
 

@@ -15,15 +15,16 @@ arguments, the add-on's panel)::
 :func:`validate_job_spec` is called by the CLI before it runs, by the server before it
 stores a submitted job, and by the add-on before it sends one, so an unknown or ill-typed
 option is refused up front with ``invalid_option`` everywhere. The generation-stage
-sections (``multiview``, ``generation``, ``orbit``) are checked field by field by the
-backend when the job starts (their dataclasses live with the stages that use them).
+sections (``multiview``, ``generation``) are checked field by field by the backend when
+the job starts (their dataclasses live with the stages that use them); ``orbit`` is checked
+here against :class:`protocol.config.OrbitConfig`.
 """
 
 from __future__ import annotations
 
 import math
 
-from .config import ReconstructConfig
+from .config import OrbitConfig, ReconstructConfig, apply_options
 from .errors import InvalidOptionError
 from .presets import DEFAULT_PRESET, reconstruct_config
 
@@ -53,7 +54,8 @@ def validate_job_spec(spec: dict) -> ReconstructConfig:
         InvalidOptionError: code ``unknown_job_type`` / ``unknown_preset`` for those;
             ``invalid_option`` for the rest: not a dict; an unknown top-level key; a
             key of the wrong JSON type; a non-finite or non-positive ``fps`` /
-            ``frame_count`` / ``max_frames``; an unknown, ill-typed or out-of-range option.
+            ``frame_count`` / ``max_frames``; an unknown, ill-typed or out-of-range option
+            or orbit setting.
     """
     if not isinstance(spec, dict):
         raise InvalidOptionError(f"a job spec must be a JSON object, got {type(spec).__name__}")
@@ -72,4 +74,6 @@ def validate_job_spec(spec: dict) -> ReconstructConfig:
         value = spec.get(key)
         if value is not None and (not math.isfinite(value) or value <= 0):
             raise InvalidOptionError(f"job spec key {key!r} must be a positive finite number, got {value!r}")
+    if spec.get("orbit") is not None:
+        apply_options(OrbitConfig(), spec["orbit"])
     return reconstruct_config(spec.get("preset", DEFAULT_PRESET), spec.get("options"))

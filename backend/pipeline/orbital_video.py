@@ -4,7 +4,7 @@ camera circles the object while it moves, so frame k has its own camera *and* it
 Diffusion4D generates such videos (24 frames, 15° apart, elevation 0) and fits explicit 4D
 Gaussians to them; gen4d takes the same kind of clip from the artist (a turntable render,
 a drone orbit, a generated orbit) with the orbit described in ``spec["orbit"]``
-(:class:`OrbitSettings`):
+(:class:`protocol.config.OrbitConfig`):
 
 - frame k, decoded at source time ``s_k``, sits at azimuth
   ``start_azimuth_deg + sweep_deg · (s_k − s_0) / (s_last − s_0)`` and elevation
@@ -23,7 +23,6 @@ written in the transforms format, so reconstruction reads it like any multi-view
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -32,52 +31,26 @@ import numpy as np
 from backend.cameras import look_at_c2w
 from backend.errors import BadInputError
 from backend.pipeline.video_ingest import VideoFrames
+from protocol.config import OrbitConfig, apply_options
+from protocol.errors import InvalidOptionError
 from protocol.formats.transforms import TRANSFORMS_TRAIN, frame_record, write_transforms
 
 
-@dataclass
-class OrbitSettings:
-    """How the orbital video's camera moves (angles in degrees, distances in metres).
+#: The orbit's settings: :class:`protocol.config.OrbitConfig` (the job spec's ``"orbit"``).
+OrbitSettings = OrbitConfig
 
-    Attributes:
-        sweep_deg: azimuth travelled from the first to the last frame; Diffusion4D's
-            24-frame orbit at 15° steps sweeps 345°. Negative: clockwise seen from above.
-        start_azimuth_deg: azimuth of the first frame (0: on the +X axis).
-        elevation_deg: camera elevation above the orbit centre's horizontal plane.
-        fov_deg: the video camera's horizontal field of view.
-        radius: camera distance from the orbit centre (sets the scene scale).
+
+def orbit_settings(orbit: dict | None) -> OrbitConfig:
+    """Settings from ``spec["orbit"]`` (None: the defaults).
+
+    Raises:
+        BadInputError: an unknown key, a non-numeric value, a field of view outside
+            (1°, 170°), a non-positive radius or an elevation at ±89° or beyond.
     """
-
-    sweep_deg: float = 345.0
-    start_azimuth_deg: float = 0.0
-    elevation_deg: float = 0.0
-    fov_deg: float = 39.6
-    radius: float = 2.0
-
-    @classmethod
-    def from_spec(cls, orbit: dict | None) -> "OrbitSettings":
-        """Settings from ``spec["orbit"]``.
-
-        Raises:
-            BadInputError: an unknown key, a non-numeric value, a field of view outside
-                (1°, 170°), a non-positive radius or an elevation at ±90° or beyond.
-        """
-        orbit = dict(orbit or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(orbit) - known)
-        if unknown:
-            raise BadInputError(f"unknown orbit setting(s) {unknown}; known: {sorted(known)}")
-        try:
-            settings = cls(**{k: float(v) for k, v in orbit.items()})
-        except (TypeError, ValueError) as exc:
-            raise BadInputError(f"orbit settings must be numbers: {exc}") from None
-        if not 1.0 < settings.fov_deg < 170.0:
-            raise BadInputError(f"orbit fov_deg {settings.fov_deg} is outside (1, 170) degrees")
-        if settings.radius <= 0:
-            raise BadInputError(f"orbit radius {settings.radius} must be positive")
-        if abs(settings.elevation_deg) >= 89.0:
-            raise BadInputError(f"orbit elevation_deg {settings.elevation_deg} must be within ±89 degrees")
-        return settings
+    try:
+        return apply_options(OrbitConfig(), orbit)
+    except InvalidOptionError as exc:
+        raise BadInputError(f"orbit: {exc.message}") from None
 
 
 def orbit_cameras(source_times_s: np.ndarray, orbit: OrbitSettings) -> tuple[np.ndarray, np.ndarray]:

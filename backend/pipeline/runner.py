@@ -114,16 +114,16 @@ def ingest_video(spec: dict, path: Path, size: int, max_frames: int, device: str
 def orbital_footage(spec: dict, input_dir: Path, footage_dir: Path, max_image_size: int,
                     ctx: JobContext) -> Path:
     """The ``orbital`` job's ingest (Diffusion4D input): ``spec["video"]`` orbits the object,
-    ``spec["orbit"]`` describes the orbit (:class:`~backend.pipeline.orbital_video.OrbitSettings`);
+    ``spec["orbit"]`` describes the orbit (:class:`protocol.config.OrbitConfig`);
     every frame becomes one camera at one time in transforms footage under ``footage_dir``.
     No model is needed (the background-removal model is used when installed).
 
     Raises:
         BadInputError: missing or unreadable video, bad orbit settings.
     """
-    from backend.pipeline.orbital_video import OrbitSettings, write_orbital_footage
+    from backend.pipeline.orbital_video import orbit_settings, write_orbital_footage
 
-    orbit = OrbitSettings.from_spec(spec.get("orbit"))
+    orbit = orbit_settings(spec.get("orbit"))
     path = uploaded_file(spec, input_dir, "video")
     frames = ingest_video(spec, path, max_image_size, int(spec.get("max_frames") or 48), pick_device(), ctx)
     return write_orbital_footage(frames, orbit, footage_dir)

@@ -72,3 +72,20 @@ def test_capture_operator_and_its_errors(captured):
     assert "no geometry" in captured["empty_error"]
     assert "gen4d_capture_camera" not in " ".join(captured["objects_after_failure"])
     assert "no such file" in captured["orbital_error"]
+
+
+def test_orbital_operator_offers_what_the_backend_accepts(captured):
+    """The From Orbital Video operator's defaults are protocol.config.OrbitConfig's, and its
+    limits stay inside the bounds the backend checks."""
+    from dataclasses import fields
+
+    from protocol.config import OrbitConfig, apply_options
+
+    ui = captured["orbit_ui"]
+    assert set(ui) == {f.name for f in fields(OrbitConfig)}
+    for f in fields(OrbitConfig):
+        assert abs(ui[f.name]["default"] - f.default) < 1e-5, f.name
+    for name in ("elevation_deg", "fov_deg", "radius"):
+        apply_options(OrbitConfig(), {name: ui[name]["min"]})  # the UI's extremes are accepted
+    for name in ("elevation_deg", "fov_deg"):
+        apply_options(OrbitConfig(), {name: ui[name]["max"]})

@@ -19,9 +19,11 @@ from backend.cameras import look_at_c2w
 from backend.errors import BadInputError
 from backend.pipeline.context import JobContext
 from backend.pipeline.ingest import load_footage
-from backend.pipeline.orbital_video import OrbitSettings, write_orbital_footage
+from backend.pipeline.orbital_video import OrbitSettings, orbit_settings, write_orbital_footage
 from backend.pipeline.runner import run_job
 from backend.pipeline.video_ingest import load_video
+from protocol.errors import InvalidOptionError
+from protocol.job_spec import validate_job_spec
 from tests.helpers.footage import _render_ball
 
 N_FRAMES, SQUARE, PAD, FPS = 24, 64, 16, 24
@@ -99,13 +101,17 @@ def test_a_wrong_field_of_view_misplaces_the_object(orbital_video, tmp_path):
     assert errors.max() > 2.0
 
 
-@pytest.mark.parametrize("orbit, message", [({"fov": 40}, "unknown orbit setting"),
-                                            ({"fov_deg": 200}, "outside"),
-                                            ({"radius": -1}, "positive"),
-                                            ({"elevation_deg": "high"}, "must be numbers")])
+@pytest.mark.parametrize("orbit, message", [({"fov": 40}, "unknown OrbitConfig option 'fov'"),
+                                            ({"fov_deg": 200}, "'fov_deg' must be < 170"),
+                                            ({"radius": -1}, "'radius' must be > 0"),
+                                            ({"elevation_deg": 89}, "'elevation_deg' must be < 89"),
+                                            ({"elevation_deg": "high"}, "must be a finite number")])
 def test_bad_orbit_settings_are_clear_errors(orbit, message):
     with pytest.raises(BadInputError, match=message):
-        OrbitSettings.from_spec(orbit)
+        orbit_settings(orbit)
+    # The same check refuses such a spec up front (CLI, server submit, add-on).
+    with pytest.raises(InvalidOptionError, match=message):
+        validate_job_spec({"job_type": "orbital", "video": "a.mp4", "orbit": orbit})
 
 
 def test_orbital_job_end_to_end(orbital_video, tmp_path):

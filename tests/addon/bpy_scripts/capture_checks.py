@@ -82,6 +82,10 @@ try:
     orbital_error = ""
 except RuntimeError as exc:
     orbital_error = str(exc)
+orbit_props = bpy.ops.gen4d.submit_orbital_video.get_rna_type().properties
+orbit_ui = {name: {"default": orbit_props[name].default, "min": orbit_props[name].hard_min,
+                   "max": orbit_props[name].hard_max}
+            for name in ("sweep_deg", "start_azimuth_deg", "elevation_deg", "fov_deg", "radius")}
 blender_addon.unregister()
 
 print("RESULT: " + json.dumps({
@@ -89,5 +93,5 @@ print("RESULT: " + json.dumps({
     "op_result": sorted(op_result), "op_frames": len(json.loads((out / "op" / "transforms_train.json").read_text())[
         "frames"]),
     "empty_error": empty_error, "objects_after_failure": objects_after_failure,
-    "state_error": panel_state.STATE.last_error, "orbital_error": orbital_error,
+    "state_error": panel_state.STATE.last_error, "orbital_error": orbital_error, "orbit_ui": orbit_ui,
 }))
