@@ -36,6 +36,32 @@ def quality_items() -> list[tuple[str, str, str]]:
     return [(name.upper(), presets[name].label, presets[name].description) for name in PANEL_QUALITIES]
 
 
+#: Panel labels for the choices :mod:`protocol.config` declares; a choice without one is
+#: still offered, under its own name.
+CHOICE_LABELS = {
+    "trajectory": ("Trajectories", "Per-Gaussian polynomial + Fourier trajectories"),
+    "hexplane": ("HexPlane", "A HexPlane deformation field (4DGS / STAG4D)"),
+    "static": ("Static", "Time-independent Gaussians: a baseline that shows what motion earns"),
+    "default": ("3DGS", "gsplat's default strategy"),
+    "stag4d": ("STAG4D", "STAG4D adaptive densification (top 2.5% gradients)"),
+}
+
+
+def _choice_items(choices: tuple[str, ...], keep_description: str) -> list[tuple[str, str, str]]:
+    return [(KEEP, "Preset", keep_description)] + [(c, *CHOICE_LABELS.get(c, (c.title(), c))) for c in choices]
+
+
+def representation_items() -> list[tuple[str, str, str]]:
+    """The Advanced Motion enum: "keep the preset's", then :data:`protocol.config.REPRESENTATIONS`."""
+    return _choice_items(protocol_module("config").REPRESENTATIONS, "The quality preset's (trajectories)")
+
+
+def densify_items() -> list[tuple[str, str, str]]:
+    """The Advanced Densification enum: "keep the preset's", then
+    :data:`protocol.config.DENSIFY_STRATEGIES`."""
+    return _choice_items(protocol_module("config").DENSIFY_STRATEGIES, "The quality preset's (3DGS)")
+
+
 def job_types() -> tuple[str, ...]:
     """The job types the backend runs (:data:`protocol.job_spec.JOB_TYPES`)."""
     return protocol_module("job_spec").JOB_TYPES

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from .job_presets import job_spec, quality_items
+from .job_presets import densify_items, job_spec, quality_items, representation_items
 
 ADDON_ID = __package__
 
@@ -61,15 +61,10 @@ class GEN4D_SceneSettings(bpy.types.PropertyGroup):
         description="Longest side of the training images (0: the quality preset's)")
     representation: bpy.props.EnumProperty(
         name="Motion", default="PRESET",
-        items=[("PRESET", "Preset", "The quality preset's (trajectories)"),
-               ("trajectory", "Trajectories", "Per-Gaussian polynomial + Fourier trajectories"),
-               ("hexplane", "HexPlane", "A HexPlane deformation field (4DGS / STAG4D)"),
-               ("static", "Static", "Time-independent Gaussians: a baseline that shows what motion earns")])
+        items=representation_items())
     densify_strategy: bpy.props.EnumProperty(
         name="Densification", default="PRESET",
-        items=[("PRESET", "Preset", "The quality preset's (3DGS)"),
-               ("default", "3DGS", "gsplat's default strategy"),
-               ("stag4d", "STAG4D", "STAG4D adaptive densification (top 2.5% gradients)")])
+        items=densify_items())
     confidence_weighting: bpy.props.BoolProperty(
         name="Confidence Weighting", default=False,
         description="Efficient4D confidence-aware loss: down-weight frames that disagree with their neighbours")

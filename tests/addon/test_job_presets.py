@@ -51,6 +51,14 @@ def test_advanced_overrides_reach_the_reconstruction_config():
     assert reconstruct_config("draft").optimization.iterations == 500
 
 
+def test_advanced_choices_are_the_config_schema_s():
+    from protocol.config import DENSIFY_STRATEGIES, REPRESENTATIONS
+
+    assert [i[0] for i in job_presets.representation_items()] == ["PRESET", *REPRESENTATIONS]
+    assert [i[0] for i in job_presets.densify_items()] == ["PRESET", *DENSIFY_STRATEGIES]
+    assert all(label and label != ident for ident, label, _ in job_presets.representation_items())
+
+
 def test_job_types_match_the_backend():
     assert job_presets.job_types() == JOB_TYPES
     spec = job_presets.job_spec("orbital", "DRAFT", orbit={"fov_deg": 30.0}, video="clip.mp4")
