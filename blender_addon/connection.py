@@ -21,7 +21,7 @@ submit itself, so no ``watch`` follows a submit; ``watch`` is for reattaching to
 Reachability. The thread says ``hello`` and pings every ``heartbeat_s``; each answer (or
 its absence) is reported to ``on_reachability(ok, rtt_s, message)`` on the main thread.
 
-Plain Python (no ``bpy``): tested without Blender in ``tests/addon/test_addon_worker.py``.
+Plain Python (no ``bpy``): tested without Blender in ``tests/addon/test_addon_connection.py``.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ A record is a dict::
 :class:`JobList` is the in-memory list the add-on uses (loaded on first use, saved after
 every change, errors reported instead of raised); the functions below it are the plain file
 and list operations. Only :func:`store_path` touches ``bpy``; the rest is plain Python
-(unit-tested in ``tests/addon/test_job_store.py``).
+(unit-tested in ``tests/addon/test_job_list.py``).
 """
 
 from __future__ import annotations

@@ -121,7 +121,7 @@ class GEN4D_OT_submit_prompt(bpy.types.Operator):
 
 
 class _SubmitFile:
-    """Shared body of the image and video operators: pick a file, upload it in the worker.
+    """Shared body of the image and video operators: pick a file, upload it from the connection thread.
 
     ``field`` is the spec key that names the uploaded file, ``job_type`` the job (default:
     ``field``), and :meth:`spec_extra` adds operator-specific spec keys."""
