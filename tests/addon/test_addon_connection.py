@@ -3,7 +3,6 @@ backend with a fake runner: requests return futures whose callbacks run only whe
 thread drains the queue; a submit costs one ``submit`` and no ``watch``. No bpy: the module
 is imported outside the add-on package (see _nobpy.py)."""
 
-import json
 import threading
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from _nobpy import addon_module  # noqa: E402
 import protocol  # noqa: E402
 from backend import server as server_mod  # noqa: E402
 from backend.pipeline import runner  # noqa: E402
+from protocol.formats.manifest import Manifest, write_manifest  # noqa: E402
 from tests.helpers.backend_proc import free_port  # noqa: E402
 from tests.helpers.footage import make_tiny_footage  # noqa: E402
 
@@ -28,10 +28,9 @@ def fake_run_job(spec, input_dir, out_dir, ctx):
         ctx.progress("reconstruct", i, 3, loss=0.5)
     (out_dir / "frames").mkdir()
     (out_dir / "frames" / "frame_0000.ply").write_bytes(b"ply")
-    manifest = {"format": "gen4d-result", "format_version": 1, "frame_count": 1,
-                "frame_files": ["frames/frame_0000.ply"]}
-    (out_dir / "manifest.json").write_text(json.dumps(manifest))
-    return manifest
+    manifest = Manifest(frame_count=1, frame_files=["frames/frame_0000.ply"])
+    write_manifest(out_dir, manifest)
+    return manifest.to_dict()
 
 
 @pytest.fixture

@@ -37,10 +37,9 @@ def fake_run_job(spec, input_dir, out_dir, ctx):
     ctx.preview(b"\x89PNG fake preview")
     (out_dir / "frames").mkdir()
     (out_dir / "frames" / "frame_0000.ply").write_bytes(b"ply")
-    manifest = {"format": "gen4d-result", "format_version": 1, "frame_count": 1,
-                "frame_files": ["frames/frame_0000.ply"]}
-    (out_dir / "manifest.json").write_text(json.dumps(manifest))
-    return manifest
+    manifest = Manifest(frame_count=1, frame_files=["frames/frame_0000.ply"])
+    write_manifest(out_dir, manifest)
+    return manifest.to_dict()
 
 
 runner.run_job = fake_run_job
@@ -63,6 +62,7 @@ server.start()
 bpy.ops.wm.read_factory_settings(use_empty=True)
 addon_utils.enable("blender_addon", default_set=True)
 from blender_addon import panel_state, session, timer  # noqa: E402
+from protocol.formats.manifest import Manifest, write_manifest  # noqa: E402
 
 prefs = bpy.context.preferences.addons["blender_addon"].preferences
 prefs.address, prefs.key_text = address, KEY
