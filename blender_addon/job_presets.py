@@ -4,7 +4,7 @@ The qualities are the backend's own presets (:mod:`protocol.presets`, the one ta
 sides read); the panel offers Draft / Standard / High (``tiny`` is for tests). The spec is
 checked with :func:`protocol.job_spec.validate_job_spec` before it leaves Blender, so an
 unknown or ill-typed option fails here with ``invalid_option``, exactly as it would on the
-server. Pure Python (no bpy), so it is unit-tested directly.
+server. Pure Python (no bpy), so it is unit-tested without Blender (``tests/addon/_nobpy.py``).
 
 A spec carries ``job_type``, ``preset`` (lower-case preset name), ``options`` (only the
 overrides the artist set; the preset's own values are applied by the backend) and any
@@ -13,14 +13,7 @@ job-specific top-level keys (``prompt``, ``video``, ``orbit`` ...).
 
 from __future__ import annotations
 
-import importlib
-
-try:
-    from ._vendor import protocol_module
-except ImportError:  # loaded on its own from its file (unit tests without bpy)
-    def protocol_module(name: str):
-        """``protocol.<name>`` from the repository's package."""
-        return importlib.import_module(f"protocol.{name}")
+from ._vendor import protocol_module
 
 #: Presets the panel offers, in this order (Blender enum identifiers are upper case).
 PANEL_QUALITIES = ("draft", "standard", "high")

@@ -1,20 +1,15 @@
 """The panel's Draft / Standard / High qualities and Advanced overrides produce job specs the
 backend accepts, with the settings each preset promises, read from the one presets table
-(``protocol/presets.py``). No bpy: the module is loaded from its file, outside the add-on
-package."""
-
-import importlib.util
+(``protocol/presets.py``). No bpy: the module is loaded without the add-on's ``__init__``."""
 
 import pytest
 
-from _run import REPO
+from _nobpy import addon_module
 from protocol.errors import InvalidOptionError
 from protocol.job_spec import JOB_TYPES
 from protocol.presets import PRESETS, reconstruct_config
 
-spec_ = importlib.util.spec_from_file_location("gen4d_job_presets", REPO / "blender_addon" / "job_presets.py")
-job_presets = importlib.util.module_from_spec(spec_)
-spec_.loader.exec_module(job_presets)
+job_presets = addon_module("job_presets")
 
 
 def test_quality_items_come_from_the_shared_presets_table():
