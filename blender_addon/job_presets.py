@@ -34,6 +34,7 @@ def quality_items() -> list[tuple[str, str, str]]:
 CHOICE_LABELS = {
     "trajectory": ("Trajectories", "Per-Gaussian polynomial + Fourier trajectories"),
     "hexplane": ("HexPlane", "A HexPlane deformation field (4DGS / STAG4D)"),
+    "control_points": ("Control points", "Sparse control points moved by an MLP, skinned to the Gaussians (SC-GS)"),
     "static": ("Static", "Time-independent Gaussians: a baseline that shows what motion earns"),
     "default": ("3DGS", "gsplat's default strategy"),
     "stag4d": ("STAG4D", "STAG4D adaptive densification (top 2.5% gradients)"),

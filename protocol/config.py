@@ -37,7 +37,7 @@ from typing import Any
 
 from .errors import InvalidOptionError
 
-REPRESENTATIONS = ("trajectory", "hexplane", "static")
+REPRESENTATIONS = ("trajectory", "hexplane", "control_points", "static")
 DENSIFY_STRATEGIES = ("default", "stag4d")
 
 
@@ -143,6 +143,35 @@ class HexPlaneConfig:
         return replace(cfg, **overrides)
 
 
+@dataclass
+class ControlPointConfig:
+    """Sparse control points and their deformation MLP
+    (:class:`~backend.gaussians.control_points.ControlPointGaussians4D`, after SC-GS).
+
+    Attributes:
+        n_control: control points M (SC-GS: 512), a farthest-point sample of the initial
+            Gaussians.
+        k_neighbors: control points blended per Gaussian (SC-GS: 4).
+        mlp_width, mlp_depth: the deformation MLP (Deformable-3DGS: 256 × 8; the MLP runs
+            on M points per time, so its cost does not grow with the Gaussian count).
+        pos_freqs, time_freqs: positional-encoding octaves of the control point's position
+            (normalized by the scene radius) and of time (mapped to [−1, 1]).
+        static_fraction: fraction of the steps fitted without motion first (warm-up).
+        knn_every: steps between recomputations of each Gaussian's neighbours.
+        sh_degree: SH degree of the colour.
+    """
+
+    n_control: int = field(default=512, metadata=_at_least(1))
+    k_neighbors: int = field(default=4, metadata={"min": 1, "max": 16})
+    mlp_width: int = field(default=128, metadata={"min": 8, "max": 1024})
+    mlp_depth: int = field(default=6, metadata={"min": 1, "max": 16})
+    pos_freqs: int = field(default=6, metadata={"min": 0, "max": 16})
+    time_freqs: int = field(default=6, metadata={"min": 0, "max": 16})
+    static_fraction: float = field(default=0.05, metadata={"min": 0.0, "max": 1.0})
+    knn_every: int = field(default=100, metadata=_at_least(1))
+    sh_degree: int = field(default=0, metadata={"min": 0, "max": 3})
+
+
 def _reconstruct_hexplane() -> HexPlaneConfig:
     # STAG4D's plane TV 0.05, time smoothness 5 and L1-time 0.05 sit beside an RGB loss
     # weighted 2e4; here the image loss has weight 1, so they are divided by 2e4.
@@ -161,12 +190,15 @@ class ModelConfig:
         n_init: Gaussians carved from the footage's masks at the start.
         trajectory: the trajectory basis (used by ``trajectory``).
         hexplane: the deformation field (used by ``hexplane``).
+        control_points: sparse control points + deformation MLP (used by
+            ``control_points``).
     """
 
     representation: str = field(default="trajectory", metadata=_choices(*REPRESENTATIONS))
     n_init: int = field(default=4000, metadata=_at_least(1))
     trajectory: TrajectoryConfig = field(default_factory=TrajectoryConfig)
     hexplane: HexPlaneConfig = field(default_factory=_reconstruct_hexplane)
+    control_points: ControlPointConfig = field(default_factory=ControlPointConfig)
 
 
 @dataclass
@@ -185,6 +217,8 @@ class OptimizationConfig:
         lr_final_factor: final / initial rate of the position-like groups.
         lr_hexplane_planes, lr_hexplane_mlp: the HexPlane field's groups (4DGaussians uses
             1.6e-3 / 1.6e-4 over 14k steps; these runs are about 10× shorter).
+        lr_deform: the control-point deformation MLP (Deformable-3DGS: 8e-4), decaying to
+            ``lr_final_factor`` of it.
     """
 
     iterations: int = field(default=1500, metadata=_at_least(1))
@@ -200,6 +234,7 @@ class OptimizationConfig:
     lr_sh0: float = field(default=5e-3, metadata=_at_least(0.0))
     lr_hexplane_planes: float = field(default=1e-2, metadata=_at_least(0.0))
     lr_hexplane_mlp: float = field(default=1e-3, metadata=_at_least(0.0))
+    lr_deform: float = field(default=8e-4, metadata=_at_least(0.0))
 
 
 @dataclass

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from backend.gaussians.control_points import ControlPointGaussians4D
 from backend.gaussians.hexplane import HexPlaneGaussians4D
 from backend.gaussians.model import Gaussians4D
 from backend.gaussians.trajectories import TrajectoryGaussians4D, basis_for_times, static_basis
 from protocol.config import ModelConfig
 
 #: ``state["kind"]`` → model class (a :class:`Gaussians4D` with a ``from_state`` classmethod).
-MODEL_KINDS: dict[str, type[Gaussians4D]] = {cls.kind: cls for cls in (TrajectoryGaussians4D, HexPlaneGaussians4D)}
+MODEL_KINDS: dict[str, type[Gaussians4D]] = {cls.kind: cls for cls in (TrajectoryGaussians4D, HexPlaneGaussians4D,
+                                                                         ControlPointGaussians4D)}
 
 
 def build_gaussians4d(config: ModelConfig, means: Tensor, quats: Tensor, log_scales: Tensor, opacity_logits: Tensor,
@@ -22,7 +24,10 @@ def build_gaussians4d(config: ModelConfig, means: Tensor, quats: Tensor, log_sca
       ``n_times`` distinct training times (:func:`basis_for_times`);
     - ``"static"``: a trajectory model with an empty basis (:func:`static_basis`);
     - ``"hexplane"``: :class:`HexPlaneGaussians4D` with ``config.hexplane`` (the field's
-      bound from the means; its planes and MLP draw from torch's global RNG).
+      bound from the means; its planes and MLP draw from torch's global RNG);
+    - ``"control_points"``: :class:`ControlPointGaussians4D` with ``config.control_points``
+      (control points farthest-point sampled from the means; its MLP draws from torch's
+      global RNG).
 
     Args:
         config: the model section of the reconstruct settings.
@@ -36,12 +41,14 @@ def build_gaussians4d(config: ModelConfig, means: Tensor, quats: Tensor, log_sca
     """
     if config.representation == "hexplane":
         return HexPlaneGaussians4D(means, quats, log_scales, opacity_logits, sh, config.hexplane)
+    if config.representation == "control_points":
+        return ControlPointGaussians4D(means, quats, log_scales, opacity_logits, sh, config.control_points)
     if config.representation == "static":
         return TrajectoryGaussians4D(means, quats, log_scales, opacity_logits, sh, static_basis(config.trajectory))
     if config.representation == "trajectory":
         return TrajectoryGaussians4D(means, quats, log_scales, opacity_logits, sh,
                                      basis_for_times(config.trajectory, n_times))
-    raise ValueError(f"unknown representation {config.representation!r}; expected trajectory, hexplane or static")
+    raise ValueError(f"unknown representation {config.representation!r}; expected one of trajectory, hexplane, control_points, static")
 
 
 def load_gaussians4d(state: dict) -> Gaussians4D:

@@ -17,7 +17,8 @@ class ModelOptimizer:
       rates from :meth:`Gaussians4D.learning_rates`; the position-like keys
       (:attr:`Gaussians4D.POSITION_PARAMS`) decay by ``lr_final_factor ** (1/iterations)``
       after every step, reaching ``lr_final_factor`` of their start at the end;
-    - ``field``: ``Adam(model.field_param_groups(cfg))`` (default eps) or None.
+    - ``field``: ``Adam(model.field_param_groups(cfg))`` (default eps) or None; a group
+      with a ``"final_factor"`` key decays to that fraction of its rate over the run.
 
     Args:
         model: the model (its parameters on their final device).
@@ -33,6 +34,8 @@ class ModelOptimizer:
         self.field: torch.optim.Adam | None = torch.optim.Adam(groups) if groups else None
         self.decaying = tuple(model.POSITION_PARAMS)
         self.decay = cfg.lr_final_factor ** (1.0 / max(cfg.iterations, 1))
+        self.field_decay = [g.get("final_factor", 1.0) ** (1.0 / max(cfg.iterations, 1))
+                            for g in (self.field.param_groups if self.field is not None else [])]
 
     def step(self) -> None:
         """Step every optimizer, clear its gradients, then decay the position-like rates."""
@@ -45,3 +48,5 @@ class ModelOptimizer:
         if self.field is not None:
             self.field.step()
             self.field.zero_grad(set_to_none=True)
+            for group, decay in zip(self.field.param_groups, self.field_decay):
+                group["lr"] *= decay

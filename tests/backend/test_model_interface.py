@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from backend.gaussians.control_points import ControlPointGaussians4D
 from backend.gaussians.hexplane import HexPlaneGaussians4D
 from backend.gaussians.model import Gaussians4D
 from backend.gaussians.model_io import MODEL_KINDS, build_gaussians4d, load_gaussians4d
 from backend.gaussians.trajectories import TrajectoryGaussians4D, basis_for_times, static_basis
-from protocol.config import HexPlaneConfig, ModelConfig, OptimizationConfig, TrajectoryConfig
+from protocol.config import ControlPointConfig, HexPlaneConfig, ModelConfig, OptimizationConfig, TrajectoryConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL_HEX = HexPlaneConfig(resolution=[4, 4, 4, 3], multires=[1], feature_dim=4, mlp_width=8)
@@ -28,10 +29,12 @@ def _inputs(n=7, seed=0):
 def _models():
     return {"trajectory": TrajectoryGaussians4D(*_inputs(), TrajectoryConfig()),
             "static": TrajectoryGaussians4D(*_inputs(), static_basis(TrajectoryConfig())),
-            "hexplane": HexPlaneGaussians4D(*_inputs(), SMALL_HEX)}
+            "hexplane": HexPlaneGaussians4D(*_inputs(), SMALL_HEX),
+            "control_points": ControlPointGaussians4D(*_inputs(), ControlPointConfig(n_control=4, mlp_width=8,
+                                                                                   mlp_depth=2))}
 
 
-@pytest.mark.parametrize("name", ["trajectory", "static", "hexplane"])
+@pytest.mark.parametrize("name", ["trajectory", "static", "hexplane", "control_points"])
 def test_models_conform_to_the_interface(name):
     model = _models()[name]
     assert isinstance(model, Gaussians4D) and MODEL_KINDS[model.kind] is type(model)
