@@ -1,68 +1,45 @@
-"""CPU threads of a fit that shares the machine: OpenMP defaults and a thread governor.
+"""CPU threads of a fit that shares the machine with other work: a thread governor.
 
-A CPU fit runs torch's many small intra-op OpenMP regions (torch's bundled
-``torch/lib/libgomp.so.1``) and the Numba rasterizer's ``parallel=True`` kernels (Numba's
-OpenMP layer, ``numba/np/ufunc/omppool*.so``, which links the *file name*
-``libgomp.so.1.0.0`` and so loads the system's libgomp as a second, separate runtime: one
-fit process holds two GNU OpenMP thread pools; see ``/proc/<pid>/maps``).
+Why (measured with ``benchmarks/cpu_contention.py`` on the 2-core AMD EPYC VM, D-NeRF
+jumpingjacks at 128 px, 4,000 Gaussians, 4 frames a step; results in
+``benchmarks/results/cpu_contention.md``):
 
-MEASUREMENTS_PLACEHOLDER
+- One OpenMP runtime does all the parallel work: torch's bundled ``torch/lib/libgomp.so.1``.
+  Numba's OpenMP layer (``numba/np/ufunc/omppool*.so``) also maps the system's
+  ``libgomp.so.1.0.0``, but its ``GOMP_parallel`` and ``omp_set_num_threads`` bind to
+  torch's copy, loaded first (``LD_DEBUG=bindings``), so torch and Numba share one pool.
+- Unset ``OMP_WAIT_POLICY``, libgomp's idle workers spin 300,000 rounds (about 3 ms)
+  before they sleep. A training step runs hundreds of small torch parallel regions less than
+  3 ms apart, so a 2-thread fit keeps both cores busy: 81 CPU-ms a step against 65 ms with
+  one thread, for 1.6× the speed (about 24 against 15 steps/s alone).
+- Beside other work the spinning worker holds a core the stalled thread (or the other
+  process) needs, and every barrier waits for a descheduled thread: 144-229 CPU-ms a step,
+  and 0.24× the alone speed beside a second such fit, 0.29× beside a Cycles render
+  (``OMP_WAIT_POLICY=ACTIVE`` alike; ``GOMP_SPINCOUNT=10000`` alike, 1000 halfway).
+- ``OMP_WAIT_POLICY=PASSIVE`` cures that (0.7× beside either) but makes a fit alone
+  10-20 % slower (19-21 against 23-25 steps/s, three runs), so the backend does not set
+  it. One thread runs no parallel region at all, so nothing spins: a 1-thread fit beside a
+  second one runs at its alone speed (15 steps/s, 0.63× the 2-thread alone speed), beside
+  Cycles at 11 steps/s (0.47×, its fair per-thread share of the cores).
 
-Two parts, both opt-out:
-
-- :func:`configure_process`: OpenMP environment defaults, set before torch or Numba is
-  imported (the backend's entry point, ``python -m backend``, calls it first). A user's
-  own setting of any of them wins (``os.environ.setdefault``).
-- :class:`ThreadGovernor`: called between training steps; every ``interval_s`` it reads
-  how much CPU the *other* processes used (``/proc/stat`` minus this process's own CPU
-  time) and gives torch (and through it the Numba rasterizer, which launches with
-  ``min(torch.get_num_threads(), NUMBA_NUM_THREADS)`` threads) only the cores the others
-  leave free, never fewer than 1 nor more than the process was started with.
-  ``GEN4D_THREAD_GOVERNOR=0`` turns it off.
+Hence :class:`ThreadGovernor`: all the cores while the machine is otherwise idle, one
+core less for every core other processes keep busy, re-checked every second between
+training steps. It sets torch's thread count; the Numba rasterizer launches with
+``min(torch.get_num_threads(), NUMBA_NUM_THREADS)`` threads, so it follows.
+``GEN4D_THREAD_GOVERNOR=0`` turns it off.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, MutableMapping, Optional
 
-#: environment defaults :func:`configure_process` sets (a value already set wins).
-#: ``OMP_WAIT_POLICY=PASSIVE``: an OpenMP worker that runs out of work sleeps on a futex at
-#: once instead of spinning (GNU libgomp: spin count 0; unset it spins 300,000 rounds,
-#: ``ACTIVE`` practically forever) and read by both libgomp copies of the process;
-#: ``KMP_BLOCKTIME=0`` is the same for Intel's OpenMP, should a build load libiomp5.
-OPENMP_DEFAULTS: dict[str, str] = {
-    "OMP_WAIT_POLICY": "PASSIVE",
-    "KMP_BLOCKTIME": "0",
-}
-
 #: environment variable that turns the governor off when set to 0, false, no or off.
 GOVERNOR_ENV = "GEN4D_THREAD_GOVERNOR"
-
-
-def configure_process(environ: Optional[MutableMapping[str, str]] = None) -> dict[str, str]:
-    """Set :data:`OPENMP_DEFAULTS` in ``environ`` where they are not set yet.
-
-    Call it before ``torch`` or ``numba`` is imported: each OpenMP runtime reads its
-    environment once, when it is loaded. Later calls change nothing in a loaded runtime.
-
-    Args:
-        environ: the mapping to update; ``os.environ`` when None.
-
-    Returns:
-        The variables this call set (name -> value); those the user had set are left alone
-        and not listed.
-    """
-    env = os.environ if environ is None else environ
-    added = {}
-    for name, value in OPENMP_DEFAULTS.items():
-        if name not in env:
-            env[name] = value
-            added[name] = value
-    return added
 
 
 @dataclass(frozen=True)
@@ -71,7 +48,8 @@ class CpuTimes:
 
     Attributes:
         busy_s: CPU seconds spent busy since boot, summed over all CPUs (user, nice,
-            system, irq, softirq, steal; ``guest`` is already inside user).
+            system, irq, softirq; ``guest`` is already inside user; ``steal``, time the
+            hypervisor gave to other machines, is not work of this machine's processes).
         idle_s: CPU seconds idle or waiting for I/O since boot, summed over all CPUs.
     """
 
@@ -101,8 +79,8 @@ def parse_proc_stat(text: str, ticks_per_s: float) -> CpuTimes:
             if len(ticks) < 4:
                 raise ValueError(f"/proc/stat: cpu line has {len(ticks)} fields, expected at least 4")
             ticks += [0] * (8 - len(ticks))
-            user, nice, system, idle, iowait, irq, softirq, steal = ticks[:8]
-            return CpuTimes(busy_s=(user + nice + system + irq + softirq + steal) / ticks_per_s,
+            user, nice, system, idle, iowait, irq, softirq, _steal = ticks[:8]
+            return CpuTimes(busy_s=(user + nice + system + irq + softirq) / ticks_per_s,
                             idle_s=(idle + iowait) / ticks_per_s)
     raise ValueError("/proc/stat: no aggregate 'cpu' line")
 
@@ -174,13 +152,15 @@ class ThreadGovernor:
         for step in range(iterations):
             governor.maybe_adjust(step)
             trainer.step(step)
+        governor.restore()
 
-    Every ``interval_s`` (wall clock) :meth:`maybe_adjust` measures the other processes'
-    CPU use over the interval, ``(Δ busy of the machine − Δ CPU of this process) / Δ wall``
-    in cores, and sets ``torch.set_num_threads(choose_threads(...))``. It lowers the count
-    at once and raises it only after ``raise_after`` readings in a row agree, so a short
-    lull beside a render does not bring back the slow oversubscribed state. Cheap: one
-    ``time.monotonic()`` per step, one read of ``/proc/stat`` per interval.
+    (or the one line :func:`govern_threads` in the loop). Every ``interval_s`` (wall clock)
+    :meth:`maybe_adjust` measures the other processes' CPU use over the interval,
+    ``(Δ busy of the machine − Δ CPU of this process) / Δ wall`` in cores, and sets
+    ``torch.set_num_threads(choose_threads(...))``. It lowers the count at once and raises
+    it only after ``raise_after`` readings in a row agree, so a short lull beside a render
+    does not bring back the slow oversubscribed state. Cheap: one ``time.monotonic()`` a
+    step, one read of ``/proc/stat`` a second.
 
     Args:
         max_threads: the most threads to use; torch's current count when None.
@@ -195,8 +175,11 @@ class ThreadGovernor:
             and the thread setter/getter (torch's when None); injectable for tests.
 
     Attributes:
-        threads: the thread count in effect.
+        threads: the thread count the governor last set (``max_threads`` at first).
         history: ``(step, other_busy_cores, threads)`` for every reading.
+
+    Raises:
+        ValueError: ``interval_s <= 0`` or ``raise_after < 1``.
     """
 
     def __init__(self, max_threads: Optional[int] = None, interval_s: float = 1.0, idle_tolerance: float = 0.25,
@@ -215,10 +198,11 @@ class ThreadGovernor:
 
             set_threads = set_threads or torch.set_num_threads
             get_threads = get_threads or torch.get_num_threads
-        self._set, self._read_cpu, self._own_cpu, self._clock = set_threads, read_cpu, own_cpu, clock
+        self._set, self._get = set_threads, get_threads
+        self._read_cpu, self._own_cpu, self._clock = read_cpu, own_cpu, clock
         self.enabled = governor_enabled_by_env() if enabled is None else bool(enabled)
-        self.threads = int(get_threads())
-        self.max_threads = max(1, int(max_threads if max_threads is not None else self.threads))
+        self.max_threads = max(1, int(max_threads if max_threads is not None else get_threads()))
+        self.threads = self.max_threads
         self.n_cpus = n_cpus if n_cpus is not None else available_cpus()
         self.interval_s, self.idle_tolerance, self.raise_after = interval_s, idle_tolerance, raise_after
         self.history: list[tuple[int, float, int]] = []
@@ -234,6 +218,10 @@ class ThreadGovernor:
 
     def maybe_adjust(self, step: int) -> int:
         """Re-read the machine's load if ``interval_s`` has passed, and set the thread count.
+
+        The first call only takes the first reading. Each reading also re-applies the
+        governor's count if something else changed torch's (Numba's first parallel launch
+        calls ``omp_set_num_threads(NUMBA_NUM_THREADS)`` on torch's libgomp).
 
         Args:
             step: the training step about to run (recorded in :attr:`history`).
@@ -265,10 +253,47 @@ class ThreadGovernor:
                 self._apply(want)
         else:
             self._want_more = 0
+        if self._get() != self.threads:
+            self._set(self.threads)
         self.history.append((step, others, self.threads))
         return self.threads
+
+    def restore(self) -> None:
+        """Set torch's thread count back to ``max_threads`` and forget the last reading
+        (call it when the fit ends, so the work after it gets every core back)."""
+        self._last, self._want_more = None, 0
+        if self.threads != self.max_threads or self._get() != self.max_threads:
+            self._apply(self.max_threads)
 
     def _apply(self, threads: int) -> None:
         self._set(threads)
         self.threads = threads
         self._want_more = 0
+
+
+_PER_THREAD = threading.local()
+
+
+def govern_threads(step: int, device: str = "cpu") -> int:
+    """The one-line hook for a training loop: ``govern_threads(step, device)`` before each step.
+
+    Keeps one :class:`ThreadGovernor` per calling thread (the server runs jobs one after
+    another in its worker thread). Step 0 starts a new fit: the governor first gives back
+    every core (:meth:`ThreadGovernor.restore`), so a fit never inherits the count the
+    previous one ended with.
+
+    Args:
+        step: the step about to run (0 for a fit's first).
+        device: the fit's device; anything but ``"cpu"`` is left alone (returns 0).
+
+    Returns:
+        The CPU thread count in effect for the step, or 0 for a non-CPU device.
+    """
+    if not str(device).startswith("cpu"):
+        return 0
+    governor = getattr(_PER_THREAD, "governor", None)
+    if governor is None:
+        governor = _PER_THREAD.governor = ThreadGovernor()
+    elif step == 0:
+        governor.restore()
+    return governor.maybe_adjust(step)

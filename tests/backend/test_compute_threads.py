@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
 import pytest
 
+from backend import compute_threads
 from backend.compute_threads import (
-    OPENMP_DEFAULTS,
     CpuTimes,
     ThreadGovernor,
     choose_threads,
-    configure_process,
+    govern_threads,
     governor_enabled_by_env,
     parse_proc_stat,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 PROC_STAT = """cpu  4705 150 1120 16250 520 0 37 10 0 0
 cpu0 2350 75 560 8125 260 0 20 5 0 0
@@ -53,7 +61,7 @@ def run_steps(machine: FakeMachine, governor: ThreadGovernor, steps: int, step_s
 
 def test_parse_proc_stat_reads_the_aggregate_line_in_seconds():
     times = parse_proc_stat(PROC_STAT, 100.0)
-    assert times.busy_s == pytest.approx((4705 + 150 + 1120 + 0 + 37 + 10) / 100)
+    assert times.busy_s == pytest.approx((4705 + 150 + 1120 + 0 + 37) / 100)  # steal (10) is not ours
     assert times.idle_s == pytest.approx((16250 + 520) / 100)
 
 
@@ -142,12 +150,70 @@ def test_governor_disabled_by_environment(monkeypatch):
     assert machine.set_calls == []
 
 
-def test_configure_process_sets_passive_defaults_but_keeps_the_users_values():
-    env = {"OMP_WAIT_POLICY": "ACTIVE"}
-    added = configure_process(env)
-    assert env["OMP_WAIT_POLICY"] == "ACTIVE"
-    assert "OMP_WAIT_POLICY" not in added
-    for name, value in OPENMP_DEFAULTS.items():
-        if name != "OMP_WAIT_POLICY":
-            assert env[name] == value and added[name] == value
-    assert configure_process({})["OMP_WAIT_POLICY"] == "PASSIVE"
+def test_governor_puts_back_a_count_someone_else_changed():
+    machine = FakeMachine(others=0.0, own=2.0)
+    governor = machine.governor()
+    run_steps(machine, governor, 2)
+    machine.threads = 1  # e.g. Numba's first launch calling omp_set_num_threads
+    run_steps(machine, governor, 6)
+    assert machine.threads == 2 and governor.threads == 2
+
+
+def test_restore_gives_every_core_back():
+    machine = FakeMachine(others=2.0)
+    governor = machine.governor()
+    run_steps(machine, governor, 8)
+    assert machine.threads == 1
+    governor.restore()
+    assert machine.threads == 2 and governor.threads == 2
+
+
+def test_govern_threads_keeps_one_governor_per_thread_and_restarts_at_step_zero(monkeypatch):
+    made = []
+
+    class Recorder:
+        def __init__(self):
+            self.calls, self.restored = [], 0
+            made.append(self)
+
+        def maybe_adjust(self, step):
+            self.calls.append(step)
+            return 1
+
+        def restore(self):
+            self.restored += 1
+
+    monkeypatch.setattr(compute_threads, "ThreadGovernor", Recorder)
+    monkeypatch.setattr(compute_threads, "_PER_THREAD", threading.local())
+    assert govern_threads(0, "cuda") == 0 and made == []
+    for step in range(3):
+        assert govern_threads(step, "cpu") == 1
+    govern_threads(0, "cpu")
+    assert len(made) == 1 and made[0].calls == [0, 1, 2, 0] and made[0].restored == 1
+    other = threading.Thread(target=govern_threads, args=(5, "cpu"))
+    other.start()
+    other.join()
+    assert len(made) == 2 and made[1].calls == [5]
+
+
+def test_first_numba_launch_keeps_torchs_thread_count():
+    """Numba's first launch calls omp_set_num_threads(NUMBA_NUM_THREADS) on torch's libgomp;
+    the rasterizer puts torch's count back (fresh process: the first launch happens once)."""
+    code = """
+import torch
+torch.set_num_threads(1)
+from backend.render.numba_rasterizer import rasterize_numba
+n = 3
+eye = torch.eye(4)[None]
+eye[0, 2, 3] = 3.0
+K = torch.tensor([[[8.0, 0, 4], [0, 8.0, 4], [0, 0, 1]]])
+rasterize_numba(torch.zeros(1, n, 3), torch.tensor([[[1.0, 0, 0, 0]] * n]), torch.full((1, n, 3), 0.2),
+                torch.full((1, n), 0.5), torch.rand(1, n, 3), eye, K, 8, 8)
+print(torch.get_num_threads())
+"""
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2", "PYTHONPATH": str(ROOT)}
+    env.pop("OMP_NUM_THREADS", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "1"
