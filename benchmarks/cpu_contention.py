@@ -303,6 +303,16 @@ def measure(case: str, variant_name: str, args, footage: Path, tmp: Path, cycles
     return row
 
 
+def background_cores(seconds: float = 1.0) -> float:
+    """Cores other processes kept busy over ``seconds`` (``/proc/stat``, this process excluded)."""
+    from backend.compute_threads import process_cpu_seconds, read_proc_stat
+
+    cpu0, own0, t0 = read_proc_stat(), process_cpu_seconds(), time.monotonic()
+    time.sleep(seconds)
+    cpu1, own1, t1 = read_proc_stat(), process_cpu_seconds(), time.monotonic()
+    return max(0.0, (cpu1.busy_s - cpu0.busy_s - (own1 - own0)) / (t1 - t0))
+
+
 def cycles_alone_rate(tmp: Path, seconds: float) -> float:
     """Renders per second of the Cycles process with the machine to itself."""
     lines: list[str] = []
@@ -362,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="a D-NeRF scene folder (read only)")
     parser.add_argument("--size", type=int, default=128, help="training image size (px)")
     parser.add_argument("--tag", default="cpu_contention", help="output name in benchmarks/results/")
+    parser.add_argument("--max-background", type=float, default=0.3,
+                        help="refuse to start when other processes keep more cores than this busy")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--child", choices=("fit", "cycles"), help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
@@ -379,6 +391,11 @@ def main(argv: list[str] | None = None) -> int:
     for c in cases:
         if c not in CASES:
             parser.error(f"unknown case {c!r}")
+    busy = background_cores(2.0)
+    if busy > args.max_background:
+        print(f"the machine is busy: other processes use {busy:.2f} cores (> --max-background "
+              f"{args.max_background}); the measurements would be meaningless", file=sys.stderr)
+        return 3
     started = time.perf_counter()
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="gen4d-contention-") as tmp_name:
@@ -397,7 +414,9 @@ def main(argv: list[str] | None = None) -> int:
         plan = [("alone", v) for _ in range(args.alone_repeats) for v in variants] if "alone" in cases else []
         plan += [(c, v) for v in variants for c in cases if c != "alone"]
         for case, variant in plan:
+            busy = background_cores(0.5)
             row = measure(case, variant, args, footage, tmp, cycles_alone)
+            row["background_cores_before"] = busy
             print(f"{variant:14s} {CASE_LABEL[case]:18s} {row['steps_per_s']:6.2f} steps/s "
                   f"(mean {row['mean_steps_per_s']:.2f}, {row['steps']} steps, threads "
                   f"{row['threads_used']}, {row['cpu_cores_used']:.2f} cores busy)", flush=True)
