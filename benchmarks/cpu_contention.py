@@ -75,7 +75,7 @@ VARIANTS: dict[str, dict] = {
     "t2-active": {"threads": 2, "env": {"OMP_WAIT_POLICY": "ACTIVE"}, "about": "2 threads, OMP_WAIT_POLICY=ACTIVE"},
     "t2-spin1k": {"threads": 2, "env": {"GOMP_SPINCOUNT": "1000"}, "about": "2 threads, GOMP_SPINCOUNT=1000"},
     "t2-workqueue": {"threads": 2, "env": {"NUMBA_THREADING_LAYER": "workqueue"},
-                     "about": "2 threads, Numba's workqueue layer (no second libgomp)"},
+                     "about": "2 threads, Numba's workqueue threading layer instead of OpenMP"},
     "t2-numba1": {"threads": 2, "numba_threads": 1, "env": {}, "about": "torch 2 threads, Numba 1"},
     "t1-numba2": {"threads": 1, "numba_threads": 2, "env": {}, "about": "torch 1 thread, Numba 2"},
     "t1-numba2-passive": {"threads": 1, "numba_threads": 2, "env": {"OMP_WAIT_POLICY": "PASSIVE"},
@@ -344,17 +344,24 @@ def prepare_footage(data: Path, size: int, tmp: Path) -> Path:
 
 def markdown(rows: list[dict], meta: dict) -> str:
     """The results as a Markdown table (one row per variant x case)."""
-    alone = {r["variant"]: r["steps_per_s"] for r in rows if r["case"] == "alone"}
+    alone = {r["variant"]: r for r in rows if r["case"] == "alone"}
     out = [f"# CPU contention ({meta['machine']}, {meta['n_cpus']} CPUs, fit: {meta['fit']})", "",
-           "| variant | case | steps/s (median of 5-step windows) | × alone | mean steps/s | threads used | "
-           "Cycles renders/s (alone) |", "| --- | --- | ---: | ---: | ---: | --- | ---: |"]
+           "steps/s: median over windows of 5 steps; mean: steps / time (lower when a fit runs in bursts). "
+           "× alone: against the same variant alone (alone: median of its repeats, listed).", "",
+           "| variant | case | steps/s | × alone | mean steps/s | × alone (mean) | threads used | CPU ms/step | "
+           "Cycles renders/s (alone) |", "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
     for r in rows:
-        ratio = r["steps_per_s"] / alone[r["variant"]] if alone.get(r["variant"]) else float("nan")
+        a = alone.get(r["variant"])
+        ratio = r["steps_per_s"] / a["steps_per_s"] if a else float("nan")
+        mean_ratio = r["mean_steps_per_s"] / a["mean_steps_per_s"] if a else float("nan")
         cyc = ""
         if r["case"] == "cycles" and r.get("cycles_renders_per_s") is not None:
             cyc = f"{r['cycles_renders_per_s']:.3f} ({r['cycles_alone_renders_per_s']:.3f})"
-        out.append(f"| {r['variant']} | {CASE_LABEL[r['case']]} | {r['steps_per_s']:.2f} | {ratio:.2f} | "
-                   f"{r['mean_steps_per_s']:.2f} | {','.join(map(str, r['threads_used']))} | {cyc} |")
+        reps = r.get("alone_repeats_steps_per_s")
+        speed = f"{r['steps_per_s']:.2f}" + (f" ({', '.join(f'{x:.1f}' for x in reps)})" if reps else "")
+        out.append(f"| {r['variant']} | {CASE_LABEL[r['case']]} | {speed} | {ratio:.2f} | "
+                   f"{r['mean_steps_per_s']:.2f} | {mean_ratio:.2f} | {','.join(map(str, r['threads_used']))} | "
+                   f"{r['cpu_ms_per_step']:.0f} | {cyc} |")
     out += ["", "Variants:", ""] + [f"- `{v}`: {VARIANTS[v]['about']}" for v in dict.fromkeys(r["variant"]
                                                                                             for r in rows)]
     return "\n".join(out) + "\n"
