@@ -232,6 +232,21 @@ def _threads() -> int:
     return max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
 
 
+def _set_launch_threads() -> int:
+    """Set Numba's thread count for this thread's next launches to :func:`_threads`; returns it.
+
+    Numba's first launch in a process calls ``omp_set_num_threads(NUMBA_NUM_THREADS)``,
+    which binds to torch's libgomp (loaded first) and would raise torch's own count in this
+    thread (a fit with 1 torch thread ran its torch ops on 2 after its first render): torch's
+    count is put back.
+    """
+    n, torch_threads = _threads(), torch.get_num_threads()
+    numba.set_num_threads(n)
+    if torch.get_num_threads() != torch_threads:
+        torch.set_num_threads(torch_threads)
+    return n
+
+
 class _Composite(torch.autograd.Function):
     """Autograd wrapper of the compiled forward / backward compositing kernels."""
 
@@ -247,7 +262,7 @@ class _Composite(torch.autograd.Function):
         t_final = np.empty((B, height, width), np.float64)
         n_end = np.empty((B, height, width), np.int64)
         with _LAUNCH_LOCK:
-            numba.set_num_threads(_threads())
+            _set_launch_threads()
             _gather_entries(ids, offsets, tiles_x * tiles_y, boxes, m2, con, op, geom, box)
             _forward(offsets, ids, geom, box, col, width, height, tiles_x, tiles_y,
                      out_colors, out_alphas, t_final, n_end)
@@ -262,8 +277,7 @@ class _Composite(torch.autograd.Function):
         grad_colors = (torch.zeros((B, height, width, D)) if grad_colors is None else grad_colors)
         grad_alphas = (torch.zeros((B, height, width)) if grad_alphas is None else grad_alphas)
         with _LAUNCH_LOCK:
-            n_chunks = _threads()
-            numba.set_num_threads(n_chunks)
+            n_chunks = _set_launch_threads()
             v_means2d = np.zeros((n_chunks, B, N, 2))
             v_conics = np.zeros((n_chunks, B, N, 3))
             v_opacities = np.zeros((n_chunks, B, N))
