@@ -258,6 +258,11 @@ class ThreadGovernor:
         self.history.append((step, others, self.threads))
         return self.threads
 
+    def overridden(self) -> bool:
+        """True when torch's thread count is no longer the one this governor last set
+        (someone else called ``torch.set_num_threads``)."""
+        return self._get() != self.threads
+
     def restore(self) -> None:
         """Set torch's thread count back to ``max_threads`` and forget the last reading
         (call it when the fit ends, so the work after it gets every core back)."""
@@ -280,7 +285,8 @@ def govern_threads(step: int, device: str = "cpu") -> int:
     Keeps one :class:`ThreadGovernor` per calling thread (the server runs jobs one after
     another in its worker thread). Step 0 starts a new fit: the governor first gives back
     every core (:meth:`ThreadGovernor.restore`), so a fit never inherits the count the
-    previous one ended with.
+    previous one ended with; if the caller changed torch's thread count since the last
+    fit, that count becomes the new ceiling.
 
     Args:
         step: the step about to run (0 for a fit's first).
@@ -292,7 +298,9 @@ def govern_threads(step: int, device: str = "cpu") -> int:
     if not str(device).startswith("cpu"):
         return 0
     governor = getattr(_PER_THREAD, "governor", None)
-    if governor is None:
+    if governor is None or (step == 0 and governor.overridden()):
+        # first fit of this thread, or the caller set its own thread count since the last
+        # fit (a test or a benchmark worker): that count is the new ceiling
         governor = _PER_THREAD.governor = ThreadGovernor()
     elif step == 0:
         governor.restore()

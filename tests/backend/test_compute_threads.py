@@ -183,6 +183,11 @@ def test_govern_threads_keeps_one_governor_per_thread_and_restarts_at_step_zero(
         def restore(self):
             self.restored += 1
 
+        def overridden(self):
+            return overridden
+
+    overridden = False
+
     monkeypatch.setattr(compute_threads, "ThreadGovernor", Recorder)
     monkeypatch.setattr(compute_threads, "_PER_THREAD", threading.local())
     assert govern_threads(0, "cuda") == 0 and made == []
@@ -194,6 +199,10 @@ def test_govern_threads_keeps_one_governor_per_thread_and_restarts_at_step_zero(
     other.start()
     other.join()
     assert len(made) == 2 and made[1].calls == [5]
+    # the caller set its own thread count since the last fit: a new governor, with that ceiling
+    overridden = True
+    govern_threads(0, "cpu")
+    assert len(made) == 3 and made[2].calls == [0] and made[0].restored == 1
 
 
 def test_first_numba_launch_keeps_torchs_thread_count():

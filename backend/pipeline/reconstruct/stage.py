@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from backend.compute_threads import govern_threads
 from backend.errors import JobError
 from backend.gaussians.model import Gaussians4D
 from backend.optim.optimizer import ModelOptimizer
@@ -85,6 +86,7 @@ def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, devic
     curve, ema = [], None
     for step in range(iterations):
         ctx.check_cancelled()
+        govern_threads(step, device)  # yield cores to other work on a shared CPU (docs/design.md "Rendering")
         value = trainer.step(step)
         ema = value if ema is None else 0.9 * ema + 0.1 * value
         if step % 10 == 0 or step == iterations - 1:
