@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from backend.gaussians.gaussians import Gaussians
-from backend.gaussians.model import Gaussians4D
+from backend.gaussians.model import Gaussians4D, canonical_params
 from protocol.config import ControlPointConfig, OptimizationConfig
 
 
@@ -151,12 +151,7 @@ class ControlPointGaussians4D(Gaussians4D):
                  config: ControlPointConfig, scene_radius: float | None = None, control_points: Tensor | None = None):
         super().__init__()
         self.config = config
-        n = means.shape[0]
-        params = {"means": means, "quats": quats, "scales": log_scales, "opacities": opacity_logits,
-                  "sh0": sh[:, :1, :]}
-        if config.sh_degree > 0:
-            k = (config.sh_degree + 1) ** 2
-            params["shN"] = sh[:, 1:, :] if sh.shape[1] == k else sh.new_zeros(n, k - 1, 3)
+        params = canonical_params(means, quats, log_scales, opacity_logits, sh, config.sh_degree)
         self.params = nn.ParameterDict({k: nn.Parameter(v.detach().clone().contiguous()) for k, v in params.items()})
         if control_points is None:
             control_points = means.detach()[farthest_point_sample(means.detach(), config.n_control)]

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from backend.gaussians.gaussians import Gaussians
-from backend.gaussians.model import Gaussians4D
+from backend.gaussians.model import Gaussians4D, canonical_params
 from protocol.config import HexPlaneConfig, OptimizationConfig
 
 #: Coordinate pairs of the six planes, in this order: xy, xz, yz (spatial), xt, yt, zt
@@ -314,12 +314,7 @@ class HexPlaneGaussians4D(Gaussians4D):
         super().__init__()
         config = config or HexPlaneConfig()
         self.config = config
-        n = means.shape[0]
-        params = {"means": means, "quats": quats, "scales": log_scales, "opacities": opacity_logits,
-                  "sh0": sh[:, :1, :]}
-        if config.sh_degree > 0:
-            k = (config.sh_degree + 1) ** 2
-            params["shN"] = sh[:, 1:, :] if sh.shape[1] == k else sh.new_zeros(n, k - 1, 3)
+        params = canonical_params(means, quats, log_scales, opacity_logits, sh, config.sh_degree)
         self.params = nn.ParameterDict({k: nn.Parameter(v.detach().clone().contiguous()) for k, v in params.items()})
         if centre is None or half_extent is None:
             c, h = bound_from_points(means.detach().float())

@@ -34,6 +34,25 @@ from backend.gaussians.gaussians import Gaussians
 from protocol.config import OptimizationConfig
 
 
+def canonical_params(means: Tensor, quats: Tensor, log_scales: Tensor, opacity_logits: Tensor, sh: Tensor,
+                     sh_degree: int) -> dict[str, Tensor]:
+    """The canonical per-Gaussian tensors every model stores, under their :attr:`Gaussians4D.params`
+    keys: ``means``, ``quats``, ``scales`` (log), ``opacities`` (logits), ``sh0 [N,1,3]``,
+    and ``shN [N,K−1,3]`` when ``sh_degree > 0`` (zeros when ``sh`` has only the DC band).
+
+    Args:
+        means, quats, log_scales, opacity_logits: ``[N,3]``, ``[N,4]`` wxyz, ``[N,3]``, ``[N]``.
+        sh: ``[N,K',3]`` SH coefficients.
+        sh_degree: the model's SH degree.
+    """
+    params = {"means": means, "quats": quats, "scales": log_scales, "opacities": opacity_logits,
+              "sh0": sh[:, :1, :]}
+    if sh_degree > 0:
+        k = (sh_degree + 1) ** 2
+        params["shN"] = sh[:, 1:, :] if sh.shape[1] == k else sh.new_zeros(means.shape[0], k - 1, 3)
+    return params
+
+
 class Gaussians4D(nn.Module, ABC):
     """Abstract 4D Gaussian model; see the module docstring for the contract.
 
