@@ -9,8 +9,8 @@ environment and explicit thread counts):
   a temporary folder, never copied into the repository), the ``standard`` preset with a
   constant workload: no low-resolution phase, no densification (4,000 Gaussians, 4 frames a
   step), no previews. Its ``Trainer.step`` is wrapped to time every step (and, for variants
-  with the governor, to call ``govern_threads(step, "cpu")`` before it: the one line the
-  training loop takes).
+  with the governor, to call ``govern_threads(step, "cpu")`` before it where the training
+  loop does not call it itself yet; variants without it run with ``GEN4D_THREAD_GOVERNOR=0``).
 - Measured fit: ``--warmup`` steps are dropped, then it runs ``--steps`` steps (the same
   steps of the same fit in every case: the work per step drifts as the fit learns), or
   ``--max-seconds`` if that comes first. **steps/s** is the median over windows of 5
@@ -122,6 +122,7 @@ def child_fit(spec: dict) -> None:
     from backend import compute_threads
     from backend.pipeline.context import JobContext
     from backend.pipeline.reconstruct import reconstruct
+    from backend.pipeline.reconstruct import stage as stage_module
     from backend.pipeline.reconstruct.train import Trainer
     from backend.render import numba_rasterizer
     from protocol.presets import reconstruct_config
@@ -136,9 +137,13 @@ def child_fit(spec: dict) -> None:
     primary, warmup = spec["primary"], spec["warmup"]
     steps, max_seconds = spec["steps"], spec["max_seconds"]
     original = Trainer.step
+    # Where the training loop already calls govern_threads (it does once the hook is merged),
+    # the benchmark does not call it again; variants without the governor turn it off
+    # through GEN4D_THREAD_GOVERNOR=0 (see _child_env).
+    loop_has_hook = hasattr(stage_module, "govern_threads")
 
     def timed_step(self, step: int) -> float:
-        if variant.get("governor"):
+        if variant.get("governor") and not loop_has_hook:
             compute_threads.govern_threads(step, "cpu")  # the training loop's one-line hook
         elif variant.get("numba_threads"):
             # Numba's OpenMP layer calls omp_set_num_threads(NUMBA_NUM_THREADS) on its first
@@ -167,7 +172,7 @@ def child_fit(spec: dict) -> None:
         governor = getattr(compute_threads._PER_THREAD, "governor", None)  # the hook's governor
 
         print(json.dumps({"stamps": stamps[warmup:], "threads_used": threads_used[warmup:],
-                          "cpu_seconds": cpu[-1] - cpu[0],
+                          "cpu_seconds": cpu[-1] - cpu[0], "hook_in_training_loop": loop_has_hook,
                           "governor_history": governor.history if governor else None,
                           "torch_threads_start": variant["threads"],
                           "numba_threading_layer": numba.threading_layer(),
@@ -205,6 +210,8 @@ def _child_env(variant: dict | None) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_THREAD_ENV_PREFIXES)}
     if variant is not None:
         env.update(variant.get("env", {}))
+        if not variant.get("governor"):
+            env["GEN4D_THREAD_GOVERNOR"] = "0"
         env["NUMBA_NUM_THREADS"] = str(max(variant["threads"], variant.get("numba_threads") or 0))
     env["PYTHONPATH"] = str(ROOT)
     return env
