@@ -133,6 +133,7 @@ def child_fit(spec: dict) -> None:
     cfg = reconstruct_config("standard", FIT_OPTIONS)
     stamps: list[float] = []
     cpu: list[float] = []  # this process's CPU seconds at the start and end of the measurement
+    machine: list[float] = []  # the machine's busy CPU seconds (/proc/stat) at the same times
     threads_used: list[int] = []
     primary, warmup = spec["primary"], spec["warmup"]
     steps, max_seconds = spec["steps"], spec["max_seconds"]
@@ -154,6 +155,7 @@ def child_fit(spec: dict) -> None:
         threads_used.append(torch.get_num_threads())
         if len(stamps) == warmup + 1:
             cpu.append(sum(os.times()[:2]))
+            machine.append(compute_threads.read_proc_stat().busy_s)
             print("READY", flush=True)
         if primary and len(stamps) > warmup + 1:
             elapsed = stamps[-1] - stamps[warmup]
@@ -166,6 +168,7 @@ def child_fit(spec: dict) -> None:
         reconstruct(footage, cfg, JobContext(), device="cpu")
     except _Done:
         cpu.append(sum(os.times()[:2]))
+        machine.append(compute_threads.read_proc_stat().busy_s)
     if primary:
         import numba
 
@@ -173,6 +176,7 @@ def child_fit(spec: dict) -> None:
 
         print(json.dumps({"stamps": stamps[warmup:], "threads_used": threads_used[warmup:],
                           "cpu_seconds": cpu[-1] - cpu[0], "hook_in_training_loop": loop_has_hook,
+                          "other_cpu_seconds": (machine[-1] - machine[0]) - (cpu[-1] - cpu[0]),
                           "governor_history": governor.history if governor else None,
                           "torch_threads_start": variant["threads"],
                           "numba_threading_layer": numba.threading_layer(),
@@ -299,6 +303,9 @@ def measure(case: str, variant_name: str, args, footage: Path, tmp: Path, cycles
            "mean_steps_per_s": (len(stamps) - 1) / max(t1 - t0, 1e-9), "capped": len(stamps) - 1 < args.steps,
            "window_steps_per_s": [round(r, 3) for r in rates], **result}
     row["cpu_cores_used"] = row["cpu_seconds"] / max(t1 - t0, 1e-9)
+    # Cores every other process used during the measurement: the partner's (or Cycles's)
+    # share beside one, and background load that spoils the measurement when alone.
+    row["other_cores_during"] = max(0.0, row.pop("other_cpu_seconds")) / max(t1 - t0, 1e-9)
     row["cpu_ms_per_step"] = 1000 * row["cpu_seconds"] / max(row["steps"], 1)
     row["threads_used"] = sorted(set(row["threads_used"]))
     if case == "cycles":
@@ -354,9 +361,11 @@ def markdown(rows: list[dict], meta: dict) -> str:
     alone = {r["variant"]: r for r in rows if r["case"] == "alone"}
     out = [f"# CPU contention ({meta['machine']}, {meta['n_cpus']} CPUs, fit: {meta['fit']})", "",
            "steps/s: median over windows of 5 steps; mean: steps / time (lower when a fit runs in bursts). "
-           "× alone: against the same variant alone (alone: median of its repeats, listed).", "",
+           "× alone: against the same variant alone (alone: median of its repeats, listed). "
+           "other cores: CPU the other processes used during the measurement.", "",
            "| variant | case | steps/s | × alone | mean steps/s | × alone (mean) | threads used | CPU ms/step | "
-           "Cycles renders/s (alone) |", "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+           "other cores | Cycles renders/s (alone) |",
+           "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
     for r in rows:
         a = alone.get(r["variant"])
         ratio = r["steps_per_s"] / a["steps_per_s"] if a else float("nan")
@@ -368,7 +377,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
         speed = f"{r['steps_per_s']:.2f}" + (f" ({', '.join(f'{x:.1f}' for x in reps)})" if reps else "")
         out.append(f"| {r['variant']} | {CASE_LABEL[r['case']]} | {speed} | {ratio:.2f} | "
                    f"{r['mean_steps_per_s']:.2f} | {mean_ratio:.2f} | {','.join(map(str, r['threads_used']))} | "
-                   f"{r['cpu_ms_per_step']:.0f} | {cyc} |")
+                   f"{r['cpu_ms_per_step']:.0f} | {r.get('other_cores_during', float('nan')):.2f} | {cyc} |")
     out += ["", "Variants:", ""] + [f"- `{v}`: {VARIANTS[v]['about']}" for v in dict.fromkeys(r["variant"]
                                                                                             for r in rows)]
     return "\n".join(out) + "\n"
@@ -434,6 +443,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{variant:14s} {CASE_LABEL[case]:18s} {row['steps_per_s']:6.2f} steps/s "
                   f"(mean {row['mean_steps_per_s']:.2f}, {row['steps']} steps, threads "
                   f"{row['threads_used']}, {row['cpu_cores_used']:.2f} cores busy)", flush=True)
+            if case == "alone" and row["other_cores_during"] > args.max_background:
+                print(f"  (other processes used {row['other_cores_during']:.2f} cores during it: spoiled)",
+                      flush=True)
             if case == "alone":
                 alone[variant].append(row)
                 if len(alone[variant]) == args.alone_repeats:
