@@ -76,6 +76,8 @@ VARIANTS: dict[str, dict] = {
     "t2-spin1k": {"threads": 2, "env": {"GOMP_SPINCOUNT": "1000"}, "about": "2 threads, GOMP_SPINCOUNT=1000"},
     "t2-workqueue": {"threads": 2, "env": {"NUMBA_THREADING_LAYER": "workqueue"},
                      "about": "2 threads, Numba's workqueue threading layer instead of OpenMP"},
+    "after-workqueue": {"threads": 2, "env": {"NUMBA_THREADING_LAYER": "workqueue"}, "governor": True,
+                        "about": "the governor with Numba's workqueue threading layer"},
     "t2-numba1": {"threads": 2, "numba_threads": 1, "env": {}, "about": "torch 2 threads, Numba 1"},
     "t1-numba2": {"threads": 1, "numba_threads": 2, "env": {}, "about": "torch 1 thread, Numba 2"},
     "t1-numba2-passive": {"threads": 1, "numba_threads": 2, "env": {"OMP_WAIT_POLICY": "PASSIVE"},
@@ -327,21 +329,38 @@ def background_cores(seconds: float = 1.0) -> float:
     return max(0.0, (cpu1.busy_s - cpu0.busy_s - (own1 - own0)) / (t1 - t0))
 
 
-def cycles_alone_rate(tmp: Path, seconds: float) -> float:
-    """Renders per second of the Cycles process with the machine to itself."""
+def _process_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used, from ``/proc/<pid>/stat``."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cycles_alone_rate(tmp: Path, seconds: float) -> tuple[float, float]:
+    """Renders per second of the Cycles process with the machine to itself.
+
+    Returns:
+        ``(renders/s, cores the other processes used meanwhile)``.
+    """
+    from backend.compute_threads import process_cpu_seconds, read_proc_stat
+
     lines: list[str] = []
     proc = _spawn("cycles", {"tmp": str(tmp)}, _child_env(None))
     try:
         _wait_line(proc, "RENDER", 300, lines)
+        busy0, mine0, t0 = read_proc_stat().busy_s, _process_cpu_seconds(proc.pid) + process_cpu_seconds(), \
+            time.monotonic()
         first = float(lines[-1].split()[1])
         last = first
         n = 0
         while last - first < seconds:
             last = float(_wait_line(proc, "RENDER", 120, lines).split()[1])
             n += 1
+        busy1, mine1, t1 = read_proc_stat().busy_s, _process_cpu_seconds(proc.pid) + process_cpu_seconds(), \
+            time.monotonic()
     finally:
         _stop(proc, lines)
-    return n / (last - first)
+    return n / (last - first), max(0.0, (busy1 - busy0) - (mine1 - mine0)) / (t1 - t0)
 
 
 def prepare_footage(data: Path, size: int, tmp: Path) -> Path:
@@ -428,9 +447,10 @@ def main(argv: list[str] | None = None) -> int:
         warm = _spawn("fit", {"variant": VARIANTS["t1"], "footage": str(footage), "warmup": 1, "steps": 1,
                               "max_seconds": 0, "primary": True}, _child_env(VARIANTS["t1"]))
         warm.communicate(timeout=600)
-        cycles_alone = cycles_alone_rate(tmp, 10.0) if "cycles" in cases else None
+        cycles_alone, cycles_alone_others = cycles_alone_rate(tmp, 10.0) if "cycles" in cases else (None, None)
         if cycles_alone is not None:
-            print(f"Cycles alone: {cycles_alone:.3f} renders/s", flush=True)
+            print(f"Cycles alone: {cycles_alone:.3f} renders/s (other processes: {cycles_alone_others:.2f} cores)",
+                  flush=True)
         # Alone: repeated, the variants interleaved (A B A B ...), so a slow minute of the
         # machine does not land on one variant; the row keeps the median repeat.
         alone: dict[str, list[dict]] = {v: [] for v in variants}
@@ -459,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"machine": platform.processor() or platform.machine(), "n_cpus": os.cpu_count(),
             "fit": f"D-NeRF {args.data.name} train at {args.size} px, standard preset + {FIT_OPTIONS}",
             "steps_per_case": args.steps, "max_seconds_per_case": args.max_seconds, "warmup_steps": args.warmup,
-            "window_steps": WINDOW,
+            "window_steps": WINDOW, "cycles_alone_renders_per_s": cycles_alone,
+            "cycles_alone_other_cores": cycles_alone_others,
             "wall_s": time.perf_counter() - started}
     for row in rows:
         a = next((r for r in rows if r["variant"] == row["variant"] and r["case"] == "alone"), None)
