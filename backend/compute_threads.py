@@ -17,7 +17,7 @@ alone; tables in ``benchmarks/results/cpu_contention*.md``):
   ``OMP_WAIT_POLICY=ACTIVE`` is as bad (0.21× / 0.22×), ``GOMP_SPINCOUNT=1000`` halfway
   (0.54× / 0.53×), Numba's ``workqueue`` layer far worse (0.05× / 0.11×).
 - ``OMP_WAIT_POLICY=PASSIVE`` cures most of it (0.83× beside a fit, 0.44-0.76× beside
-  Cycles over four runs) but a fit alone is 10-25 % slower (17-21 against 22-27 steps/s),
+  Cycles in three runs) but a fit alone is 10-25 % slower (17-21 against 22-27 steps/s),
   so the backend does not set it.
 - One thread runs no parallel region, so nothing spins: 0.97× of its alone speed beside a
   second fit, 0.75× beside Cycles (its per-thread share of the cores).
