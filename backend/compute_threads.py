@@ -1,32 +1,36 @@
 """CPU threads of a fit that shares the machine with other work: a thread governor.
 
-Why (measured with ``benchmarks/cpu_contention.py`` on the 2-core AMD EPYC VM, D-NeRF
-jumpingjacks at 128 px, 4,000 Gaussians, 4 frames a step; results in
-``benchmarks/results/cpu_contention.md``):
+Why (``benchmarks/cpu_contention.py`` on the 2-core AMD EPYC VM: D-NeRF jumpingjacks at
+128 px, 4,000 Gaussians, 4 frames a step; median steps/s, ratios to the same settings
+alone; tables in ``benchmarks/results/cpu_contention*.md``):
 
 - One OpenMP runtime does all the parallel work: torch's bundled ``torch/lib/libgomp.so.1``.
   Numba's OpenMP layer (``numba/np/ufunc/omppool*.so``) also maps the system's
   ``libgomp.so.1.0.0``, but its ``GOMP_parallel`` and ``omp_set_num_threads`` bind to
   torch's copy, loaded first (``LD_DEBUG=bindings``), so torch and Numba share one pool.
-- Unset ``OMP_WAIT_POLICY``, libgomp's idle workers spin 300,000 rounds (about 3 ms)
-  before they sleep. A training step runs hundreds of small torch parallel regions less than
-  3 ms apart, so a 2-thread fit keeps both cores busy: 81 CPU-ms a step against 65 ms with
-  one thread, for 1.6× the speed (about 24 against 15 steps/s alone).
-- Beside other work the spinning worker holds a core the stalled thread (or the other
-  process) needs, and every barrier waits for a descheduled thread: 144-229 CPU-ms a step,
-  and 0.24× the alone speed beside a second such fit, 0.29× beside a Cycles render
-  (``OMP_WAIT_POLICY=ACTIVE`` alike; ``GOMP_SPINCOUNT=10000`` alike, 1000 halfway).
-- ``OMP_WAIT_POLICY=PASSIVE`` cures that (0.7× beside either) but makes a fit alone
-  10-20 % slower (19-21 against 23-25 steps/s, three runs), so the backend does not set
-  it. One thread runs no parallel region at all, so nothing spins: a 1-thread fit beside a
-  second one runs at its alone speed (15 steps/s, 0.63× the 2-thread alone speed), beside
-  Cycles at 11 steps/s (0.47×, its fair per-thread share of the cores).
+- With ``OMP_WAIT_POLICY`` unset libgomp's idle workers spin 300,000 rounds (about 3 ms)
+  before they sleep. A step runs hundreds of small torch parallel regions closer together
+  than that, so a 2-thread fit keeps both cores busy (22-27 steps/s alone against 15-16
+  with one thread). Beside other work the spinning worker holds a core the descheduled
+  thread needs and every barrier waits for it: 0.44× (0.34× by mean rate) beside a second
+  such fit, 0.25× beside a Cycles render, 1.5-3× the CPU time per step.
+  ``OMP_WAIT_POLICY=ACTIVE`` is as bad (0.21× / 0.22×), ``GOMP_SPINCOUNT=1000`` halfway
+  (0.54× / 0.53×), Numba's ``workqueue`` layer far worse (0.05× / 0.11×).
+- ``OMP_WAIT_POLICY=PASSIVE`` cures most of it (0.83× beside a fit, 0.44-0.76× beside
+  Cycles in three runs) but a fit alone is 10-25 % slower (17-21 against 22-27 steps/s),
+  so the backend does not set it.
+- One thread runs no parallel region, so nothing spins: 0.97× of its alone speed beside a
+  second fit, 0.75× beside Cycles (its per-thread share of the cores).
 
-Hence :class:`ThreadGovernor`: all the cores while the machine is otherwise idle, one
-core less for every core other processes keep busy, re-checked every second between
-training steps. It sets torch's thread count; the Numba rasterizer launches with
-``min(torch.get_num_threads(), NUMBA_NUM_THREADS)`` threads, so it follows.
-``GEN4D_THREAD_GOVERNOR=0`` turns it off.
+Hence :class:`ThreadGovernor`: all the cores while the machine is otherwise idle, one core
+less for every core other processes keep busy, re-checked every second between steps.
+Measured (``cpu_contention.md``): alone 25.4 steps/s (22.3 without it: not slower), beside
+a second fit 0.66×, beside Cycles 0.49× (and Cycles renders 0.85 instead of 0.66 frames/s);
+with Numba's workqueue layer 0.94× / 0.52×. It sets torch's thread count; the Numba
+rasterizer launches with ``min(torch.get_num_threads(), NUMBA_NUM_THREADS)`` threads, so it
+follows. ``GEN4D_THREAD_GOVERNOR=0`` turns it off. It reads the whole machine's
+``/proc/stat``: pinned to a subset of the CPUs, or in a container with a CPU quota, it sees
+load it does not compete with and may give up cores it could have used.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ environment and explicit thread counts):
   a temporary folder, never copied into the repository), the ``standard`` preset with a
   constant workload: no low-resolution phase, no densification (4,000 Gaussians, 4 frames a
   step), no previews. Its ``Trainer.step`` is wrapped to time every step (and, for variants
-  with the governor, to call ``govern_threads(step, "cpu")`` before it: the one line the
-  training loop takes).
+  with the governor, to call ``govern_threads(step, "cpu")`` before it where the training
+  loop does not call it itself yet; variants without it run with ``GEN4D_THREAD_GOVERNOR=0``).
 - Measured fit: ``--warmup`` steps are dropped, then it runs ``--steps`` steps (the same
   steps of the same fit in every case: the work per step drifts as the fit learns), or
   ``--max-seconds`` if that comes first. **steps/s** is the median over windows of 5
@@ -76,6 +76,8 @@ VARIANTS: dict[str, dict] = {
     "t2-spin1k": {"threads": 2, "env": {"GOMP_SPINCOUNT": "1000"}, "about": "2 threads, GOMP_SPINCOUNT=1000"},
     "t2-workqueue": {"threads": 2, "env": {"NUMBA_THREADING_LAYER": "workqueue"},
                      "about": "2 threads, Numba's workqueue threading layer instead of OpenMP"},
+    "after-workqueue": {"threads": 2, "env": {"NUMBA_THREADING_LAYER": "workqueue"}, "governor": True,
+                        "about": "the governor with Numba's workqueue threading layer"},
     "t2-numba1": {"threads": 2, "numba_threads": 1, "env": {}, "about": "torch 2 threads, Numba 1"},
     "t1-numba2": {"threads": 1, "numba_threads": 2, "env": {}, "about": "torch 1 thread, Numba 2"},
     "t1-numba2-passive": {"threads": 1, "numba_threads": 2, "env": {"OMP_WAIT_POLICY": "PASSIVE"},
@@ -122,6 +124,7 @@ def child_fit(spec: dict) -> None:
     from backend import compute_threads
     from backend.pipeline.context import JobContext
     from backend.pipeline.reconstruct import reconstruct
+    from backend.pipeline.reconstruct import stage as stage_module
     from backend.pipeline.reconstruct.train import Trainer
     from backend.render import numba_rasterizer
     from protocol.presets import reconstruct_config
@@ -132,13 +135,18 @@ def child_fit(spec: dict) -> None:
     cfg = reconstruct_config("standard", FIT_OPTIONS)
     stamps: list[float] = []
     cpu: list[float] = []  # this process's CPU seconds at the start and end of the measurement
+    machine: list[float] = []  # the machine's busy CPU seconds (/proc/stat) at the same times
     threads_used: list[int] = []
     primary, warmup = spec["primary"], spec["warmup"]
     steps, max_seconds = spec["steps"], spec["max_seconds"]
     original = Trainer.step
+    # Where the training loop already calls govern_threads (it does once the hook is merged),
+    # the benchmark does not call it again; variants without the governor turn it off
+    # through GEN4D_THREAD_GOVERNOR=0 (see _child_env).
+    loop_has_hook = hasattr(stage_module, "govern_threads")
 
     def timed_step(self, step: int) -> float:
-        if variant.get("governor"):
+        if variant.get("governor") and not loop_has_hook:
             compute_threads.govern_threads(step, "cpu")  # the training loop's one-line hook
         elif variant.get("numba_threads"):
             # Numba's OpenMP layer calls omp_set_num_threads(NUMBA_NUM_THREADS) on its first
@@ -149,6 +157,7 @@ def child_fit(spec: dict) -> None:
         threads_used.append(torch.get_num_threads())
         if len(stamps) == warmup + 1:
             cpu.append(sum(os.times()[:2]))
+            machine.append(compute_threads.read_proc_stat().busy_s)
             print("READY", flush=True)
         if primary and len(stamps) > warmup + 1:
             elapsed = stamps[-1] - stamps[warmup]
@@ -161,13 +170,15 @@ def child_fit(spec: dict) -> None:
         reconstruct(footage, cfg, JobContext(), device="cpu")
     except _Done:
         cpu.append(sum(os.times()[:2]))
+        machine.append(compute_threads.read_proc_stat().busy_s)
     if primary:
         import numba
 
         governor = getattr(compute_threads._PER_THREAD, "governor", None)  # the hook's governor
 
         print(json.dumps({"stamps": stamps[warmup:], "threads_used": threads_used[warmup:],
-                          "cpu_seconds": cpu[-1] - cpu[0],
+                          "cpu_seconds": cpu[-1] - cpu[0], "hook_in_training_loop": loop_has_hook,
+                          "other_cpu_seconds": (machine[-1] - machine[0]) - (cpu[-1] - cpu[0]),
                           "governor_history": governor.history if governor else None,
                           "torch_threads_start": variant["threads"],
                           "numba_threading_layer": numba.threading_layer(),
@@ -205,6 +216,8 @@ def _child_env(variant: dict | None) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_THREAD_ENV_PREFIXES)}
     if variant is not None:
         env.update(variant.get("env", {}))
+        if not variant.get("governor"):
+            env["GEN4D_THREAD_GOVERNOR"] = "0"
         env["NUMBA_NUM_THREADS"] = str(max(variant["threads"], variant.get("numba_threads") or 0))
     env["PYTHONPATH"] = str(ROOT)
     return env
@@ -292,6 +305,9 @@ def measure(case: str, variant_name: str, args, footage: Path, tmp: Path, cycles
            "mean_steps_per_s": (len(stamps) - 1) / max(t1 - t0, 1e-9), "capped": len(stamps) - 1 < args.steps,
            "window_steps_per_s": [round(r, 3) for r in rates], **result}
     row["cpu_cores_used"] = row["cpu_seconds"] / max(t1 - t0, 1e-9)
+    # Cores every other process used during the measurement: the partner's (or Cycles's)
+    # share beside one, and background load that spoils the measurement when alone.
+    row["other_cores_during"] = max(0.0, row.pop("other_cpu_seconds")) / max(t1 - t0, 1e-9)
     row["cpu_ms_per_step"] = 1000 * row["cpu_seconds"] / max(row["steps"], 1)
     row["threads_used"] = sorted(set(row["threads_used"]))
     if case == "cycles":
@@ -313,21 +329,38 @@ def background_cores(seconds: float = 1.0) -> float:
     return max(0.0, (cpu1.busy_s - cpu0.busy_s - (own1 - own0)) / (t1 - t0))
 
 
-def cycles_alone_rate(tmp: Path, seconds: float) -> float:
-    """Renders per second of the Cycles process with the machine to itself."""
+def _process_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used, from ``/proc/<pid>/stat``."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cycles_alone_rate(tmp: Path, seconds: float) -> tuple[float, float]:
+    """Renders per second of the Cycles process with the machine to itself.
+
+    Returns:
+        ``(renders/s, cores the other processes used meanwhile)``.
+    """
+    from backend.compute_threads import process_cpu_seconds, read_proc_stat
+
     lines: list[str] = []
     proc = _spawn("cycles", {"tmp": str(tmp)}, _child_env(None))
     try:
         _wait_line(proc, "RENDER", 300, lines)
+        busy0, mine0, t0 = read_proc_stat().busy_s, _process_cpu_seconds(proc.pid) + process_cpu_seconds(), \
+            time.monotonic()
         first = float(lines[-1].split()[1])
         last = first
         n = 0
         while last - first < seconds:
             last = float(_wait_line(proc, "RENDER", 120, lines).split()[1])
             n += 1
+        busy1, mine1, t1 = read_proc_stat().busy_s, _process_cpu_seconds(proc.pid) + process_cpu_seconds(), \
+            time.monotonic()
     finally:
         _stop(proc, lines)
-    return n / (last - first)
+    return n / (last - first), max(0.0, (busy1 - busy0) - (mine1 - mine0)) / (t1 - t0)
 
 
 def prepare_footage(data: Path, size: int, tmp: Path) -> Path:
@@ -347,9 +380,11 @@ def markdown(rows: list[dict], meta: dict) -> str:
     alone = {r["variant"]: r for r in rows if r["case"] == "alone"}
     out = [f"# CPU contention ({meta['machine']}, {meta['n_cpus']} CPUs, fit: {meta['fit']})", "",
            "steps/s: median over windows of 5 steps; mean: steps / time (lower when a fit runs in bursts). "
-           "× alone: against the same variant alone (alone: median of its repeats, listed).", "",
+           "× alone: against the same variant alone (alone: median of its repeats, listed). "
+           "other cores: CPU the other processes used during the measurement.", "",
            "| variant | case | steps/s | × alone | mean steps/s | × alone (mean) | threads used | CPU ms/step | "
-           "Cycles renders/s (alone) |", "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+           "other cores | Cycles renders/s (alone) |",
+           "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
     for r in rows:
         a = alone.get(r["variant"])
         ratio = r["steps_per_s"] / a["steps_per_s"] if a else float("nan")
@@ -361,7 +396,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
         speed = f"{r['steps_per_s']:.2f}" + (f" ({', '.join(f'{x:.1f}' for x in reps)})" if reps else "")
         out.append(f"| {r['variant']} | {CASE_LABEL[r['case']]} | {speed} | {ratio:.2f} | "
                    f"{r['mean_steps_per_s']:.2f} | {mean_ratio:.2f} | {','.join(map(str, r['threads_used']))} | "
-                   f"{r['cpu_ms_per_step']:.0f} | {cyc} |")
+                   f"{r['cpu_ms_per_step']:.0f} | {r.get('other_cores_during', float('nan')):.2f} | {cyc} |")
     out += ["", "Variants:", ""] + [f"- `{v}`: {VARIANTS[v]['about']}" for v in dict.fromkeys(r["variant"]
                                                                                             for r in rows)]
     return "\n".join(out) + "\n"
@@ -412,9 +447,10 @@ def main(argv: list[str] | None = None) -> int:
         warm = _spawn("fit", {"variant": VARIANTS["t1"], "footage": str(footage), "warmup": 1, "steps": 1,
                               "max_seconds": 0, "primary": True}, _child_env(VARIANTS["t1"]))
         warm.communicate(timeout=600)
-        cycles_alone = cycles_alone_rate(tmp, 10.0) if "cycles" in cases else None
+        cycles_alone, cycles_alone_others = cycles_alone_rate(tmp, 10.0) if "cycles" in cases else (None, None)
         if cycles_alone is not None:
-            print(f"Cycles alone: {cycles_alone:.3f} renders/s", flush=True)
+            print(f"Cycles alone: {cycles_alone:.3f} renders/s (other processes: {cycles_alone_others:.2f} cores)",
+                  flush=True)
         # Alone: repeated, the variants interleaved (A B A B ...), so a slow minute of the
         # machine does not land on one variant; the row keeps the median repeat.
         alone: dict[str, list[dict]] = {v: [] for v in variants}
@@ -427,6 +463,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{variant:14s} {CASE_LABEL[case]:18s} {row['steps_per_s']:6.2f} steps/s "
                   f"(mean {row['mean_steps_per_s']:.2f}, {row['steps']} steps, threads "
                   f"{row['threads_used']}, {row['cpu_cores_used']:.2f} cores busy)", flush=True)
+            if case == "alone" and row["other_cores_during"] > args.max_background:
+                print(f"  (other processes used {row['other_cores_during']:.2f} cores during it: spoiled)",
+                      flush=True)
             if case == "alone":
                 alone[variant].append(row)
                 if len(alone[variant]) == args.alone_repeats:
@@ -440,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"machine": platform.processor() or platform.machine(), "n_cpus": os.cpu_count(),
             "fit": f"D-NeRF {args.data.name} train at {args.size} px, standard preset + {FIT_OPTIONS}",
             "steps_per_case": args.steps, "max_seconds_per_case": args.max_seconds, "warmup_steps": args.warmup,
-            "window_steps": WINDOW,
+            "window_steps": WINDOW, "cycles_alone_renders_per_s": cycles_alone,
+            "cycles_alone_other_cores": cycles_alone_others,
             "wall_s": time.perf_counter() - started}
     for row in rows:
         a = next((r for r in rows if r["variant"] == row["variant"] and r["case"] == "alone"), None)
