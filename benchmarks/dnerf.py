@@ -141,6 +141,7 @@ def fit_scene(job: dict) -> dict:
         "options": job["options"], "device": device, "threads": job["threads"],
         "psnr": mean(scores["psnr"]), "psnr_train_views": train_psnr, "ssim": mean(scores["ssim"]), "psnr_object": mean(scores["psnr_object"]),
         "lpips": None, "train_seconds": train_seconds, "iterations": stats["iterations"],
+        "planned_iterations": stats.get("planned_iterations", stats["iterations"]),
         "it_per_s": stats["it_per_s"], "n_gaussians": stats["n_gaussians"], "model_mb": size_mb,
         "peak_mem_mb": peak_cuda if peak_cuda is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_mem_kind": "cuda_max_allocated" if peak_cuda is not None else "host_peak_rss",
@@ -253,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no D-NeRF data at {args.data}: pass --data")
     tag = args.tag or f"{args.preset}_{args.resolution}"
     rows = []
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"dnerf_{tag}"
     ctx = multiprocessing.get_context("spawn")
     for scene in args.scenes.split(","):
         job = {"scene": scene, "data_root": str(args.data), "resolution": args.resolution, "preset": args.preset,
@@ -264,9 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{scene:14s} {row['psnr']:6.2f} dB  (train views {row['psnr_train_views']:.2f})  SSIM {row['ssim']:.4f}  obj {row['psnr_object']:6.2f}  "
               f"{row['train_seconds']:6.0f} s  {row['it_per_s']:5.2f} it/s  N={row['n_gaussians']}  "
               f"peak {row['peak_mem_mb']:.0f} MB", flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"dnerf_{tag}"
-    stem.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+        stem.with_suffix(".json").write_text(json.dumps(rows, indent=1))  # after every scene: a long run killed keeps its rows
     table = markdown_table(rows)
     stem.with_suffix(".md").write_text(table)
     plot(rows, stem.with_suffix(".png"), f"gen4d on D-NeRF ({tag}, {device}, {args.split} split)")

@@ -43,21 +43,23 @@ from backend.gaussians.model import Gaussians4D, canonical_params
 from protocol.config import ControlPointConfig, OptimizationConfig
 
 
-def positional_encoding(x: Tensor, n_freqs: int) -> Tensor:
-    """Positional encoding ``[x, sin(2^k x), cos(2^k x)]_{k<n}``, as Deformable-3DGS's
-    ``get_embedder`` (``log_sampling``, no factor π; its order is x, then sin/cos per
-    octave, here all sines then all cosines: a permutation the first layer absorbs).
+def positional_encoding(x: Tensor, n_freqs: int, scale: float = 1.0) -> Tensor:
+    """Positional encoding ``[x, sin(2^k s x), cos(2^k s x)]_{k<n}``, as Deformable-3DGS's
+    ``get_embedder`` with ``s = 1`` (``log_sampling``, no factor π; its order is x, then
+    sin/cos per octave, here all sines then all cosines: a permutation the first layer
+    absorbs). NeRF's encoding is ``s = π``.
 
     Args:
         x: ``[..., D]``.
         n_freqs: number of octaves (0 = the input only).
+        scale: ``s``, the factor of the lowest octave.
 
     Returns:
         ``[..., D · (1 + 2 n_freqs)]``.
     """
     if n_freqs == 0:
         return x
-    freqs = 2.0 ** torch.arange(n_freqs, dtype=x.dtype, device=x.device)
+    freqs = scale * 2.0 ** torch.arange(n_freqs, dtype=x.dtype, device=x.device)
     xf = x[..., None, :] * freqs[:, None]  # [..., n, D]
     return torch.cat([x, torch.sin(xf).flatten(-2), torch.cos(xf).flatten(-2)], dim=-1)
 
@@ -213,8 +215,9 @@ class ControlPointGaussians4D(Gaussians4D):
         rotation ``[B,M,4]`` wxyz."""
         cfg, m, b = self.config, self.control_points.shape[0], t.shape[0]
         p = (self.control_points - self.centre) / self.scene_radius
-        x = torch.cat([positional_encoding(p, cfg.pos_freqs)[None].expand(b, m, -1),
-                       positional_encoding(t.to(p.dtype)[:, None, None] * 2 - 1, cfg.time_freqs).expand(b, m, -1)],
+        s = math.pi if cfg.encode_pi else 1.0
+        x = torch.cat([positional_encoding(p, cfg.pos_freqs, s)[None].expand(b, m, -1),
+                       positional_encoding(t.to(p.dtype)[:, None, None] * 2 - 1, cfg.time_freqs, s).expand(b, m, -1)],
                       dim=-1)
         d_xyz, d_q = self.mlp(x.reshape(b * m, -1))
         q = torch.nn.functional.normalize(d_q + d_q.new_tensor([1.0, 0.0, 0.0, 0.0]), dim=-1)
@@ -285,7 +288,7 @@ class ControlPointGaussians4D(Gaussians4D):
             raise ValueError(f"not a control-point model state: kind={state.get('kind')!r}")
         p = state["params"]
         sh = p["sh0"] if "shN" not in p else torch.cat([p["sh0"], p["shN"]], 1)
-        model = cls(p["means"], p["quats"], p["scales"], p["opacities"], sh, ControlPointConfig(**state["config"]),
+        model = cls(p["means"], p["quats"], p["scales"], p["opacities"], sh, ControlPointConfig(**{"encode_pi": False, **state["config"]}),
                     scene_radius=state["scene_radius"], control_points=state["control_points"])
         with torch.no_grad():
             model.control_log_radius.copy_(state["control_log_radius"])

@@ -142,7 +142,7 @@ def test_fits_a_moving_articulated_point_set():
     q[:, 0] = 1
     model = ControlPointGaussians4D(p0, q, torch.full((n, 3), -3.0), torch.zeros(n), torch.zeros(n, 1, 3),
                                     ControlPointConfig(n_control=16, mlp_width=64, mlp_depth=4, static_fraction=0,
-                                                                       time_freqs=3))
+                                                                       time_freqs=3, encode_pi=False))
     times, mid = torch.arange(8) / 7, (torch.arange(7) + 0.5) / 7
     base = (p0[None] - truth(times)).norm(dim=-1).mean().item()
     opt = torch.optim.Adam([{"params": model.mlp.parameters(), "lr": 3e-3}])

@@ -49,7 +49,8 @@ def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, devic
             ``losses.sds_weight > 0`` (:class:`backend.optim.sds_term.SDSTerm`).
 
     Returns:
-        ``(model, stats)``; stats holds ``iterations``, ``seconds``, ``it_per_s``,
+        ``(model, stats)``; stats holds ``iterations`` (steps run: fewer than
+        ``planned_iterations`` when ``optimization.time_limit_s`` stopped the fit), ``seconds``, ``it_per_s``,
         ``n_gaussians``, ``final_loss`` (the loss EMA, factor 0.9), ``loss_curve`` (list of
         [step, EMA] every 10 steps and at the last) and ``sds_steps``.
 
@@ -61,6 +62,7 @@ def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, devic
             footage that is not synchronized multi-view video.
     """
     opt, iterations = cfg.optimization, cfg.optimization.iterations
+    entered = time.monotonic()
     if cfg.losses.sds_weight > 0 and guidance is None:
         raise JobError("invalid_option", "sds_weight > 0 needs the sds_guidance model (python -m backend models "
                                          "list)")
@@ -84,10 +86,15 @@ def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, devic
     start = time.monotonic()
     last_preview = start
     curve, ema = [], None
+    done, step_seconds = 0, 0.0
     for step in range(iterations):
         ctx.check_cancelled()
+        if opt.time_limit_s and time.monotonic() - entered + step_seconds > opt.time_limit_s:
+            break  # the next step would end past the limit
         govern_threads(step, device)  # yield cores to other work on a shared CPU (docs/design.md "Rendering")
+        t_step = time.monotonic()
         value = trainer.step(step)
+        step_seconds, done = time.monotonic() - t_step, step + 1
         ema = value if ema is None else 0.9 * ema + 0.1 * value
         if step % 10 == 0 or step == iterations - 1:
             curve.append([step, ema])
@@ -97,7 +104,11 @@ def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, devic
             last_preview = now
             ctx.preview(preview_png(model, footage))
     seconds = time.monotonic() - start
-    stats = {"iterations": iterations, "seconds": seconds, "it_per_s": iterations / max(seconds, 1e-9),
+    if done < iterations:
+        ctx.progress(stage, done, done, loss=ema,
+                     message=f"time limit {opt.time_limit_s:g} s reached after {done} of {iterations} steps")
+    stats = {"iterations": done, "planned_iterations": iterations, "seconds": seconds,
+             "it_per_s": done / max(seconds, 1e-9),
              "n_gaussians": model.num_gaussians, "final_loss": ema, "loss_curve": curve,
              "sds_steps": 0 if sds is None else sds.calls}
     return model, stats
