@@ -33,6 +33,7 @@ import json
 import multiprocessing
 import os
 import resource
+import signal
 import sys
 import tempfile
 import time
@@ -166,21 +167,29 @@ def _save_strip(pred, gt, path: Path, scene: str, psnrs: list[float], n: int = 4
     (path / f"{scene}_test.txt").write_text(" ".join(f"{psnrs[i]:.2f}" for i in idx) + "\n")
 
 
+def _steps(row: dict) -> str:
+    """Steps run, and the planned steps when a time limit or budget ended the fit first."""
+    planned = row.get("planned_iterations", row["iterations"])
+    return str(row["iterations"]) if planned == row["iterations"] else f"{row['iterations']} of {planned}"
+
+
 def markdown_table(rows: list[dict]) -> str:
     """Per-scene rows and the mean, then the published means."""
-    head = ("| scene | res | PSNR | SSIM | LPIPS | PSNR obj | D-NeRF PSNR | train s | it/s | peak MB | N | model MB |\n"
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+    head = ("| scene | res | PSNR | SSIM | LPIPS | PSNR obj | D-NeRF PSNR | train s | steps | it/s | peak MB | N | "
+            "model MB |\n"
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
     lines = []
     for r in rows:
         lines.append(f"| {r['scene']} | {r['resolution']} | {r['psnr']:.2f} | {r['ssim']:.4f} | n/a | "
                      f"{r['psnr_object']:.2f} | {DNERF_PER_SCENE.get(r['scene'], float('nan')):.2f} | "
-                     f"{r['train_seconds']:.0f} | {r['it_per_s']:.2f} | {r['peak_mem_mb']:.0f} | {r['n_gaussians']} | "
+                     f"{r['train_seconds']:.0f} | {_steps(r)} | {r['it_per_s']:.2f} | {r['peak_mem_mb']:.0f} | "
+                     f"{r['n_gaussians']} | "
                      f"{r['model_mb']:.1f} |")
     if rows:
         m = lambda k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
         lines.append(f"| **mean of {len(rows)}** | | **{m('psnr'):.2f}** | {m('ssim'):.4f} | n/a | "
                      f"{m('psnr_object'):.2f} | "
-                     f"{sum(DNERF_PER_SCENE[r['scene']] for r in rows) / len(rows):.2f} | {m('train_seconds'):.0f} | "
+                     f"{sum(DNERF_PER_SCENE[r['scene']] for r in rows) / len(rows):.2f} | {m('train_seconds'):.0f} | | "
                      f"{m('it_per_s'):.2f} | {m('peak_mem_mb'):.0f} | {m('n_gaussians'):.0f} | {m('model_mb'):.1f} |")
     pub = ["", "Published means over the 8 scenes (each paper's own table; PSNR on white):", "",
            "| method | res | PSNR | SSIM | LPIPS | training time (GPU) |", "| --- | ---: | ---: | ---: | ---: | --- |"]
@@ -225,6 +234,17 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     fig.savefig(path)
 
 
+def _stop_fits_on_sigterm() -> None:
+    """A SIGTERM to the benchmark also ends the scene fit it spawned (otherwise the child
+    keeps the cores busy and spoils the next timing on the machine)."""
+    def stop(signum, frame):
+        for child in multiprocessing.active_children():
+            child.terminate()
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     from benchmarks.dnerf_data import DEFAULT_ROOT, SCENES
@@ -253,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.is_dir():
         parser.error(f"no D-NeRF data at {args.data}: pass --data")
     tag = args.tag or f"{args.preset}_{args.resolution}"
+    _stop_fits_on_sigterm()
     rows = []
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"dnerf_{tag}"

@@ -1,7 +1,8 @@
 """The panel's quality choice and Advanced overrides, mapped to the job spec the backend reads.
 
 The qualities are the backend's own presets (:mod:`protocol.presets`, the one table both
-sides read); the panel offers Draft / Standard / High (``tiny`` is for tests). The spec is
+sides read); the panel offers Draft / Standard / 3 minutes / 15 minutes / High (``tiny`` is
+for tests). The spec is
 checked with :func:`protocol.job_spec.validate_job_spec` before it leaves Blender, so an
 unknown or ill-typed option fails here with ``invalid_option``, exactly as it would on the
 server. Pure Python (no bpy), so it is unit-tested without Blender (``tests/addon/_nobpy.py``).
@@ -16,7 +17,7 @@ from __future__ import annotations
 from ._vendor import protocol_module
 
 #: Presets the panel offers, in this order (Blender enum identifiers are upper case).
-PANEL_QUALITIES = ("draft", "standard", "high")
+PANEL_QUALITIES = ("draft", "standard", "3min", "15min", "high")
 
 #: "keep the preset's value" in the Advanced enums.
 KEEP = "PRESET"

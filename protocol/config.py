@@ -227,6 +227,12 @@ class OptimizationConfig:
         time_limit_s: wall-clock limit of the whole reconstruct stage (initialization
             included), in seconds; the fit stops at the last step that ends within it
             (the schedule is not compressed: later steps are skipped). 0 = no limit.
+        time_budget_s: wall-clock budget of the reconstruct stage (initialization
+            included), in seconds: every phase of the schedule (coarse-to-fine, warm-up,
+            densification, learning-rate decay) is placed by the larger of the step's and
+            the time's fraction, so the fit ends at the budget with its schedule complete,
+            or at ``iterations`` steps if those come first
+            (:mod:`backend.pipeline.reconstruct.schedule`). 0 = schedule by steps only.
     """
 
     iterations: int = field(default=1500, metadata=_at_least(1))
@@ -244,6 +250,7 @@ class OptimizationConfig:
     lr_hexplane_mlp: float = field(default=1e-3, metadata=_at_least(0.0))
     lr_deform: float = field(default=8e-4, metadata=_at_least(0.0))
     time_limit_s: float = field(default=0.0, metadata={"min": 0.0, "max": 7 * 24 * 3600.0})
+    time_budget_s: float = field(default=0.0, metadata={"min": 0.0, "max": 7 * 24 * 3600.0})
 
 
 @dataclass

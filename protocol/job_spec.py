@@ -4,7 +4,7 @@ A spec is a JSON object (``submit``'s ``spec`` field, ``python -m backend run``'
 arguments, the add-on's panel)::
 
     {"job_type": "footage" | "video" | "image" | "prompt" | "orbital",
-     "preset": "tiny" | "draft" | "standard" | "high",         # protocol.presets
+     "preset": "tiny" | "draft" | "standard" | "3min" | "15min" | "high",  # protocol.presets
      "options": {...},        # protocol.config.ReconstructConfig overrides
      "multiview": {...}, "generation": {...},                   # generation-stage overrides
      "frame_count": int, "fps": float, "name": str,

@@ -40,6 +40,9 @@ class Preset:
         multiview: overrides of the multi-view stage's settings.
         generation: overrides of the text/image-to-video stages' settings.
         video: ``{"size": px, "max_frames": n}`` for video ingest.
+        measured: what ``benchmarks/dnerf.py`` measured with this preset, per device
+            (``{"cpu-2": "…"}``: the device, D-NeRF mean PSNR, training time per scene and
+            the results file); empty where it has not been run.
     """
 
     label: str
@@ -48,6 +51,7 @@ class Preset:
     multiview: dict = field(default_factory=dict)
     generation: dict = field(default_factory=dict)
     video: dict = field(default_factory=lambda: {"size": 320, "max_frames": 16})
+    measured: dict = field(default_factory=dict)
 
 
 PRESETS: dict[str, Preset] = {
@@ -69,6 +73,17 @@ PRESETS: dict[str, Preset] = {
         generation={"image_steps": 1, "video_steps": 12, "video_frames": 14}),
     "standard": Preset(
         "Standard", "The demo's settings: 1500 steps at 128 px, model-card diffusion steps"),
+    "3min": Preset(
+        "3 minutes", "Control points at 200 px, 1500 steps, stops at 3 min of training on any device",
+        reconstruct={"model": {"representation": "control_points"},
+                     "data": {"max_image_size": 200},
+                     "optimization": {"iterations": 1500, "time_limit_s": 180}}),
+    "15min": Preset(
+        "15 minutes", "Control points at 400 px, 3000 steps, up to 30k Gaussians; stops at 15 min of training",
+        reconstruct={"model": {"representation": "control_points", "n_init": 10000},
+                     "data": {"max_image_size": 400},
+                     "optimization": {"iterations": 3000, "time_limit_s": 880},
+                     "densification": {"max_gaussians": 30000}}),
     "high": Preset(
         "High", "Full quality for a CUDA backend: 8000 steps at 512 px, up to 300k Gaussians",
         reconstruct={"data": {"max_image_size": 512},

@@ -191,10 +191,11 @@ class ControlPointGaussians4D(Gaussians4D):
                 {"params": [self.control_points], "lr": opt.lr_means * self.scene_radius, "final_factor": f},
                 {"params": [self.control_log_radius], "lr": opt.lr_scales, "final_factor": f}]
 
-    def on_step(self, step: int, total_steps: int) -> None:
-        """Warm-up (no motion for the first ``static_fraction`` of the steps); marks the
-        skinning neighbours stale every ``knn_every`` steps."""
-        self.use_deformation = step >= int(total_steps * self.config.static_fraction)
+    def on_step(self, step: int, total_steps: int, progress: float | None = None) -> None:
+        """Warm-up (no motion for the first ``static_fraction`` of the steps, or of the
+        run's ``progress``); marks the skinning neighbours stale every ``knn_every`` steps."""
+        frac = self.config.static_fraction
+        self.use_deformation = step >= int(total_steps * frac) if progress is None else progress >= frac
         if step % self.config.knn_every == 0:
             self._knn_stale = True
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from backend.gaussians.sh import sh_to_rgb
 from protocol.formats.ply import rgb_to_sh0
 from protocol.formats.ply import sh0_to_rgb as sh0_colour
 
@@ -62,14 +63,30 @@ class Gaussians:
         """SH degree from the coefficient count."""
         return int(round(self.sh.shape[-2] ** 0.5)) - 1
 
-    def rasterization_inputs(self) -> dict[str, Tensor]:
+    def rasterization_inputs(self, viewmats: Tensor | None = None) -> dict[str, Tensor]:
         """The activated tensors :func:`backend.render.rasterize` takes: ``means``,
         normalized ``quats``, linear ``scales = exp(log_scales)`` (m), ``opacities =
-        sigmoid(opacity_logits)`` and degree-0 ``colors [..., N, 3]`` from the DC term."""
+        sigmoid(opacity_logits)`` and ``colors [B, N, 3]``.
+
+        Args:
+            viewmats: ``[B,4,4]`` world-to-camera of the cameras set b is seen by. Needed
+                when the SH degree is above 0: colour is then view-dependent
+                (:func:`backend.gaussians.sh.sh_to_rgb`, gsplat's evaluation); at degree 0
+                it is the DC colour and ``viewmats`` is not used.
+
+        Raises:
+            ValueError: SH degree above 0 and no ``viewmats``.
+        """
+        if self.sh_degree > 0:
+            if viewmats is None:
+                raise ValueError(f"SH degree {self.sh_degree}: view-dependent colour needs the cameras' viewmats")
+            colors = sh_to_rgb(self.sh, self.means, viewmats)
+        else:
+            colors = sh0_to_rgb(self.sh[..., 0, :])
         return {
             "means": self.means,
             "quats": F.normalize(self.quats, dim=-1),
             "scales": torch.exp(self.log_scales),
             "opacities": torch.sigmoid(self.opacity_logits),
-            "colors": sh0_to_rgb(self.sh[..., 0, :]),
+            "colors": colors,
         }

@@ -342,10 +342,12 @@ class HexPlaneGaussians4D(Gaussians4D):
         """:meth:`regularization_loss` while the deformation is on; None in the coarse phase."""
         return self.regularization_loss() if self.use_deformation else None
 
-    def on_step(self, step: int, total_steps: int) -> None:
+    def on_step(self, step: int, total_steps: int, progress: float | None = None) -> None:
         """The coarse phase: ``use_deformation`` is off for the first
-        ``int(total_steps · config.coarse_fraction)`` steps, on afterwards."""
-        self.use_deformation = step >= int(total_steps * self.config.coarse_fraction)
+        ``int(total_steps · config.coarse_fraction)`` steps (or ``coarse_fraction`` of the
+        run's ``progress``), on afterwards."""
+        frac = self.config.coarse_fraction
+        self.use_deformation = step >= int(total_steps * frac) if progress is None else progress >= frac
 
     def field_parameters(self) -> list[nn.Parameter]:
         """All deformation parameters (planes and MLP): not per-Gaussian, not for the strategy."""

@@ -129,9 +129,11 @@ class Gaussians4D(nn.Module, ABC):
         a scalar tensor, or None (the default) when none applies."""
         return None
 
-    def on_step(self, step: int, total_steps: int) -> None:
+    def on_step(self, step: int, total_steps: int, progress: float | None = None) -> None:
         """Schedule hook, called at the start of every training step ``step`` of
-        ``total_steps`` (0-based) before :meth:`at`; the default does nothing."""
+        ``total_steps`` (0-based) before :meth:`at`; on a time-budgeted run ``progress``
+        (in [0, 1]) places the model's phases instead of ``step / total_steps``. The
+        default does nothing."""
 
     @abstractmethod
     def state(self) -> dict:

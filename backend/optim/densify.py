@@ -83,10 +83,13 @@ class Densifier:
         strategy: a gsplat ``Strategy`` (e.g. from :func:`make_default_strategy`).
         scene_scale: scene radius in metres (the strategy's 3D scale thresholds are
             relative to it).
+        stop_fraction: progress at which a time-budgeted run stops refining (the
+            strategy's own ``refine_stop`` counts steps).
     """
 
-    def __init__(self, strategy, scene_scale: float):
+    def __init__(self, strategy, scene_scale: float, stop_fraction: float = 1.0):
         self.strategy = strategy
+        self.stop_fraction = stop_fraction
         self.state = strategy.initialize_state(scene_scale=scene_scale)
 
     def check(self, params, optimizers) -> None:
@@ -97,8 +100,12 @@ class Densifier:
         """Call before ``loss.backward()`` so the 2D means keep their gradient."""
         self.strategy.step_pre_backward(params, optimizers, self.state, step, info)
 
-    def post_backward(self, params, optimizers, step: int, info: dict[str, Any]) -> None:
-        """Call after backward and before the optimizer step; may change N."""
+    def post_backward(self, params, optimizers, step: int, info: dict[str, Any], progress: float | None = None) -> None:
+        """Call after backward and before the optimizer step; may change N. With the run's
+        ``progress`` (a time-budgeted run) refinement also ends once it reaches
+        ``stop_fraction``, whatever the step."""
+        if progress is not None and progress >= self.stop_fraction:
+            return
         means2d = info["means2d"]
         n = means2d.shape[-2]
         flat = dict(info)

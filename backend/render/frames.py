@@ -33,7 +33,7 @@ def render_frames(model: Gaussians4D, times: Tensor, viewmats: Tensor, Ks: Tenso
         ValueError: inconsistent batch sizes or an unsupported device.
     """
     g = model.at(times)
-    return rasterize(**g.rasterization_inputs(), viewmats=viewmats, Ks=Ks, width=width, height=height,
+    return rasterize(**g.rasterization_inputs(viewmats), viewmats=viewmats, Ks=Ks, width=width, height=height,
                      backgrounds=backgrounds)
 
 

@@ -14,11 +14,11 @@ job_presets = addon_module("job_presets")
 
 def test_quality_items_come_from_the_shared_presets_table():
     items = job_presets.quality_items()
-    assert [i[0] for i in items] == ["DRAFT", "STANDARD", "HIGH"]
-    assert [i[1] for i in items] == [PRESETS[n].label for n in ("draft", "standard", "high")]
+    assert [i[0] for i in items] == ["DRAFT", "STANDARD", "3MIN", "15MIN", "HIGH"]
+    assert [i[1] for i in items] == [PRESETS[n].label for n in ("draft", "standard", "3min", "15min", "high")]
 
 
-@pytest.mark.parametrize("quality", ["DRAFT", "STANDARD", "HIGH"])
+@pytest.mark.parametrize("quality", ["DRAFT", "STANDARD", "3MIN", "15MIN", "HIGH"])
 def test_every_quality_is_a_spec_the_backend_accepts(quality):
     spec = job_presets.job_spec("prompt", quality, prompt="a dancing robot")
     assert spec == {"prompt": "a dancing robot", "job_type": "prompt", "preset": quality.lower(), "options": {}}
@@ -31,6 +31,16 @@ def test_presets_order_cost():
     assert draft.optimization.iterations < standard.optimization.iterations < high.optimization.iterations
     assert draft.data.max_image_size < standard.data.max_image_size < high.data.max_image_size
     assert PRESETS["draft"].multiview["steps"] < PRESETS["high"].multiview["steps"]
+
+
+def test_time_budget_presets_bound_their_training_time():
+    """The presets named by a time budget carry it as ``optimization.time_limit_s`` (the fit
+    stops there on any device) and spend more of it on resolution and steps."""
+    three, fifteen = reconstruct_config("3min"), reconstruct_config("15min")
+    assert three.optimization.time_limit_s <= 180 and fifteen.optimization.time_limit_s <= 900
+    assert three.model.representation == fifteen.model.representation == "control_points"
+    assert three.data.max_image_size < fifteen.data.max_image_size
+    assert three.optimization.iterations < fifteen.optimization.iterations
 
 
 def test_advanced_overrides_reach_the_reconstruction_config():

@@ -46,9 +46,11 @@ def test_half_resolution_is_area_average_of_straight_rgba(tmp_path):
 
 def test_table_has_rows_mean_and_published_anchors():
     rows = [{"scene": s, "resolution": 400, "psnr": p, "ssim": 0.95, "psnr_object": 20.0, "train_seconds": 60.0,
-             "it_per_s": 5.0, "peak_mem_mb": 1000.0, "n_gaussians": 100, "model_mb": 1.0}
-            for s, p in (("lego", 25.0), ("hook", 31.0))]
+             "it_per_s": 5.0, "peak_mem_mb": 1000.0, "n_gaussians": 100, "model_mb": 1.0, "iterations": 300,
+             "planned_iterations": planned}
+            for s, p, planned in (("lego", 25.0, 300), ("hook", 31.0, 500))]
     table = dnerf.markdown_table(rows)
+    assert "| 60 | 300 | 5.00 |" in table and "| 60 | 300 of 500 | 5.00 |" in table  # a time limit shows
     assert "| **mean of 2** | | **28.00** |" in table
     assert "| lego | 400 | 25.00 |" in table and "21.64" in table  # D-NeRF's own lego figure beside ours
     assert "| 4DGaussians | 800 | 34.05 |" in table
@@ -63,3 +65,42 @@ def test_real_scene_reads_at_half_resolution():
     # a D-NeRF image is an object on transparency: some pixels opaque, most empty
     alpha = test.images[..., 3]
     assert 0.02 < float((alpha > 0.5).float().mean()) < 0.6
+
+
+def test_sigterm_to_the_benchmark_ends_its_scene_fit(tmp_path):
+    """A killed benchmark must not leave its spawned fit holding the cores (that spoils the
+    next timing on the machine)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    script = ("import multiprocessing, sys, time\n"
+              "from benchmarks import dnerf\n"
+              "if __name__ == '__main__':\n"
+              "    dnerf._stop_fits_on_sigterm()\n"
+              "    child = multiprocessing.get_context('spawn').Process(target=time.sleep, args=(60,))\n"
+              "    child.start()\n"
+              "    print(child.pid, flush=True)\n"
+              "    child.join()\n")
+    (tmp_path / "bench.py").write_text(script)
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "bench.py")], cwd=root, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(root)})
+    child = int(proc.stdout.readline())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    deadline = time.monotonic() + 10
+    stat = Path(f"/proc/{child}/stat")
+    while time.monotonic() < deadline:
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                break  # dead, waiting to be reaped
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the spawned child outlived the benchmark")

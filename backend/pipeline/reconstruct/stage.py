@@ -23,6 +23,7 @@ from backend.pipeline.context import JobContext
 from backend.pipeline.ingest import Footage
 from backend.pipeline.reconstruct.confidence import footage_confidence
 from backend.pipeline.reconstruct.initialize import init_model, scene_bounds
+from backend.pipeline.reconstruct.schedule import FitSchedule
 from backend.pipeline.reconstruct.train import Trainer, make_densifier, make_loss_terms
 from backend.pipeline.reconstruct.training_data import TrainingData
 from backend.render.frames import preview_png
@@ -50,7 +51,8 @@ def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, devic
 
     Returns:
         ``(model, stats)``; stats holds ``iterations`` (steps run: fewer than
-        ``planned_iterations`` when ``optimization.time_limit_s`` stopped the fit), ``seconds``, ``it_per_s``,
+        ``planned_iterations`` when ``optimization.time_limit_s`` stopped the fit or
+        ``optimization.time_budget_s`` was spent first, :mod:`.schedule`), ``seconds``, ``it_per_s``,
         ``n_gaussians``, ``final_loss`` (the loss EMA, factor 0.9), ``loss_curve`` (list of
         [step, EMA] every 10 steps and at the last) and ``sds_steps``.
 
@@ -85,28 +87,41 @@ def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, devic
                       cfg.densification.max_scale_ratio)
     start = time.monotonic()
     last_preview = start
+    schedule = FitSchedule(iterations, opt.time_budget_s, started=entered)  # the budget counts initialization too
     curve, ema = [], None
-    done, step_seconds = 0, 0.0
-    for step in range(iterations):
+    step, step_seconds, limited = 0, 0.0, False
+    while True:
         ctx.check_cancelled()
-        if opt.time_limit_s and time.monotonic() - entered + step_seconds > opt.time_limit_s:
-            break  # the next step would end past the limit
+        progress = schedule.progress(step)
+        if schedule.finished(step, progress):
+            break
+        if step and opt.time_limit_s and time.monotonic() - entered + step_seconds > opt.time_limit_s:
+            limited = True  # the next step would end past the limit (the first step always runs)
+            break
         govern_threads(step, device)  # yield cores to other work on a shared CPU (docs/design.md "Rendering")
         t_step = time.monotonic()
-        value = trainer.step(step)
-        step_seconds, done = time.monotonic() - t_step, step + 1
+        value = trainer.step(step, progress if schedule.by_time else None)
+        step_seconds = time.monotonic() - t_step
         ema = value if ema is None else 0.9 * ema + 0.1 * value
         if step % 10 == 0 or step == iterations - 1:
             curve.append([step, ema])
-        ctx.progress(stage, step + 1, iterations, loss=ema)
+        step += 1
+        shown = step if not schedule.by_time else max(step, round(schedule.progress(step) * iterations))
+        ctx.progress(stage, min(shown, iterations), iterations, loss=ema)
         now = time.monotonic()
         if now - last_preview >= cfg.output.preview_every_s:
             last_preview = now
             ctx.preview(preview_png(model, footage))
     seconds = time.monotonic() - start
-    if done < iterations:
+    done = step
+    if curve and curve[-1][0] != done - 1:
+        curve.append([done - 1, ema])
+    if limited:
         ctx.progress(stage, done, done, loss=ema,
                      message=f"time limit {opt.time_limit_s:g} s reached after {done} of {iterations} steps")
+    elif done < iterations:
+        ctx.progress(stage, iterations, iterations, loss=ema,
+                     message=f"time budget {opt.time_budget_s:g} s spent: {done} of {iterations} steps")
     stats = {"iterations": done, "planned_iterations": iterations, "seconds": seconds,
              "it_per_s": done / max(seconds, 1e-9),
              "n_gaussians": model.num_gaussians, "final_loss": ema, "loss_curve": curve,

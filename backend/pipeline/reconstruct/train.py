@@ -35,7 +35,7 @@ def make_densifier(cfg: DensificationConfig, iterations: int, scene_radius: floa
                                   refine_every=cfg.every, scale_unit=scene_radius, max_gaussians=cfg.max_gaussians)
     else:
         strategy = make_default_strategy(cfg.start, stop, cfg.every, cfg.grow_grad2d, max_gaussians=cfg.max_gaussians)
-    return Densifier(strategy, scene_scale=scene_radius)
+    return Densifier(strategy, scene_scale=scene_radius, stop_fraction=cfg.stop_fraction)
 
 
 def make_loss_terms(cfg: ReconstructConfig, generator: torch.Generator, sds=None) -> list[LossTerm]:
@@ -86,8 +86,13 @@ class Trainer:
         if densifier is not None:
             densifier.check(model.params, optimizer.per_gaussian)
 
-    def step(self, step: int) -> float:
+    def step(self, step: int, progress: float | None = None) -> float:
         """Render a random batch, back-propagate the loss, densify, step the optimizers.
+
+        Args:
+            step: 0-based step.
+            progress: the run's progress in [0, 1] on a time budget
+                (:class:`.schedule.FitSchedule`); None = the schedule counts steps.
 
         Returns:
             The step's total loss.
@@ -98,11 +103,11 @@ class Trainer:
         model, params, opts, device = self.model, self.model.params, self.optimizer.per_gaussian, self.data.times.device
         idx = torch.randint(0, self.data.n_frames, (self.batch_size,), generator=self.generator).to(device)
         bg = torch.rand(self.batch_size, 3, generator=self.generator).to(device)
-        batch = self.data.batch(step, idx, bg)
-        model.on_step(step, self.iterations)
+        batch = self.data.batch(step, idx, bg, progress)
+        model.on_step(step, self.iterations, progress)
         try:
             g = model.at(batch.times)
-            colors, alphas, info = rasterize(**g.rasterization_inputs(), viewmats=batch.viewmats, Ks=batch.Ks,
+            colors, alphas, info = rasterize(**g.rasterization_inputs(batch.viewmats), viewmats=batch.viewmats, Ks=batch.Ks,
                                              width=batch.width, height=batch.height, backgrounds=bg)
             loss = total_loss(self.terms, model, batch, RenderedBatch(g, colors, alphas, info))
             if self.densifier is not None:
@@ -112,8 +117,8 @@ class Trainer:
             raise JobError("out_of_memory", f"the GPU ran out of memory at step {step}; use a smaller "
                                             f"preset or lower max_image_size/n_init ({exc})") from None
         if self.densifier is not None:
-            self.densifier.post_backward(params, opts, step, info)
-        self.optimizer.step()
+            self.densifier.post_backward(params, opts, step, info, progress)
+        self.optimizer.step(progress)
         if self.max_scale_ratio > 0:
             with torch.no_grad():
                 cap_scale_ratio(params["scales"].data, self.max_scale_ratio)
