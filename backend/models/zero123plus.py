@@ -158,8 +158,9 @@ class Zero123PlusPipeline(DiffusionPipeline):
 
     The scheduler is rebuilt here, same class and config, with ``timestep_spacing`` set to
     :data:`TIMESTEP_SPACING` ("trailing"), as the official README and STAG4D's
-    ``scripts/gen_mv.py:88-90`` do after loading v1.2 (whose hub config does not say
-    "trailing"); ``from_pretrained`` goes through here too.
+    ``scripts/gen_mv.py:88-90`` do after loading (``EulerAncestralDiscreteScheduler
+    .from_config(config, timestep_spacing="trailing")``), whatever the folder's config
+    says; ``from_pretrained`` goes through here too.
     """
 
     def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, vision_encoder, feature_extractor_clip,
