@@ -10,9 +10,37 @@ Conditioning, as in the paper and its public pipeline:
 - **Local (reference attention)**: the VAE latent of the condition image, noised to the
   current timestep, runs through the UNet first; every self-attention layer records its
   input, and the main pass appends those tokens to its K/V input. The unconditional
-  branch of CFG uses a zero latent.
+  branch of CFG uses the VAE latent of an all-zero image (zero *after* the VAE
+  processor's normalization, i.e. mid-grey for v1.2's mean = std = 0.5).
 - v1.2 latent / image scaling: the UNet works on ``(z − 0.22) · 0.75`` and the decoder's
   output is scaled by ``0.8 / 0.5`` before mapping to [0, 1].
+
+Parity with the official pipeline. "Official" below means ``diffusers-support/pipeline.py``
+of ``SUDO-AI-3D/zero123plus`` at commit 7d0315c31be6eb906b34cf07d91310f8e12e9b95 (the same
+file as the hub's ``sudo-ai/zero123plus-pipeline``); line numbers refer to it. On the same
+weights, image, initial noise and random draws this module computes what it computes:
+
+- RGBA condition images are composited on grey 127 (official ``to_rgb_image``, :30-40,
+  called at :346): :func:`to_condition_rgb`.
+- The condition latent is a VAE *posterior sample*, not its mode (official :322-324).
+- CFG's negative reference latent is the posterior sample of the VAE encoding of
+  ``zeros_like(processed pixels)`` (official :357-359).
+- The reference latent is noised by the sampler itself, ``scheduler.add_noise`` then
+  ``scheduler.scale_model_input`` (official :126,131-132), which for the Euler family is
+  ``(z + σ_t·n) / √(σ_t² + 1) = √ᾱ_t·z + √(1−ᾱ_t)·n``: :meth:`Zero123PlusPipeline.noisy_reference`.
+- The scheduler samples with ``timestep_spacing="trailing"`` (the official README's and
+  STAG4D ``scripts/gen_mv.py:88-90``'s setting for v1.2), forced when the pipeline is built.
+
+Random draws, in order (:meth:`Zero123PlusPipeline.__call__`), all from ``generator``
+(torch's global CPU RNG when it is None): (1) the condition latent's posterior noise
+``[1, 4, h, w]``; (2) with CFG, the zero image's posterior noise ``[1, 4, h, w]``; (3) the
+initial latents ``[1, 4, H/8, W/8]``, unless given; then per step (4) the reference noise
+``[B, 4, h, w]`` (B = 2 with CFG) and (5) the ancestral sampler's noise. The official
+pipeline makes the same draws in the same order, but takes (1), (2) and (4) from the
+global RNG even when a generator is given (``.sample()`` and ``torch.randn_like`` without
+one, official :126,323); so with ``generator=None`` and the same ``torch.manual_seed``
+both draw identical numbers on the CPU. gen4d draws (3) and (4) in float32 on the CPU and
+casts, so a run does not depend on the device's RNG.
 
 The folder layout is the hub repo ``sudo-ai/zero123plus-v1.2``'s: ``vae``,
 ``text_encoder``, ``tokenizer``, ``unet``, ``scheduler``, ``vision_encoder``,
@@ -27,7 +55,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from diffusers import DDPMScheduler, DiffusionPipeline
+from diffusers import DiffusionPipeline
+from PIL import Image
 from torch import Tensor
 
 from backend.models.anchor_attention import TemporalAnchor, install_anchored_processors
@@ -39,6 +68,10 @@ VIEW_ELEVATIONS_DEG_V12 = (20.0, -10.0, 20.0, -10.0, 20.0, -10.0)
 #: v1.2's fixed output field of view (degrees).
 VIEW_FOV_DEG_V12 = 30.0
 GRID_ROWS, GRID_COLS = 3, 2
+#: grey level (uint8, all three channels) under a transparent condition image (official :35).
+CONDITION_BACKGROUND = 127
+#: the sampler's timestep spacing for v1.2 (official README; STAG4D ``scripts/gen_mv.py:88-90``).
+TIMESTEP_SPACING = "trailing"
 
 
 def scale_latents(z: Tensor) -> Tensor:
@@ -54,6 +87,37 @@ def unscale_latents(z: Tensor) -> Tensor:
 def unscale_image(x: Tensor) -> Tensor:
     """Zero123++ v1.2's decoder-output scaling ``x / 0.5 · 0.8`` (x in the VAE's [-1, 1])."""
     return x / 0.5 * 0.8
+
+
+def to_condition_rgb(image) -> Image.Image:
+    """The condition image as PIL RGB, transparent parts on grey :data:`CONDITION_BACKGROUND`.
+
+    Follows the official ``to_rgb_image`` (pipeline.py:30-40, applied at :346): an RGBA
+    image is pasted, with its alpha as the paste mask, over a solid (127, 127, 127) image,
+    so each channel is PIL's rounded ``(c·a + 127·(255 − a)) / 255`` (a = 0 gives exactly
+    127, a = 255 the colour). RGB is returned as is. Unlike the official code, which
+    rejects other modes, other PIL modes (L, LA, P, ...) are converted to RGBA first.
+
+    Args:
+        image: PIL image, or a uint8 array ``[H, W, 3]`` (RGB) / ``[H, W, 4]`` (RGBA,
+            straight alpha).
+
+    Returns:
+        PIL ``"RGB"`` image of the same size.
+
+    Raises:
+        ValueError: an array that is not uint8 ``[H, W, 3|4]``.
+    """
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] not in (3, 4):
+            raise ValueError(f"condition arrays must be uint8 [H, W, 3|4], got {image.dtype} {image.shape}")
+        image = Image.fromarray(image, "RGBA" if image.shape[-1] == 4 else "RGB")
+    if image.mode == "RGB":
+        return image
+    rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+    out = Image.new("RGB", rgba.size, (CONDITION_BACKGROUND,) * 3)
+    out.paste(rgba, mask=rgba.getchannel("A"))
+    return out
 
 
 def split_grid(grid: Tensor, rows: int = GRID_ROWS, cols: int = GRID_COLS) -> Tensor:
@@ -88,14 +152,22 @@ class Zero123PlusPipeline(DiffusionPipeline):
     Components (diffusers / transformers classes, loaded by ``from_pretrained``):
     ``vae`` (AutoencoderKL), ``text_encoder`` (CLIPTextModel), ``tokenizer``
     (CLIPTokenizer), ``unet`` (UNet2DConditionModel), ``scheduler`` (EulerAncestral in the
-    hub config; STAG4D samples with trailing timesteps), ``vision_encoder``
-    (CLIPVisionModelWithProjection), ``feature_extractor_clip`` and
-    ``feature_extractor_vae`` (CLIPImageProcessor). Config: ``ramping_coefficients``.
+    hub config), ``vision_encoder`` (CLIPVisionModelWithProjection),
+    ``feature_extractor_clip`` and ``feature_extractor_vae`` (CLIPImageProcessor). Config:
+    ``ramping_coefficients``.
+
+    The scheduler is rebuilt here, same class and config, with ``timestep_spacing`` set to
+    :data:`TIMESTEP_SPACING` ("trailing"), as the official README and STAG4D's
+    ``scripts/gen_mv.py:88-90`` do after loading (``EulerAncestralDiscreteScheduler
+    .from_config(config, timestep_spacing="trailing")``), whatever the folder's config
+    says; ``from_pretrained`` goes through here too.
     """
 
     def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, vision_encoder, feature_extractor_clip,
                  feature_extractor_vae, ramping_coefficients: list | None = None):
         super().__init__()
+        if getattr(scheduler.config, "timestep_spacing", None) != TIMESTEP_SPACING:
+            scheduler = type(scheduler).from_config(scheduler.config, timestep_spacing=TIMESTEP_SPACING)
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                               scheduler=scheduler, vision_encoder=vision_encoder,
                               feature_extractor_clip=feature_extractor_clip,
@@ -110,18 +182,43 @@ class Zero123PlusPipeline(DiffusionPipeline):
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     @torch.no_grad()
-    def encode_condition(self, image, empty_prompt: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def vae_posterior_sample(self, pixels: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """A sample of the VAE posterior of ``pixels``, as the official
+        ``encode_condition_image`` (pipeline.py:322-324) takes it (``.sample()``, not the mode).
+
+        Args:
+            pixels: ``[B, 3, h·f, w·f]`` in the VAE processor's normalization, on the VAE's
+                device and dtype.
+            generator: draws the posterior noise ``[B, 4, h, w]`` (diffusers'
+                ``randn_tensor`` in the VAE's dtype); None: torch's global RNG, as official.
+
+        Returns:
+            ``[B, 4, h, w]`` ``mean + std · ε`` (unscaled latent, no ``scaling_factor``).
+        """
+        return self.vae.encode(pixels).latent_dist.sample(generator=generator)
+
+    @torch.no_grad()
+    def encode_condition(self, image, empty_prompt: Tensor | None = None, generator: torch.Generator | None = None,
+                         negative: bool = False) -> tuple[Tensor, Tensor]:
         """Global and local conditioning of one image.
 
         Args:
-            image: PIL image or ``[H, W, 3]`` uint8 array, RGB on the background the model
-                expects (white / grey for Zero123++).
+            image: PIL image or uint8 array ``[H, W, 3|4]``; RGBA goes on grey 127
+                (:func:`to_condition_rgb`, official pipeline.py:346).
             empty_prompt: :meth:`empty_prompt_embeds`, when the caller already has it.
+            generator: draws the posterior noise, the condition's first, then (with
+                ``negative``) the zero image's (official :356, :358).
+            negative: also encode CFG's negative reference: the posterior sample of the
+                VAE encoding of ``zeros_like(pixels)``, i.e. an image that is 0 after the
+                VAE processor's normalization (mid-grey for v1.2's mean = std = 0.5), not
+                a zero latent (official :357-359).
 
         Returns:
-            ``(prompt_embeds [1, 77, D], cond_latent [1, 4, h, w])``.
+            ``(prompt_embeds [1, 77, D], cond_latent)``; ``cond_latent`` is ``[1, 4, h, w]``,
+            or ``[2, 4, h, w]`` = ``[negative, condition]`` with ``negative``.
         """
         device, dtype = self.unet.device, self.unet.dtype
+        image = to_condition_rgb(image)
         clip_in = self.feature_extractor_clip(images=image, return_tensors="pt").pixel_values
         global_embeds = self.vision_encoder(clip_in.to(device, self.vision_encoder.dtype)).image_embeds
         text = self.empty_prompt_embeds() if empty_prompt is None else empty_prompt
@@ -129,8 +226,28 @@ class Zero123PlusPipeline(DiffusionPipeline):
         ramp = torch.ones(text.shape[1]) if ramp is None else torch.tensor(ramp, dtype=torch.float32)
         prompt = text + global_embeds[:, None, :].to(text.dtype) * ramp.to(device, text.dtype)[None, :, None]
         vae_in = self.feature_extractor_vae(images=image, return_tensors="pt").pixel_values
-        cond = self.vae.encode(vae_in.to(device, self.vae.dtype)).latent_dist.mode()
-        return prompt.to(dtype), cond.to(dtype)
+        vae_in = vae_in.to(self.vae.device, self.vae.dtype)
+        cond = self.vae_posterior_sample(vae_in, generator)
+        if negative:
+            cond = torch.cat([self.vae_posterior_sample(torch.zeros_like(vae_in), generator), cond])
+        return prompt.to(dtype), cond.to(device, dtype)
+
+    def noisy_reference(self, cond: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+        """The reference pass's UNet input at timestep ``t``: the sampler's own
+        ``add_noise`` then ``scale_model_input`` (official pipeline.py:126,131-132).
+
+        For Euler-family samplers (``σ_t² = (1 − ᾱ_t) / ᾱ_t``) this is
+        ``(z + σ_t·n) / √(σ_t² + 1) = √ᾱ_t·z + √(1 − ᾱ_t)·n``: the latent at the noise
+        level the main pass is at, scaled once. Call after :meth:`set_timesteps` and
+        before this step's ``scheduler.step``.
+
+        Args:
+            cond: ``[B, 4, h, w]`` reference latents (:meth:`encode_condition`).
+            t: the current timestep (0-d tensor, from ``scheduler.timesteps``).
+            noise: ``[B, 4, h, w]`` standard normal noise.
+        """
+        noisy = self.scheduler.add_noise(cond, noise, t.reshape(-1))
+        return self.scheduler.scale_model_input(noisy, t)
 
     @torch.no_grad()
     def empty_prompt_embeds(self) -> Tensor:
@@ -153,7 +270,10 @@ class Zero123PlusPipeline(DiffusionPipeline):
             guidance_scale: CFG scale (STAG4D: 4); ≤ 1 disables CFG.
             height, width: grid size in pixels (960 × 640 for v1.2), multiples of
                 ``3 · vae_scale_factor`` and ``2 · vae_scale_factor``.
-            generator: RNG for the initial noise, the reference noise and ancestral steps.
+            generator: RNG for every draw, in the order of the module docstring (the
+                condition's and the zero image's posterior noise, the initial noise, then
+                per step the reference noise and the ancestral noise); None: torch's
+                global RNG.
             latents: ``[1, 4, height/f, width/f]`` initial noise (before
                 ``init_noise_sigma``); drawn from ``generator`` when None. Pass the same
                 noise to every frame of a clip.
@@ -179,13 +299,11 @@ class Zero123PlusPipeline(DiffusionPipeline):
                 raise ValueError(f"anchor weight must be in [0, 1], got {anchor_weight}")
             self.anchor.weight = float(anchor_weight)
         empty = self.empty_prompt_embeds()
-        prompt, cond = self.encode_condition(image, empty)
         cfg = guidance_scale > 1.0
+        prompt, cond = self.encode_condition(image, empty, generator=generator, negative=cfg)
         if cfg:
             prompt = torch.cat([empty, prompt])
-            cond = torch.cat([torch.zeros_like(cond), cond])
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        noise_sched = DDPMScheduler.from_config(self.scheduler.config)
         shape = (1, self.unet.config.in_channels, height // f, width // f)
         if latents is None:
             latents = torch.randn(shape, generator=generator, dtype=torch.float32).to(device, dtype)
@@ -198,9 +316,7 @@ class Zero123PlusPipeline(DiffusionPipeline):
             model_in = torch.cat([latents] * 2) if cfg else latents
             model_in = self.scheduler.scale_model_input(model_in, t)
             ref_noise = torch.randn(cond.shape, generator=generator, dtype=torch.float32).to(device, dtype)
-            t_batch = t.reshape(1).repeat(cond.shape[0]).to(torch.long)
-            noisy_cond = noise_sched.add_noise(cond, ref_noise, t_batch)
-            noisy_cond = self.scheduler.scale_model_input(noisy_cond, t)
+            noisy_cond = self.noisy_reference(cond, t, ref_noise)
             ref_dict: dict = {}
             self.unet(noisy_cond, t, encoder_hidden_states=prompt,
                       cross_attention_kwargs={"mode": "w", "ref_dict": ref_dict})

@@ -20,7 +20,6 @@ import numpy as np
 
 from backend.pipeline.context import JobContext
 from backend.pipeline.video_ingest import BACKGROUND_THRESHOLD, VideoFrames, plain_background_distance
-from protocol.formats.compositing import composite_over
 from protocol.formats.transforms import TRANSFORMS_TRAIN, frame_record, write_transforms
 
 #: the stage name in progress events.
@@ -49,10 +48,14 @@ class MultiviewSettings:
     seed: int = 0
 
 
-def _on_white(rgba: np.ndarray) -> np.ndarray:
-    """``[H, W, 4]`` float straight alpha -> ``[H, W, 3]`` uint8 over white."""
-    rgb = composite_over(rgba, 1.0)
-    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+def condition_rgba8(rgba: np.ndarray) -> np.ndarray:
+    """``[H, W, 4]`` float straight alpha in [0, 1] -> ``[H, W, 4]`` uint8 RGBA, rounded.
+
+    The frame keeps its alpha: the pipeline composites it on grey 127
+    (:func:`backend.models.zero123plus.to_condition_rgb`, following the official Zero123++
+    ``to_rgb_image``, pipeline.py:30-40,346), as it would an RGBA PNG; not on white.
+    """
+    return (np.clip(rgba, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def view_alpha(view: np.ndarray, threshold: float = BACKGROUND_THRESHOLD) -> tuple[np.ndarray, bool]:
@@ -73,7 +76,8 @@ def view_alpha(view: np.ndarray, threshold: float = BACKGROUND_THRESHOLD) -> tup
 def write_multiview_footage(frames: VideoFrames, pipe, out_dir: Path, settings: MultiviewSettings,
                             ctx: JobContext) -> tuple[Path, dict]:
     """Generate six views per frame with the anchored Zero123++ pipeline and write them,
-    with the input frames, as transforms-format footage.
+    with the input frames, as transforms-format footage. Each frame conditions the
+    pipeline as uint8 RGBA (:func:`condition_rgba8`), so its background is grey 127.
 
     Args:
         frames: the ingested video (:class:`VideoFrames`).
@@ -95,7 +99,7 @@ def write_multiview_footage(frames: VideoFrames, pipe, out_dir: Path, settings: 
 
     out_dir = Path(out_dir)
     (out_dir / "train").mkdir(parents=True, exist_ok=True)
-    inputs = [_on_white(f) for f in frames.images]
+    inputs = [condition_rgba8(f) for f in frames.images]
 
     def progress(done: int, total: int) -> None:
         ctx.check_cancelled()
