@@ -99,9 +99,9 @@ def test_time_limit_stops_the_fit_at_a_step_boundary(footage, monkeypatch):
 
     slow = Trainer.step
 
-    def step(self, i):
+    def step(self, i, progress=None):
         time.sleep(0.05)
-        return slow(self, i)
+        return slow(self, i, progress)
 
     monkeypatch.setattr(Trainer, "step", step)
     events = []
