@@ -15,14 +15,15 @@ class ModelOptimizer:
 
     - ``per_gaussian``: ``{key: Adam([params[key]], lr, eps=1e-15)}`` in ``params`` order,
       rates from :meth:`Gaussians4D.learning_rates`; the position-like keys
-      (:attr:`Gaussians4D.POSITION_PARAMS`) decay by ``lr_final_factor ** (1/iterations)``
-      after every step, reaching ``lr_final_factor`` of their start at the end;
+      (:attr:`Gaussians4D.POSITION_PARAMS`) decay exponentially to ``lr_final_factor``
+      of their start over the run;
     - ``field``: ``Adam(model.field_param_groups(cfg))`` (default eps) or None; a group
       with a ``"final_factor"`` key decays to that fraction of its rate over the run.
 
-    On a time budget (:mod:`backend.pipeline.reconstruct.schedule`) :meth:`step` gets the
-    run's progress p and sets each decaying rate to ``start · final_factor ** p`` instead,
-    so the decay completes however many steps the budget allows.
+    One rule for both: after each step a decaying rate is ``start · final ** p``, with p the
+    run's progress, steps taken / ``iterations`` by default, or the time-budgeted progress
+    the caller passes (:mod:`backend.pipeline.reconstruct.schedule`), so the decay
+    completes however many steps a budget allows.
 
     Args:
         model: the model (its parameters on their final device).
@@ -37,28 +38,27 @@ class ModelOptimizer:
         groups = model.field_param_groups(cfg)
         self.field: torch.optim.Adam | None = torch.optim.Adam(groups) if groups else None
         self.decaying = tuple(model.POSITION_PARAMS)
-        self.decay = cfg.lr_final_factor ** (1.0 / max(cfg.iterations, 1))
-        self.field_decay = [g.get("final_factor", 1.0) ** (1.0 / max(cfg.iterations, 1))
-                            for g in (self.field.param_groups if self.field is not None else [])]
-        self.final_factor = cfg.lr_final_factor
-        self.start_lr = {k: lrs[k] for k in self.decaying if k in lrs}
-        self.field_start = [(g["lr"], g.get("final_factor", 1.0))
-                            for g in (self.field.param_groups if self.field is not None else [])]
+        self.iterations, self.steps_taken = max(cfg.iterations, 1), 0
+        # (start rate, final factor) of every decaying group: rate = start · final ** progress
+        self.schedules = {k: (lrs[k], cfg.lr_final_factor) for k in self.decaying if k in lrs}
+        self.field_schedules = [(g["lr"], g.get("final_factor", 1.0))
+                                for g in (self.field.param_groups if self.field is not None else [])]
 
     def step(self, progress: float | None = None) -> None:
-        """Step every optimizer, clear its gradients, then decay the position-like rates
-        (by one step's factor, or with ``progress`` in [0, 1] to ``start · final ** p``)."""
+        """Step every optimizer, clear its gradients, then set each decaying rate to
+        ``start · final ** p``, with ``p`` the run's ``progress`` in [0, 1] after this step
+        (default: steps taken / ``iterations``)."""
+        self.steps_taken += 1
+        p = self.steps_taken / self.iterations if progress is None else progress
         for name, opt in self.per_gaussian.items():
             opt.step()
             opt.zero_grad(set_to_none=True)
-            if name in self.decaying:
+            if name in self.schedules:
+                start, final = self.schedules[name]
                 for group in opt.param_groups:
-                    if progress is None:
-                        group["lr"] *= self.decay
-                    else:
-                        group["lr"] = self.start_lr[name] * self.final_factor ** progress
+                    group["lr"] = start * final ** p
         if self.field is not None:
             self.field.step()
             self.field.zero_grad(set_to_none=True)
-            for group, decay, (start, final) in zip(self.field.param_groups, self.field_decay, self.field_start):
-                group["lr"] = group["lr"] * decay if progress is None else start * final ** progress
+            for group, (start, final) in zip(self.field.param_groups, self.field_schedules):
+                group["lr"] = start * final ** p
