@@ -294,6 +294,8 @@ class Zero123PlusPipeline(DiffusionPipeline):
             raise ValueError(f"grid {height}x{width} must be a multiple of {GRID_ROWS * f}x{GRID_COLS * f}")
         device, dtype = self.unet.device, self.unet.dtype
         self.anchor.set_mode(anchor_mode)
+        self.anchor.latent_tokens = (height // f) * (width // f)
+        self.anchor.base_channels = int(self.unet.config.block_out_channels[0])
         if anchor_weight is not None:
             if not 0.0 <= anchor_weight <= 1.0:
                 raise ValueError(f"anchor weight must be in [0, 1], got {anchor_weight}")
@@ -356,7 +358,8 @@ def view_cameras(radius: float, input_azimuth_deg: float = 0.0, fov_deg: float =
 
 def generate_anchored_views(pipe: Zero123PlusPipeline, frames: list, num_inference_steps: int = 75,
                             guidance_scale: float = 4.0, anchor_weight: float = 0.5, seed: int = 0,
-                            height: int = 960, width: int = 640, progress=None) -> tuple[list[MultiViewOutput], dict]:
+                            height: int = 960, width: int = 640, progress=None, spill_dir=None,
+                            stag4d_token_rule: bool = True) -> tuple[list[MultiViewOutput], dict]:
     """Multi-view images of every frame of a clip with STAG4D's temporal anchor.
 
     Frame 0 runs in ``"record"`` mode, every later frame in ``"apply"`` mode with weight
@@ -364,19 +367,29 @@ def generate_anchored_views(pipe: Zero123PlusPipeline, frames: list, num_inferen
     the only coupling between frames is the anchor). The anchor cache is freed when the
     clip is done, also when a frame fails or the job is cancelled.
 
+    Every denoising step of every later frame is anchored, as in STAG4D; the cache lives
+    in host memory and spills to ``spill_dir`` beyond the anchor's memory limit
+    (:class:`~backend.models.anchor_attention.TemporalAnchor`).
+
     Args:
         pipe: a loaded :class:`Zero123PlusPipeline`.
         frames: condition images, frame 0 first.
         progress: ``progress(done_steps, total_steps)`` over the whole clip.
+        spill_dir: folder for the part of the anchor cache that does not fit in memory
+            (None: a temporary folder); its files are deleted when the clip is done.
+        stag4d_token_rule: STAG4D's token-count rule, which also anchors the mid block's
+            reference tokens (default, as the reference code); False: multi-view tokens only.
 
     Returns:
         ``(outputs, stats)``: one :class:`MultiViewOutput` per frame; stats holds
-        ``anchor_cache_bytes`` (its size after frame 0), ``anchor_cache_entries``,
-        ``anchor_layers`` and ``anchored_steps`` (fewer than the steps when the cache's
-        budget cut recording short).
+        ``anchor_cache_bytes`` (its size after frame 0, memory and disk),
+        ``anchor_spilled_bytes`` (the part on disk), ``anchor_cache_entries``,
+        ``anchor_layers``, ``anchor_steps`` (steps run per frame) and ``anchored_steps``
+        (the fewest steps any later frame had anchored; equal to ``anchor_steps``).
 
     Raises:
         ValueError: no frames, or bad sizes (see :meth:`Zero123PlusPipeline.__call__`).
+        RuntimeError: the cache cannot spill (disk full).
     """
     if not frames:
         raise ValueError("no frames to generate views for")
@@ -385,6 +398,8 @@ def generate_anchored_views(pipe: Zero123PlusPipeline, frames: list, num_inferen
     noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
     total = len(frames) * num_inference_steps
     outputs, stats = [], {}
+    pipe.anchor.spill_dir = spill_dir
+    pipe.anchor.stag4d_token_rule = bool(stag4d_token_rule)
     try:
         for k, frame in enumerate(frames):
             def step_done(i, n, k=k):
@@ -397,9 +412,13 @@ def generate_anchored_views(pipe: Zero123PlusPipeline, frames: list, num_inferen
                        callback=step_done)
             if k == 0:
                 stats = {"anchor_cache_bytes": pipe.anchor.cache_bytes,
+                         "anchor_spilled_bytes": pipe.anchor.spilled_bytes,
                          "anchor_cache_entries": len(pipe.anchor.cache),
                          "anchor_layers": len(pipe.self_attention_layers),
-                         "anchored_steps": pipe.anchor.anchored_steps or num_inference_steps}
+                         "anchor_steps": num_inference_steps,
+                         "anchored_steps": num_inference_steps if len(frames) > 1 else 0}
+            else:
+                stats["anchored_steps"] = min(stats["anchored_steps"], len(pipe.anchor.applied_steps))
             outputs.append(out)
     finally:
         pipe.anchor.clear()

@@ -34,6 +34,9 @@ class MultiviewSettings:
         steps: denoising steps (STAG4D: 75).
         guidance_scale: CFG (STAG4D: 4).
         anchor_weight: temporal anchor weight w (STAG4D: 0.5).
+        stag4d_token_rule: anchor the tokens STAG4D's rule names, the mid block's reference
+            tokens included (its reference code's behaviour, the default); False: the
+            multi-view tokens only (:mod:`backend.models.anchor_attention`).
         grid_height, grid_width: the 3 × 2 grid in pixels (v1.2: 960 × 640).
         radius: camera distance (m).
         seed: noise seed shared by all frames.
@@ -42,6 +45,7 @@ class MultiviewSettings:
     steps: int = 75
     guidance_scale: float = 4.0
     anchor_weight: float = 0.5
+    stag4d_token_rule: bool = True
     grid_height: int = 960
     grid_width: int = 640
     radius: float = 2.0
@@ -110,7 +114,8 @@ def write_multiview_footage(frames: VideoFrames, pipe, out_dir: Path, settings: 
                                              guidance_scale=settings.guidance_scale,
                                              anchor_weight=settings.anchor_weight, seed=settings.seed,
                                              height=settings.grid_height, width=settings.grid_width,
-                                             progress=progress)
+                                             progress=progress, spill_dir=out_dir / "anchor_cache",
+                                             stag4d_token_rule=settings.stag4d_token_rule)
     buf = io.BytesIO()
     iio.imwrite(buf, (outputs[0].grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8), extension=".png")
     ctx.preview(buf.getvalue())

@@ -99,9 +99,36 @@ def save_tiny_text_to_image(folder: Path, seed: int = 0) -> Path:
     return Path(folder)
 
 
-def save_tiny_zero123plus(folder: Path, seed: int = 0, tile: int = 16) -> Path:
+def _tiny_sd2_layout_unet():
+    """A tiny UNet with the *layout* of Zero123++ v1.2's SD2 UNet where the anchor is
+    concerned: an 8x latent grid; a deepest level with the same width as the level above
+    it but no attention; a cross-attention mid block at that deepest level's resolution
+    (so STAG4D's token rule reaches the mid block's reference tokens, as at real size).
+    Attention only at level 1 keeps a 120 x 80 latent fast on a CPU."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(sample_size=32, in_channels=4, out_channels=4, layers_per_block=1,
+                                block_out_channels=(8, 16, 16), norm_num_groups=4,
+                                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+                                cross_attention_dim=TEXT_DIM, attention_head_dim=8)
+
+
+def _tiny_vae_8x():
+    """A tiny AutoencoderKL with the SD VAE's 8x downsampling (4 levels)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8, 8, 8),
+                         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                         norm_num_groups=4, sample_size=64)
+
+
+def save_tiny_zero123plus(folder: Path, seed: int = 0, tile: int = 16, sd2_layout: bool = False) -> Path:
     """A tiny Zero123++-layout folder loadable by
-    :class:`backend.models.zero123plus.Zero123PlusPipeline` (grid ``3·tile × 2·tile``)."""
+    :class:`backend.models.zero123plus.Zero123PlusPipeline` (grid ``3·tile × 2·tile``).
+
+    ``sd2_layout``: use :func:`_tiny_sd2_layout_unet`, an 8x VAE and the real 320-px
+    condition latent, for the real 960 x 640 grid (``tile`` is ignored)."""
     from diffusers import EulerAncestralDiscreteScheduler
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
@@ -113,11 +140,13 @@ def save_tiny_zero123plus(folder: Path, seed: int = 0, tile: int = 16) -> Path:
                                                             image_size=32, patch_size=8,
                                                             projection_dim=TEXT_DIM))
     clip_proc = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    vae_proc = CLIPImageProcessor(size={"shortest_edge": tile}, crop_size={"height": tile, "width": tile},
+    side = 320 if sd2_layout else tile
+    vae_proc = CLIPImageProcessor(size={"shortest_edge": side}, crop_size={"height": side, "width": side},
                                   image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
     ramp = torch.linspace(0.1, 1.0, 77).tolist()
-    pipe = Zero123PlusPipeline(vae=_tiny_vae(), text_encoder=_tiny_text_encoder(),
-                               tokenizer=tiny_clip_tokenizer(), unet=_tiny_unet(),
+    pipe = Zero123PlusPipeline(vae=_tiny_vae_8x() if sd2_layout else _tiny_vae(), text_encoder=_tiny_text_encoder(),
+                               tokenizer=tiny_clip_tokenizer(),
+                               unet=_tiny_sd2_layout_unet() if sd2_layout else _tiny_unet(),
                                scheduler=EulerAncestralDiscreteScheduler(timestep_spacing="trailing"),
                                vision_encoder=vision, feature_extractor_clip=clip_proc,
                                feature_extractor_vae=vae_proc, ramping_coefficients=ramp)
