@@ -2,7 +2,8 @@
 
 Reference: ``zeng-yifei/STAG4D`` @ 9aa21c9, ``guidance/zero123_4d_utils.py`` (``z4d:LINE``)
 and its trainer ``main.py`` (``main:LINE``); the annealing helper is threestudio's
-``C(value, epoch, global_step)`` schedule, which z4d:186-201 re-implements.
+``C(value, epoch, global_step)`` (``threestudio/utils/misc.py`` @ 0b9d1ad), which
+z4d:186-201 re-implements.
 
 - CFG scale 5 (z4d:129, 177); per-timestep weight ``w(t) = 1 − ᾱ_t`` (z4d:151);
 - ``t`` an integer uniform in ``[int(T·t_min), int(T·t_max)]`` (z4d:149, 189-190), the
