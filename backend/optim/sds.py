@@ -1,19 +1,20 @@
-"""Score distillation (SDS, DreamFusion, Poole et al. 2022, Eq. 3) with STAG4D's settings.
+"""Score distillation (SDS, DreamFusion, Poole et al. 2022, Eq. 3) as STAG4D computes it.
 
-STAG4D (Sec. 3.3 and its public config; docs/design.md "SDS") distils a camera-conditioned
-Zero123-XL into the 4D Gaussians for cameras the generated views do not cover:
+Reference: ``zeng-yifei/STAG4D`` @ 9aa21c9, ``guidance/zero123_4d_utils.py`` (``z4d:LINE``)
+and its trainer ``main.py`` (``main:LINE``); the annealing helper is threestudio's
+``C(value, epoch, global_step)`` (``threestudio/utils/misc.py`` @ 0b9d1ad), which
+z4d:186-201 re-implements.
 
-- CFG scale 5; per-timestep weight ``w(t) = 1 − ᾱ_t``;
-- ``t ~ U[t_min, t_max]·T_train`` with the window annealed linearly over 3000 iterations
-  from [0.50, 0.95] to [0.02, 0.50];
-- nearest-view conditioning (:func:`nearest_view`): within ±30° of the input azimuth, or
-  with probability 0.6, condition on the input frame; otherwise on the nearest view in
-  azimuth (for Zero123++ views at 30° + 60°·i, the view ⌊az/60°⌋), with the pose
-  relative to that view.
-
-The SDS gradient on latents z is ``w(t)·(ε̂(z_t; y, t) − ε)``; :func:`sds_loss` turns it
-into a loss whose gradient w.r.t. z is exactly that (the usual stop-gradient trick), so
-it flows back through the VAE encoder and the rasterizer into the Gaussians.
+- CFG scale 5 (z4d:129, 177); per-timestep weight ``w(t) = 1 − ᾱ_t`` (z4d:151);
+- ``t`` an integer uniform in ``[int(T·t_min), int(T·t_max)]`` (z4d:149, 189-190), the
+  window linear in the iteration from [0.50, 0.95] to [0.02, 0.50] over 3000 iterations
+  (z4d:56-57, 197-199), then constant;
+- the novel camera (:func:`sample_novel_camera`, main:267-268, 310-312) and the
+  conditioning view (:func:`nearest_view`, main:332-346);
+- the loss ``0.5·Σ (z − sg(z − w(t)·(ε̂ − ε)))²`` summed over every element, not divided
+  by the batch (z4d:179-183), so its gradient w.r.t. the latents z is exactly
+  ``w(t)·(ε̂ − ε)`` per sample; it flows back through the VAE encoder and the rasterizer
+  into the Gaussians.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ def timestep_window(iteration: int, anneal_iters: int = SDS_ANNEAL_ITERS,
                     start: tuple[float, float] = SDS_T_START, end: tuple[float, float] = SDS_T_END
                     ) -> tuple[float, float]:
     """The ``(t_min, t_max)`` fractions of the training timesteps at ``iteration``:
-    linear from ``start`` to ``end`` over ``anneal_iters``, then constant.
+    linear from ``start`` to ``end`` over ``anneal_iters``, then constant (z4d:193-201 with
+    ``[start_step, start, end, end_step] = [0, 0.5, 0.02, 3000]`` / ``[0, 0.95, 0.5, 3000]``;
+    STAG4D passes its 1-based iteration counter, main:248, 255).
 
     Raises:
         ValueError: negative iteration or non-positive ``anneal_iters``.
@@ -51,14 +54,15 @@ def timestep_window(iteration: int, anneal_iters: int = SDS_ANNEAL_ITERS,
 
 def sample_timestep(iteration: int, num_train_timesteps: int, generator: torch.Generator | None = None,
                     anneal_iters: int = SDS_ANNEAL_ITERS) -> int:
-    """An integer timestep drawn uniformly from the annealed window (inclusive)."""
+    """An integer timestep drawn uniformly from the annealed window, both ends included:
+    ``torch.randint(int(T·t_min), int(T·t_max) + 1)`` (z4d:149, 189-190)."""
     lo, hi = timestep_window(iteration, anneal_iters)
     lo_i, hi_i = int(lo * num_train_timesteps), max(int(hi * num_train_timesteps), int(lo * num_train_timesteps))
     return int(torch.randint(lo_i, hi_i + 1, (1,), generator=generator))
 
 
 def sds_weight(alphas_cumprod: Tensor, t: int) -> float:
-    """``w(t) = 1 − ᾱ_t`` (STAG4D)."""
+    """``w(t) = 1 − ᾱ_t`` (z4d:151)."""
     return float(1.0 - alphas_cumprod[t])
 
 
@@ -82,44 +86,77 @@ class Conditioning:
     delta_azimuth_deg: float
 
 
-def nearest_view(azimuth_deg: float, elevation_deg: float, view_azimuths_deg, view_elevations_deg,
-                 reference: int, rng: random.Random | None = None) -> Conditioning:
-    """STAG4D's nearest-view conditioning, for any set of candidate views.
+def sample_novel_camera(rng: random.Random, reference_elevation_deg: float = 0.0) -> tuple[int, int]:
+    """STAG4D's random novel camera (main:266-268, 310-311): integer degrees.
 
-    Within ±30° of the reference view's azimuth, or else when a coin lands below 0.6, the
-    reference view conditions; otherwise the candidate nearest in azimuth does. (STAG4D's
-    case: the reference is the input frame at azimuth 0 and the candidates add the six
-    Zero123++ views at ``30° + 60°·i``, so "nearest" is the generated view ⌊az/60°⌋.) The
-    coin is drawn only outside the ±30° window.
+    The azimuth is ``randint(−180, 180)`` (upper end excluded); the elevation offset
+    ``ver`` is ``randint(min_ver, max_ver)`` with STAG4D's bounds, which keep the camera
+    within ±80° and always cover ±30° around the reference view. STAG4D's elevation counts
+    downward (``cam_utils.py:48-51``); this function returns gen4d's (up positive).
 
     Args:
-        azimuth_deg, elevation_deg: the sampled camera (degrees, any range).
+        rng: the source of both draws (``randrange``, azimuth first).
+        reference_elevation_deg: the reference view's elevation (degrees, up positive;
+            STAG4D's ``opt.elevation`` with the sign flipped).
+
+    Returns:
+        ``(azimuth_deg, elevation_deg)``, integers (azimuth relative to the reference's
+        world azimuth 0, in [−180, 180)).
+    """
+    e = -int(round(reference_elevation_deg))  # STAG4D's convention
+    min_ver = max(min(-30, -30 - e), -80 - e)
+    max_ver = min(max(30, 30 - e), 80 - e)
+    ver = rng.randrange(min_ver, max_ver)
+    hor = rng.randrange(-180, 180)
+    return hor, -(e + ver)
+
+
+def nearest_view(azimuth_deg: float, elevation_deg: float, view_azimuths_deg, view_elevations_deg,
+                 reference: int, rng: random.Random | None = None) -> Conditioning:
+    """STAG4D's nearest-view conditioning (main:332-346), for any set of candidate views.
+
+    Strictly within ±30° of the reference view's azimuth, or else when a coin
+    ``rng.random()`` lands above 0.4 (so with probability 0.6), the reference view
+    conditions; otherwise the candidate nearest in azimuth does, a tie going to the
+    candidate ahead (counter-clockwise). In STAG4D's case (the input frame at azimuth 0,
+    the six Zero123++ views at ``30° + 60°·i``) that is its sector rule ``⌊az/60°⌋``
+    (az in [0°, 360°)): 60° → the view at 90°, 180° → the view at 210°. The coin is drawn
+    only outside the ±30° window.
+
+    Args:
+        azimuth_deg, elevation_deg: the sampled camera (degrees, any range; up positive).
         view_azimuths_deg, view_elevations_deg: ``[V]`` candidate views (float tensors or
             sequences, degrees).
         reference: index of the reference (input) view among the candidates.
-        rng: source of the 0.6 coin (``random.Random``); None: the ``random`` module's.
+        rng: source of the coin (``random.Random``); None: the ``random`` module's.
 
     Returns:
-        :class:`Conditioning` with ``view`` an index into the candidates.
+        :class:`Conditioning` with ``view`` an index into the candidates and the pose
+        relative to it (main:334-346).
 
     Raises:
         IndexError: ``reference`` is not a candidate index.
     """
-    az = torch.as_tensor(view_azimuths_deg)
+    az = torch.as_tensor(view_azimuths_deg, dtype=torch.float64)
     if not 0 <= reference < len(az):
         raise IndexError(f"reference view {reference} is not one of the {len(az)} candidates")
     rel = float(wrap_deg(azimuth_deg - az[reference]))
-    if abs(rel) <= INPUT_VIEW_HALF_ANGLE_DEG or (rng or random).random() < INPUT_VIEW_PROBABILITY:
+    if abs(rel) < INPUT_VIEW_HALF_ANGLE_DEG or (rng or random).random() > 1.0 - INPUT_VIEW_PROBABILITY:
         view = reference
     else:
-        view = int(torch.argmin(wrap_deg(az - azimuth_deg).abs()))
+        ahead = wrap_deg(az - azimuth_deg)  # > 0: the candidate lies counter-clockwise ahead
+        view = min(range(len(az)), key=lambda i: (abs(float(ahead[i])), float(ahead[i]) < 0))
     return Conditioning(view, elevation_deg - float(view_elevations_deg[view]),
                         float(wrap_deg(azimuth_deg - az[view])))
 
 
 def sds_loss(latents: Tensor, eps_fn, t: int, alphas_cumprod: Tensor, guidance_scale: float = SDS_CFG_SCALE,
              generator: torch.Generator | None = None) -> Tensor:
-    """SDS loss on latents (DreamFusion Eq. 3, STAG4D's weight and CFG).
+    """SDS loss on latents (DreamFusion Eq. 3; z4d:149-185).
+
+    The noisy latent is ``√ᾱ_t·z + √(1−ᾱ_t)·ε`` (DDIM ``add_noise``, z4d:155), the guided
+    prediction ``ε̂ = ε_u + s·(ε_c − ε_u)`` (z4d:177), the residual ``w(t)·(ε̂ − ε)`` with
+    NaNs zeroed (z4d:179-180), and the loss ``0.5·Σ (z − sg(z − grad))²`` (z4d:182-183).
 
     Args:
         latents: ``[B, C, h, w]`` differentiable latents of the rendered views.
@@ -131,7 +168,9 @@ def sds_loss(latents: Tensor, eps_fn, t: int, alphas_cumprod: Tensor, guidance_s
         generator: RNG of the noise ε.
 
     Returns:
-        Scalar whose gradient w.r.t. ``latents`` is ``w(t)·(ε̂ − ε) / B``.
+        Scalar whose gradient w.r.t. ``latents`` is ``w(t)·(ε̂ − ε)``, per sample (a
+        sum over the batch, not a mean: STAG4D calls it with one sample at a time and
+        sums the calls, main:271, 367-368).
     """
     noise = torch.randn(latents.shape, generator=generator, dtype=latents.dtype).to(latents.device)
     a = alphas_cumprod[t].to(latents.device, latents.dtype)
@@ -142,4 +181,4 @@ def sds_loss(latents: Tensor, eps_fn, t: int, alphas_cumprod: Tensor, guidance_s
         grad = (1.0 - a) * (eps_hat - noise)
         grad = torch.nan_to_num(grad)
         target = latents.detach() - grad
-    return 0.5 * (latents - target).square().sum() / latents.shape[0]
+    return 0.5 * (latents - target).square().sum()
