@@ -19,8 +19,8 @@ attention appends the condition image's tokens). STAG4D mixes the first
 9600 = 120 × 80 is the latent token count of the 960 × 640 grid and 320 the UNet's first
 block width, so in the down and up blocks this is exactly the L multi-view tokens. In the
 **mid block** (C = 1280, L = 150 at 15 × 10) the rule gives 600, more than its L
-multi-view tokens plus its reference tokens (25 for a 40 × 40 condition latent), so STAG4D
-also averages the *reference* tokens with frame 0's. gen4d reproduces this quirk by default
+multi-view tokens plus its reference tokens (64 for v1.2's 512-px condition image, a
+64 × 64 latent), so STAG4D also averages the *reference* tokens with frame 0's. gen4d reproduces this quirk by default
 (:attr:`TemporalAnchor.stag4d_token_rule`), generalized to any grid and UNet as
 ``min(L + L_ref, latent_tokens // (C // C0)**2)`` with ``latent_tokens`` the grid's latent
 token count and C0 = ``block_out_channels[0]`` (identical to STAG4D's constants at

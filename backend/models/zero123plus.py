@@ -11,7 +11,7 @@ Conditioning, as in the paper and its public pipeline:
   current timestep, runs through the UNet first; every self-attention layer records its
   input, and the main pass appends those tokens to its K/V input. The unconditional
   branch of CFG uses the VAE latent of an all-zero image (zero *after* the VAE
-  processor's normalization, i.e. mid-grey for v1.2's mean = std = 0.5).
+  processor's normalization, i.e. the processor's mean colour).
 - v1.2 latent / image scaling: the UNet works on ``(z − 0.22) · 0.75`` and the decoder's
   output is scaled by ``0.8 / 0.5`` before mapping to [0, 1].
 
@@ -210,8 +210,7 @@ class Zero123PlusPipeline(DiffusionPipeline):
                 ``negative``) the zero image's (official :356, :358).
             negative: also encode CFG's negative reference: the posterior sample of the
                 VAE encoding of ``zeros_like(pixels)``, i.e. an image that is 0 after the
-                VAE processor's normalization (mid-grey for v1.2's mean = std = 0.5), not
-                a zero latent (official :357-359).
+                VAE processor's normalization (its mean colour), not a zero latent (official :357-359).
 
         Returns:
             ``(prompt_embeds [1, 77, D], cond_latent)``; ``cond_latent`` is ``[1, 4, h, w]``,

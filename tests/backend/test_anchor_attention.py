@@ -142,12 +142,12 @@ def test_cache_spills_to_disk_past_its_memory_limit_and_still_anchors_every_step
 
 def test_stag4d_token_counts_at_real_size():
     """STAG4D's ``int(9600 / (C // 320)**2)`` on Zero123++ v1.2's UNet at 960 x 640
-    (latent 120 x 80, a 320-px condition image -> 40 x 40 reference latent)."""
+    (latent 120 x 80, a 512-px condition image -> 64 x 64 reference latent)."""
     from backend.models.anchor_attention import stag4d_anchored_tokens
 
-    levels = {320: (9600, 1600), 640: (2400, 400), 1280: (600, 100)}
+    levels = {320: (9600, 4096), 640: (2400, 1024), 1280: (600, 256)}
     for c, (mv, ref) in levels.items():
         assert stag4d_anchored_tokens(c, mv + ref, 9600, 320) == mv  # down / up blocks: multi-view only
-    assert stag4d_anchored_tokens(1280, 150 + 25, 9600, 320) == 175  # mid block: every token
+    assert stag4d_anchored_tokens(1280, 150 + 64, 9600, 320) == 214  # mid block: every token
     with pytest.raises(ValueError, match="below"):
         stag4d_anchored_tokens(160, 10, 9600, 320)

@@ -127,8 +127,8 @@ def save_tiny_zero123plus(folder: Path, seed: int = 0, tile: int = 16, sd2_layou
     """A tiny Zero123++-layout folder loadable by
     :class:`backend.models.zero123plus.Zero123PlusPipeline` (grid ``3·tile × 2·tile``).
 
-    ``sd2_layout``: use :func:`_tiny_sd2_layout_unet`, an 8x VAE and the real 320-px
-    condition latent, for the real 960 x 640 grid (``tile`` is ignored)."""
+    ``sd2_layout``: use :func:`_tiny_sd2_layout_unet`, an 8x VAE and v1.2's 512-px
+    condition image, for the real 960 x 640 grid (``tile`` is ignored)."""
     from diffusers import EulerAncestralDiscreteScheduler
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
@@ -140,7 +140,7 @@ def save_tiny_zero123plus(folder: Path, seed: int = 0, tile: int = 16, sd2_layou
                                                             image_size=32, patch_size=8,
                                                             projection_dim=TEXT_DIM))
     clip_proc = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    side = 320 if sd2_layout else tile
+    side = 512 if sd2_layout else tile
     vae_proc = CLIPImageProcessor(size={"shortest_edge": side}, crop_size={"height": side, "width": side},
                                   image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
     ramp = torch.linspace(0.1, 1.0, 77).tolist()
