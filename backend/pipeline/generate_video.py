@@ -99,13 +99,14 @@ def load_image_rgba(data: bytes, name: str) -> np.ndarray:
 
 
 def image_to_frames(image_rgba: np.ndarray, pipe, settings: GenerationSettings, size: int,
-                    ctx: JobContext) -> VideoFrames:
+                    ctx: JobContext, decode_chunk_size: int = 2) -> VideoFrames:
     """Image-to-video with SVD, then masks, a fixed square crop and resize to ``size``
     (stage ``"image_to_video"``; preview: the first and last generated frames).
 
     Args:
         image_rgba: ``[H, W, 4]`` uint8 (alpha composited over white first).
         pipe: a loaded ``StableVideoDiffusionPipeline``.
+        decode_chunk_size: frames the VAE decodes per pass (the memory plan's; 2 by default).
 
     Raises:
         JobCancelled: between steps.
@@ -117,7 +118,7 @@ def image_to_frames(image_rgba: np.ndarray, pipe, settings: GenerationSettings, 
     cond = Image.fromarray(rgb).resize((settings.video_width, settings.video_height), Image.LANCZOS)
     ctx.progress("image_to_video", 0, settings.video_steps, message=f"{settings.video_frames} frames")
     out = pipe(cond, height=settings.video_height, width=settings.video_width, num_frames=settings.video_frames,
-               num_inference_steps=settings.video_steps, decode_chunk_size=2, output_type="np",
+               num_inference_steps=settings.video_steps, decode_chunk_size=decode_chunk_size, output_type="np",
                generator=torch.Generator().manual_seed(settings.seed),
                callback_on_step_end=_step_callback(ctx, "image_to_video", settings.video_steps))
     frames = np.clip(np.asarray(out.frames[0], np.float32), 0, 1)  # [T, H, W, 3]
