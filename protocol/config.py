@@ -14,7 +14,8 @@ Sections (each a dataclass; see ``docs/design.md`` "Configuration"):
 - :class:`OptimizationConfig` — steps, batch, seed and Adam learning rates;
 - :class:`DensificationConfig` — gsplat's 3DGS strategy or STAG4D's adaptive one;
 - :class:`LossConfig` — weights of the loss terms beside the image loss;
-- :class:`OutputConfig` — previews.
+- :class:`OutputConfig` — previews;
+- :class:`MemoryConfig` — the GPU memory budget every model-running stage of the job plans for.
 
 :class:`OrbitConfig` (an orbital job's ``"orbit"``) is checked by the same rules.
 
@@ -26,11 +27,14 @@ Overrides (:func:`apply_options`) may be given three ways, mixed freely:
 
 Any unknown name, ambiguous bare name, wrong type, value outside a field's choices or
 bounds, or non-finite number raises :class:`InvalidOptionError` (code ``invalid_option``).
+An optional field (annotated ``X | None``) also takes null (JSON ``null``,
+``--option KEY=null``), meaning unset.
 """
 
 from __future__ import annotations
 
 import math
+import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
@@ -314,10 +318,30 @@ class OutputConfig:
     preview_every_s: float = field(default=10.0, metadata=_at_least(0.0))
 
 
+#: the largest ``vram_budget_gb`` accepted (GB): above any single accelerator sold today, so a
+#: larger value is a unit mistake (bytes or MB given as GB).
+MAX_VRAM_BUDGET_GB = 1024.0
+
+
+@dataclass
+class MemoryConfig:
+    """GPU memory the job may use; read by every stage that runs a model
+    (``backend.models.memory.plan_for`` picks each stage's precision, VAE slicing/tiling
+    and CPU offload so the *estimated* peak fits).
+
+    Attributes:
+        vram_budget_gb: budget in GB (10⁹ bytes) of accelerator memory; None = no limit
+            (models load as saved, nothing offloaded: the behaviour without this setting).
+            Must be a finite number in (0, :data:`MAX_VRAM_BUDGET_GB`].
+    """
+
+    vram_budget_gb: float | None = field(default=None, metadata={"above": 0.0, "max": MAX_VRAM_BUDGET_GB})
+
+
 @dataclass
 class ReconstructConfig:
-    """Every setting of the reconstruct stage, in sections. The defaults are the
-    ``standard`` preset (:mod:`protocol.presets`)."""
+    """Every setting of the reconstruct stage, in sections, plus the job-wide
+    :class:`MemoryConfig`. The defaults are the ``standard`` preset (:mod:`protocol.presets`)."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -325,6 +349,7 @@ class ReconstructConfig:
     densification: DensificationConfig = field(default_factory=DensificationConfig)
     losses: LossConfig = field(default_factory=LossConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
 
 
 @dataclass
@@ -394,7 +419,19 @@ def _resolve_path(cls: type, paths: dict, name: str) -> str:
     raise InvalidOptionError(f"unknown {cls.__name__} option {name!r}")
 
 
+def _optional_inner(tp):
+    """``X`` for an ``X | None`` annotation, else None."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return args[0]
+    return None
+
+
 def _coerce(path: str, value: Any, f, tp) -> Any:
+    inner = _optional_inner(tp)
+    if inner is not None:  # an optional field: null means "unset", anything else is checked as X
+        return None if value is None else _coerce(path, value, f, inner)
     origin = typing.get_origin(tp)
     if origin is list:
         (item_tp,) = typing.get_args(tp)

@@ -132,13 +132,15 @@ def load_image_rgba(data: bytes, name: str) -> np.ndarray:
 
 
 def image_to_frames(image_rgba: np.ndarray, pipe, settings: GenerationSettings, size: int,
-                    ctx: JobContext) -> VideoFrames:
+                    ctx: JobContext, decode_chunk_size: int | None = None) -> VideoFrames:
     """Image-to-video with SVD, then masks, a fixed square crop and resize to ``size``
     (stage ``"image_to_video"``; preview: the first and last generated frames).
 
     Args:
         image_rgba: ``[H, W, 4]`` uint8 (alpha composited over white first).
         pipe: a loaded ``StableVideoDiffusionPipeline``.
+        decode_chunk_size: frames the VAE decodes per pass, from the memory plan; used unless
+            ``settings.video_decode_chunk`` is set; None: every frame at once (svd:486).
 
     Raises:
         JobCancelled: between steps.
@@ -154,7 +156,7 @@ def image_to_frames(image_rgba: np.ndarray, pipe, settings: GenerationSettings, 
                num_inference_steps=settings.video_steps, fps=settings.video_fps,
                motion_bucket_id=settings.motion_bucket_id, noise_aug_strength=settings.noise_aug_strength,
                min_guidance_scale=settings.min_guidance_scale, max_guidance_scale=settings.max_guidance_scale,
-               decode_chunk_size=settings.video_decode_chunk or num_frames, output_type="np",
+               decode_chunk_size=settings.video_decode_chunk or decode_chunk_size or num_frames, output_type="np",
                generator=torch.Generator().manual_seed(settings.seed),
                callback_on_step_end=_step_callback(ctx, "image_to_video", settings.video_steps))
     frames = np.clip(np.asarray(out.frames[0], np.float32), 0, 1)  # [T, H, W, 3]

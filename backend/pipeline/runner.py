@@ -22,7 +22,7 @@ from protocol.errors import InvalidOptionError
 from protocol.job_spec import JOB_TYPES, validate_job_spec
 from protocol.presets import stage_overrides
 
-__all__ = ["JOB_TYPES", "JOB_MODEL_ROLES", "pick_device", "checked_config", "run_job"]
+__all__ = ["JOB_TYPES", "JOB_MODEL_ROLES", "pick_device", "checked_config", "load_model", "run_job"]
 
 #: model roles each generation job type needs (checked before any work starts).
 JOB_MODEL_ROLES = {"video": ["multiview"], "image": ["image_to_video", "multiview"],
@@ -48,6 +48,42 @@ def checked_config(spec: dict):
         return validate_job_spec(spec)
     except InvalidOptionError as exc:
         raise JobError(exc.code, exc.message) from None
+
+
+def load_model(role: str, spec: dict, device: str, ctx: JobContext, stage: str, plans: dict | None = None,
+               settings=None, reserved_bytes: int = 0):
+    """``role``'s model through :func:`backend.models.registry.load`, under the job's memory plan.
+
+    Without ``options.memory.vram_budget_gb`` (the spec's
+    :class:`protocol.config.MemoryConfig`) the model loads as it always has (as saved, all on
+    ``device``). With a budget, :func:`backend.models.memory.plan_for` picks the plan whose
+    ESTIMATED peak fits (host-side estimate, not a measurement); the model is loaded on the
+    CPU in the plan's dtype and :func:`backend.models.memory.apply_plan` puts it on
+    ``device`` (offload is skipped, with a log line, when ``device`` is the CPU). The plan is
+    reported as a progress message of ``stage`` and stored in ``plans[role]``.
+
+    Args:
+        settings: :class:`backend.models.memory.StageSettings` (None: defaults).
+        reserved_bytes: accelerator memory other work holds meanwhile.
+
+    Raises:
+        ModelMissingError, JobError: as :func:`backend.models.registry.load`;
+            ``invalid_option`` for a bad budget.
+    """
+    from backend.models import registry
+
+    budget = checked_config(spec).memory.vram_budget_gb
+    if budget is None:
+        return registry.load(role, spec.get("models"), device=device)
+    from backend.models.memory import apply_plan, plan_for
+
+    plan = plan_for(budget, device, role, settings, reserved_bytes)
+    model = registry.load(role, spec.get("models"), device="cpu", dtype=plan.torch_dtype)
+    actions = apply_plan(model, plan, device)
+    ctx.progress(stage, 0, 1, message=f"memory plan for {role}: {plan.describe()}")
+    if plans is not None:
+        plans[role] = {**plan.to_dict(), "device": str(device), "applied": actions}
+    return model
 
 
 def stage_settings(spec: dict, stage: str, defaults):
@@ -81,7 +117,8 @@ def uploaded_file(spec: dict, input_dir: Path, key: str) -> Path:
     return path
 
 
-def ingest_video(spec: dict, path: Path, size: int, max_frames: int, device: str, ctx: JobContext):
+def ingest_video(spec: dict, path: Path, size: int, max_frames: int, device: str, ctx: JobContext,
+                 plans: dict | None = None):
     """Decode, mask and crop an uploaded video (``video`` and ``orbital`` jobs).
 
     Masks come from the video's alpha, else the optional ``background_removal`` model when
@@ -102,7 +139,7 @@ def ingest_video(spec: dict, path: Path, size: int, max_frames: int, device: str
     remover = None
     if registry.resolve("background_removal", models).present:  # optional: used when installed
         ctx.progress("video_ingest", 0, 1, message="loading the background-removal model")
-        remover = registry.load("background_removal", models, device=device)
+        remover = load_model("background_removal", spec, device, ctx, "video_ingest", plans)
     frames = load_video(path, size=size, fps=spec.get("video_fps"),
                         max_frames=int(spec.get("max_frames") or max_frames), remover=remover,
                         mask_prompt=spec.get("mask_prompt"))
@@ -112,7 +149,7 @@ def ingest_video(spec: dict, path: Path, size: int, max_frames: int, device: str
 
 
 def orbital_footage(spec: dict, input_dir: Path, footage_dir: Path, max_image_size: int,
-                    ctx: JobContext) -> Path:
+                    ctx: JobContext, plans: dict | None = None) -> Path:
     """The ``orbital`` job's ingest (Diffusion4D input): ``spec["video"]`` orbits the object,
     ``spec["orbit"]`` describes the orbit (:class:`protocol.config.OrbitConfig`);
     every frame becomes one camera at one time in transforms footage under ``footage_dir``.
@@ -125,11 +162,12 @@ def orbital_footage(spec: dict, input_dir: Path, footage_dir: Path, max_image_si
 
     orbit = orbit_settings(spec.get("orbit"))
     path = uploaded_file(spec, input_dir, "video")
-    frames = ingest_video(spec, path, max_image_size, int(spec.get("max_frames") or 48), pick_device(), ctx)
+    frames = ingest_video(spec, path, max_image_size, int(spec.get("max_frames") or 48), pick_device(), ctx, plans)
     return write_orbital_footage(frames, orbit, footage_dir)
 
 
-def generate_footage(spec: dict, input_dir: Path, footage_dir: Path, ctx: JobContext) -> Path:
+def generate_footage(spec: dict, input_dir: Path, footage_dir: Path, ctx: JobContext,
+                     plans: dict | None = None) -> Path:
     """The stages in front of reconstruction for ``video``, ``image`` and ``prompt`` jobs,
     ending in anchored multi-view footage written to ``footage_dir``.
 
@@ -140,11 +178,13 @@ def generate_footage(spec: dict, input_dir: Path, footage_dir: Path, ctx: JobCon
     Models come from the registry (``spec["models"]`` overrides sources); every model the
     job needs is checked before any work starts. ``spec["multiview"]`` and
     ``spec["generation"]`` override :class:`MultiviewSettings` / :class:`GenerationSettings`.
+    Models load under the job's memory plan (:func:`load_model`); each plan goes to ``plans``.
 
     Raises:
         BadInputError: missing/unreadable input. ModelMissingError: a model is not on disk.
     """
     from backend.models import registry
+    from backend.models.memory import settings_for
     from backend.pipeline.generate_video import (GenerationSettings, image_to_frames, load_image_rgba,
                                                  prompt_to_image)
     from backend.pipeline.multiview_footage import MultiviewSettings, write_multiview_footage
@@ -159,22 +199,27 @@ def generate_footage(spec: dict, input_dir: Path, footage_dir: Path, ctx: JobCon
     size, max_frames = int(video["size"]), int(video["max_frames"])
 
     if job_type == "video":
-        frames = ingest_video(spec, uploaded_file(spec, input_dir, "video"), size, max_frames, device, ctx)
+        frames = ingest_video(spec, uploaded_file(spec, input_dir, "video"), size, max_frames, device, ctx, plans)
     else:
         if job_type == "prompt":
-            pipe = registry.load("text_to_image", models, device=device)
+            pipe = load_model("text_to_image", spec, device, ctx, "text_to_image", plans,
+                              settings_for("text_to_image", gen_settings, mv_settings))
             image = prompt_to_image(str(spec.get("prompt", "")), pipe, gen_settings, ctx)
             image = np.concatenate([image, np.full(image.shape[:2] + (1,), 255, np.uint8)], -1)
             del pipe
         else:
             path = uploaded_file(spec, input_dir, "image")
             image = load_image_rgba(path.read_bytes(), path.name)
-        pipe = registry.load("image_to_video", models, device=device)
-        frames = image_to_frames(image, pipe, gen_settings, size, ctx)
+        pipe = load_model("image_to_video", spec, device, ctx, "image_to_video", plans,
+                          settings_for("image_to_video", gen_settings, mv_settings))
+        plan = getattr(pipe, "memory_plan", None)
+        frames = image_to_frames(image, pipe, gen_settings, size, ctx,
+                                 decode_chunk_size=getattr(plan, "decode_chunk_size", None))
         del pipe
     ctx.check_cancelled()
     ctx.progress("multiview", 0, 1, message="loading the multi-view model")
-    pipe = registry.load("multiview", models, device=device)
+    pipe = load_model("multiview", spec, device, ctx, "multiview", plans,
+                      settings_for("multiview", gen_settings, mv_settings))
     footage_dir, _ = write_multiview_footage(frames, pipe, footage_dir, mv_settings, ctx)
     return footage_dir
 
@@ -192,6 +237,8 @@ def run_job(spec: dict, input_dir: Path, out_dir: Path, ctx: JobContext) -> dict
         input_dir: folder holding the uploaded input (``transforms_train.json`` + images,
             or the video).
         out_dir: result folder; receives ``manifest.json``, ``frames/frame_0000.ply`` ...
+            With ``options.memory.vram_budget_gb`` the manifest's stats hold
+            ``memory_plans``: each model role's plan and its ESTIMATED peak (host-side).
         ctx: progress/preview callbacks and the cancel flag.
 
     Returns:
@@ -208,20 +255,29 @@ def run_job(spec: dict, input_dir: Path, out_dir: Path, ctx: JobContext) -> dict
     from backend.models import registry
 
     guidance = None
+    plans: dict = {}  # memory plan per role, when the job has a VRAM budget
     if cfg.losses.sds_weight > 0:  # every model the job needs is checked before any work starts
         registry.require(JOB_MODEL_ROLES.get(job_type, []) + ["sds_guidance"], spec.get("models"))
     if job_type in JOB_MODEL_ROLES:
-        input_dir = generate_footage(spec, Path(input_dir), Path(out_dir) / "generated_footage", ctx)
+        input_dir = generate_footage(spec, Path(input_dir), Path(out_dir) / "generated_footage", ctx, plans)
     elif job_type == "orbital":
         input_dir = orbital_footage(spec, Path(input_dir), Path(out_dir) / "generated_footage",
-                                    cfg.data.max_image_size, ctx)
+                                    cfg.data.max_image_size, ctx, plans)
     if cfg.losses.sds_weight > 0:
-        guidance = registry.load("sds_guidance", spec.get("models"))
+        from backend.models.memory import measured_reconstruct_peak_bytes
+
+        budgeted = cfg.memory.vram_budget_gb is not None
+        reserve = measured_reconstruct_peak_bytes() if budgeted else None  # the fit runs beside SDS
+        # without a budget: loaded on the CPU as before; the reconstruct stage moves it
+        guidance = load_model("sds_guidance", spec, pick_device() if budgeted else "cpu", ctx, "ingest", plans,
+                              reserved_bytes=reserve[0] if reserve else 0)
     ctx.progress("ingest", 0, 1, message="reading footage")
     footage = load_footage(Path(input_dir), "train", max_size=cfg.data.max_image_size)
     ctx.progress("ingest", 1, 1, message=f"{len(footage)} images, {footage.width}x{footage.height}")
     ctx.check_cancelled()
     model, stats = reconstruct(footage, cfg, ctx, device=pick_device(), guidance=guidance)
+    if plans:
+        stats = {**stats, "memory_plans": plans}
     frame_count = int(spec.get("frame_count") or len(footage.unique_times()))
     fps = float(spec.get("fps", 24.0))
     return export_result(model, Path(out_dir), frame_count, fps, spec, ctx, stats)
