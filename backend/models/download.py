@@ -123,18 +123,12 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def file_is_complete(path: Path, remote: RemoteFile, trusted_sha: str | None = None) -> bool:
-    """Whether ``path`` holds ``remote``: same size, and same SHA-256 when the hub gives one.
-
-    Args:
-        trusted_sha: the SHA-256 a completed download already verified for this file; when
-            it equals ``remote.sha256`` (and the size matches) the file is not hashed again.
-    """
+def file_is_complete(path: Path, remote: RemoteFile) -> bool:
+    """Whether ``path`` holds ``remote``: same size, and same SHA-256 when the hub gives one
+    (every weight file; hashing runs at disk speed, a few seconds per GB)."""
     if not path.is_file() or path.stat().st_size != remote.size:
         return False
-    if remote.sha256 is None or trusted_sha == remote.sha256:
-        return True
-    return sha256_file(path) == remote.sha256
+    return remote.sha256 is None or sha256_file(path) == remote.sha256
 
 
 @dataclass(frozen=True)
@@ -181,7 +175,7 @@ def check_disk_space(folder: Path, needed: int) -> None:
 
 def download_repo(role: str, repo: str, target: Path, hub: HubClient | None = None, *,
                   on_file: Callable[[FileEvent], None] | None = None, progress=None,
-                  check: bool = True) -> Path:
+                  check: bool = True, expected: dict[str, dict] | None = None) -> Path:
     """Download the files ``role``'s loader needs from ``repo`` into ``target``.
 
     Steps: list the files; select them (:func:`select_files`); skip those already complete
@@ -198,6 +192,7 @@ def download_repo(role: str, repo: str, target: Path, hub: HubClient | None = No
             ``done``.
         progress: tqdm class passed to ``hub.fetch_file`` for each file's byte bar.
         check: run :func:`backend.models.architecture_check.check_architecture` at the end.
+        expected: its ``expected`` (None: the published architecture).
 
     Returns:
         ``target``.
@@ -218,8 +213,7 @@ def download_repo(role: str, repo: str, target: Path, hub: HubClient | None = No
                                           f"could load")
     revision = hub.revision(repo)
     old = download_state.read_marker(target) or {}
-    trusted = {f["name"]: f.get("sha256") for f in old.get("files", [])} if old.get("repo") == repo else {}
-    todo = {f.name for f in files if not file_is_complete(target / f.name, f, trusted.get(f.name))}
+    todo = {f.name for f in files if not file_is_complete(target / f.name, f)}
     check_disk_space(target, sum(f.size for f in files if f.name in todo))
     variants = {weight_kind(f.name)[1] for f in files if weight_kind(f.name)}
     record = {"format": 1, "role": role, "repo": repo, "revision": revision,
@@ -257,5 +251,5 @@ def download_repo(role: str, repo: str, target: Path, hub: HubClient | None = No
     if check:
         from backend.models.architecture_check import check_architecture
 
-        check_architecture(role, target)
+        check_architecture(role, target, expected)
     return target

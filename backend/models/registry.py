@@ -250,7 +250,7 @@ def folder_size_gb(path: Path) -> float:
 
 
 def download(role: str, overrides: dict[str, str] | None = None, hub=None, on_file=None,
-             progress=None) -> Path:
+             progress=None, expected: dict[str, dict] | None = None) -> Path:
     """Fetch ``role``'s hub model into ``<models dir>/<role>`` file by file, resumable,
     and check its architecture (:func:`backend.models.download.download_repo`).
 
@@ -260,6 +260,8 @@ def download(role: str, overrides: dict[str, str] | None = None, hub=None, on_fi
         hub: the :class:`backend.models.hub.HubClient` (None: the Hugging Face hub).
         on_file: per-file progress callback (:class:`backend.models.download.FileEvent`).
         progress: tqdm class for each file's byte bar (None: huggingface_hub's own).
+        expected: the architecture check's ``expected`` config keys by component (None:
+            the published architecture).
 
     Raises:
         JobError: ``invalid_option`` for a local-folder source (nothing to download);
@@ -274,4 +276,5 @@ def download(role: str, overrides: dict[str, str] | None = None, hub=None, on_fi
     source = (overrides or {}).get(role, ROLES[role].default_source)
     if _looks_local(source):
         raise JobError("invalid_option", f"{role} points at a local folder ({source}); nothing to download")
-    return download_repo(role, source, models_dir() / role, hub, on_file=on_file, progress=progress)
+    return download_repo(role, source, models_dir() / role, hub, on_file=on_file, progress=progress,
+                         expected=expected)
