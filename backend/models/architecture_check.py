@@ -14,7 +14,8 @@ For every network component of a role's folder (:data:`COMPONENTS`):
    the module the config defines, built on the meta device (accelerate's
    ``init_empty_weights``; no memory is allocated). Missing, unexpected and mismatched
    keys are reported. The loaders' own tolerances apply: diffusers' renaming of
-   pre-0.14 attention keys (``query`` → ``to_q`` ...), the classes'
+   pre-0.14 attention keys (``query`` → ``to_q`` ...), transformers' checkpoint key
+   renaming (its conversion mapping: v5 reads v4 CLIP checkpoints), the classes'
    ``_keys_to_ignore_on_load_unexpected`` / ``_missing`` patterns, and checkpoint keys
    that name a non-persistent buffer (old CLIP ``position_ids``) are not errors.
 
@@ -88,16 +89,22 @@ def _import(spec: str):
     return getattr(importlib.import_module(module), name)
 
 
+#: components whose name in ``backend.models.architectures.PUBLISHED`` differs from the
+#: sub-folder name used here (a model stored at the folder's root).
+PUBLISHED_NAMES = {"": "model"}
+
+
 def published_config(role: str, component: str) -> dict | None:
-    """The published architecture's config keys for a component, or None when gen4d has
-    none (``backend.models.architectures`` absent or not listing the component)."""
+    """The published architecture's config keys for a component
+    (``backend.models.architectures.expected_config``), or None when gen4d has none (that
+    module absent, or the component not listed in it)."""
     try:
         from backend.models.architectures import expected_config
     except ImportError:
         return None
     try:
-        return expected_config(role, component)
-    except KeyError:
+        return expected_config(role, PUBLISHED_NAMES.get(component, component))
+    except (KeyError, JobError):
         return None
 
 
@@ -193,6 +200,26 @@ def _count_config_keys(expected: dict) -> int:
     return n
 
 
+def _transformers_key_names(model, found: dict, meta_state: dict) -> dict:
+    """Checkpoint keys renamed as transformers renames them when loading (e.g. v5 drops
+    the ``text_model.`` prefix of CLIPTextModel checkpoints saved by v4), through its own
+    conversion mapping; keys a tensor-merging converter would claim keep their names.
+    Unchanged when this transformers has no such mapping (v4)."""
+    try:
+        from transformers.conversion_mapping import get_model_conversion_mapping
+        from transformers.core_model_loading import WeightRenaming, rename_source_key
+    except ImportError:
+        return found
+    transforms = get_model_conversion_mapping(model)
+    renamings = [t for t in transforms if isinstance(t, WeightRenaming)]
+    converters = [t for t in transforms if not isinstance(t, WeightRenaming)]
+    out = {}
+    for key, shape in found.items():
+        renamed, converter = rename_source_key(key, renamings, converters, model.base_model_prefix, meta_state)
+        out[key if converter else renamed] = shape
+    return out
+
+
 def compare_shapes(model, cls, found: dict[str, tuple[int, ...]]):
     """Missing, unexpected and mismatched weight keys of ``found`` against ``model``'s
     state dict, with the loaders' tolerances (module docstring).
@@ -201,10 +228,13 @@ def compare_shapes(model, cls, found: dict[str, tuple[int, ...]]):
         ``(missing, unexpected, mismatched)``: two lists of names and a list of
         ``(name, found shape, expected shape)``.
     """
-    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    meta_state = model.state_dict()
+    want = {k: tuple(v.shape) for k, v in meta_state.items()}
     found = dict(found)
     if hasattr(model, "_fix_state_dict_keys_on_load"):  # diffusers: pre-0.14 attention key names
         model._fix_state_dict_keys_on_load(found)
+    if _is_transformers(cls):
+        found = _transformers_key_names(model, found, meta_state)
     prefix = getattr(cls, "base_model_prefix", "") or ""
     if prefix and found and not (set(found) & set(want)):  # transformers: checkpoint of the base model
         if all(k.startswith(prefix + ".") for k in found):

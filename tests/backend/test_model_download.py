@@ -218,6 +218,12 @@ def test_a_weight_with_another_shape_fails_naming_the_tensor(tmp_path):
     from safetensors.torch import load_file, save_file
 
     folder = tm.save_tiny_text_to_image(tmp_path / "t2i")
+    # A CLIP text encoder saved by transformers 4.x (the hub's): keys under "text_model.", and
+    # the non-persistent position_ids buffer saved too. Loadable, so it must pass.
+    text = folder / "text_encoder/model.safetensors"
+    old = {("" if k.startswith("text_projection") else "text_model.") + k: v for k, v in load_file(str(text)).items()}
+    save_file({**old, "text_model.embeddings.position_ids": torch.arange(77)[None]}, str(text))
+    check_architecture("text_to_image", folder, expected={})
     path = folder / "unet/diffusion_pytorch_model.safetensors"
     state = load_file(str(path))
     state["conv_in.weight"] = torch.zeros(32, 8, 3, 3)
@@ -262,3 +268,17 @@ def test_cli_download_resumes_after_ctrl_c_and_verify_checks_architecture(models
     save_file(state, str(path))
     assert main(["models", "verify", "text_to_image"]) == 1
     assert "conv_in.weight has shape [32, 8, 3, 3]" in capsys.readouterr().err
+
+
+def test_the_published_architecture_is_what_an_unspecified_check_compares_with(tmp_path):
+    pytest.importorskip("backend.models.architectures")  # helper A's published configs
+    folder = tm.save_tiny_zero123plus(tmp_path / "mv")
+    with pytest.raises(JobError) as err:
+        check_architecture("multiview", folder)
+    assert "multiview: unet/config.json: cross_attention_dim is 32, the published architecture has 1024" in \
+        err.value.message
+    tiny = tm.save_tiny_background_removal(tmp_path / "seg")
+    with pytest.raises(JobError) as err:
+        check_architecture("background_removal", tiny)
+    assert "background_removal: ./config.json: reduce_dim is 16, the published architecture has 64" in \
+        err.value.message
