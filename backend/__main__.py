@@ -142,21 +142,24 @@ def cmd_models(args: argparse.Namespace) -> int:
                 r = registry.resolve(role, overrides)
                 spec = registry.ROLES[role]
                 size = f"{registry.folder_size_gb(r.path):.2f} GB" if r.present else f"~{spec.download_gb:g} GB"
-                flag = "yes" if r.present else ("no (opt)" if spec.optional else "no")
+                flag = "partial" if r.incomplete else "yes" if r.present else ("no (opt)" if spec.optional else "no")
                 print(f"{role:19s} {flag:8s} {size:>8s}  {r.source}  [{spec.license}]")
                 print(f"{'':19s} {spec.purpose}")
             return 0
         if args.action == "download":
-            for role in roles:
-                print(f"{role}: downloading {overrides.get(role, registry.ROLES[role].default_source)} ...",
-                      flush=True)
-                print(f"{role}: saved to {registry.download(role, overrides)}")
-            return 0
+            return _download_roles(roles, overrides)
+        from backend.models.architecture_check import check_architecture
+
         failed = 0
         for role in roles:  # verify
             try:
+                path = registry.require([role], overrides)[role].path
+                reports = check_architecture(role, path)
                 registry.load(role, overrides)
-                print(f"{role}: ok ({registry.resolve(role, overrides).path})")
+                keys = sum(r.config_keys for r in reports)
+                print(f"{role}: ok ({path}; {len(reports)} components, {sum(r.tensors for r in reports)} tensor "
+                      f"shapes, " + (f"{keys} config keys checked against the published architecture)" if keys
+                                     else "config keys not compared: no published architecture)"))
             except JobError as exc:
                 failed += 1
                 print(f"{role}: FAILED [{exc.code}] {exc.message}", file=sys.stderr)
@@ -164,6 +167,39 @@ def cmd_models(args: argparse.Namespace) -> int:
     except JobError as exc:
         print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
         return 2
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def _download_roles(roles: list[str], overrides: dict[str, str]) -> int:
+    """``models download``: each role file by file (huggingface_hub draws a bar per file);
+    Ctrl-C stops with exit code 130 and says how to resume. Hub errors propagate as
+    :class:`backend.errors.JobError`."""
+    from backend.models import registry
+
+    for role in roles:
+        source = overrides.get(role, registry.ROLES[role].default_source)
+        target = registry.models_dir() / role
+        print(f"{role}: {source} -> {target}", flush=True)
+
+        def on_file(event) -> None:
+            where = f"  [{event.index}/{event.count}] {event.name} ({_size(event.size)})"
+            if event.status == "skip":
+                print(where + " already complete", flush=True)
+            elif event.status == "fetch":
+                print(where, flush=True)
+
+        try:
+            registry.download(role, overrides, on_file=on_file)
+        except KeyboardInterrupt:
+            print(f"\n{role}: interrupted. The files completed so far are kept in {target} (the file that was being "
+                  f"fetched starts over); rerun `python -m backend models download {role}` to resume.",
+                  file=sys.stderr)
+            return 130
+        print(f"{role}: complete and architecture checked ({target})", flush=True)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

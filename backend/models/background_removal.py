@@ -34,8 +34,10 @@ class ClipSegBackgroundRemover:
         self.prompt = prompt
 
     @classmethod
-    def from_pretrained(cls, path, torch_dtype=None, local_files_only: bool = True, **kwargs):
-        """Load a CLIPSeg folder (``CIDAS/clipseg-rd64-refined`` layout).
+    def from_pretrained(cls, path, torch_dtype=None, local_files_only: bool = True, variant: str | None = None,
+                        **kwargs):
+        """Load a CLIPSeg folder (``CIDAS/clipseg-rd64-refined`` layout; ``variant``: weight
+        file variant such as ``"fp16"``).
 
         Raises:
             OSError / ValueError: the folder is not a CLIPSeg model (the registry turns
@@ -45,7 +47,8 @@ class ClipSegBackgroundRemover:
 
         processor = CLIPSegProcessor.from_pretrained(str(path), local_files_only=local_files_only)
         model = CLIPSegForImageSegmentation.from_pretrained(str(path), local_files_only=local_files_only,
-                                                            **({"torch_dtype": torch_dtype} if torch_dtype else {}))
+                                                            **({"torch_dtype": torch_dtype} if torch_dtype else {}),
+                                                            **({"variant": variant} if variant else {}))
         return cls(processor, model)
 
     def save_pretrained(self, path) -> None:

@@ -11,8 +11,11 @@ A role's *source* is, in order of precedence:
 
 Nothing is ever downloaded implicitly and nothing is faked: a model that is not on disk
 raises :class:`ModelMissingError`, naming every missing model with its size and the
-command that fetches it. Loading always goes through ``from_pretrained(path,
-local_files_only=True)`` of the role's class.
+command that fetches it; a folder holding an unfinished download
+(:mod:`backend.models.download_state`) raises ``JobError("model_incomplete")`` saying to
+rerun that command. Loading always goes through ``from_pretrained(path,
+local_files_only=True)`` of the role's class (with ``variant="fp16"`` when the download
+fetched fp16-variant weights).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backend.errors import JobError
+from backend.models import download_state
+from backend.models.hub import is_offline
 
 #: environment variable naming the models folder.
 MODELS_DIR_ENV = "GEN4D_MODELS_DIR"
@@ -103,11 +108,6 @@ def models_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "gen4d" / "models"
 
 
-def is_offline() -> bool:
-    """True when ``HF_HUB_OFFLINE`` is set to a true value."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
 @dataclass(frozen=True)
 class ResolvedModel:
     """Where a role's model comes from.
@@ -117,16 +117,20 @@ class ResolvedModel:
         source: the override, local folder or hub id as configured.
         kind: ``"local"`` (a folder) or ``"hub"`` (a hub id).
         path: the folder to load from, or None when the model is not on disk.
+        incomplete: the folder holds a download that has not finished (``require`` and
+            ``load`` refuse it with ``model_incomplete``).
     """
 
     role: str
     source: str
     kind: str
     path: Path | None
+    incomplete: bool = False
 
     @property
     def present(self) -> bool:
-        """Whether the weights are on disk."""
+        """Whether a folder is on disk for the role (possibly an unfinished download: see
+        ``incomplete``)."""
         return self.path is not None
 
 
@@ -160,11 +164,14 @@ def resolve(role: str, overrides: dict[str, str] | None = None) -> ResolvedModel
     if source is None:
         local = models_dir() / role
         if local.is_dir():
-            return ResolvedModel(role, str(local), "local", local)
+            return ResolvedModel(role, str(local), "local", local,
+                                 download_state.folder_state(local) == "partial")
         source = ROLES[role].default_source
     if _looks_local(source):
         path = Path(source).expanduser()
-        return ResolvedModel(role, source, "local", path if path.is_dir() else None)
+        if not path.is_dir():
+            return ResolvedModel(role, source, "local", None)
+        return ResolvedModel(role, source, "local", path, download_state.folder_state(path) == "partial")
     return ResolvedModel(role, source, "hub", _hub_cache_path(source))
 
 
@@ -176,8 +183,16 @@ def require(roles: list[str], overrides: dict[str, str] | None = None) -> dict[s
 
     Raises:
         ModelMissingError: naming each missing model (within milliseconds; no network).
+        JobError: ``model_incomplete`` naming each folder whose download did not finish
+            and the command that resumes it.
     """
     resolved = {role: resolve(role, overrides) for role in roles}
+    incomplete = [r for r in resolved.values() if r.incomplete]
+    if incomplete:
+        raise JobError("model_incomplete", "incomplete model download(s):\n" + "\n".join(
+            f"- {r.role}: the download into {r.path} did not finish (interrupted?); rerun "
+            f"`python -m backend models download {r.role}` to complete it (complete files are kept)"
+            for r in incomplete))
     missing = [(r.role, r.source) for r in resolved.values() if not r.present]
     if missing:
         raise ModelMissingError(missing)
@@ -218,6 +233,9 @@ def load(role: str, overrides: dict[str, str] | None = None, device: str = "cpu"
     cls = loader_class(role)
     if dtype is not None:
         kwargs["torch_dtype"] = dtype
+    variant = download_state.weight_variant(resolved.path)
+    if variant is not None:
+        kwargs.setdefault("variant", variant)
     try:
         model = cls.from_pretrained(str(resolved.path), local_files_only=True, **kwargs)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, json.JSONDecodeError) as exc:
@@ -231,30 +249,32 @@ def folder_size_gb(path: Path) -> float:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 1e9
 
 
-def download(role: str, overrides: dict[str, str] | None = None) -> Path:
-    """Fetch ``role``'s hub model into ``<models dir>/<role>`` (``huggingface_hub``).
+def download(role: str, overrides: dict[str, str] | None = None, hub=None, on_file=None,
+             progress=None, expected: dict[str, dict] | None = None) -> Path:
+    """Fetch ``role``'s hub model into ``<models dir>/<role>`` file by file, resumable,
+    and check its architecture (:func:`backend.models.download.download_repo`).
+
+    Args:
+        role: a role of :data:`ROLES`.
+        overrides: per-role sources; a hub id here replaces the default repository.
+        hub: the :class:`backend.models.hub.HubClient` (None: the Hugging Face hub).
+        on_file: per-file progress callback (:class:`backend.models.download.FileEvent`).
+        progress: tqdm class for each file's byte bar (None: huggingface_hub's own).
+        expected: the architecture check's ``expected`` config keys by component (None:
+            the published architecture).
 
     Raises:
-        JobError: ``offline`` when ``HF_HUB_OFFLINE`` is set; ``download_failed`` when the
-            hub cannot be reached or refuses (gated model: accept its license on the hub
-            and log in with ``hf auth login``); ``invalid_option`` for a local-folder
-            source (nothing to download).
+        JobError: ``invalid_option`` for a local-folder source (nothing to download);
+            ``offline`` when ``HF_HUB_OFFLINE`` is set; ``model_gated``,
+            ``download_failed``, ``disk_full`` (checked before the first byte),
+            ``model_invalid`` (the architecture check).
+        KeyboardInterrupt: passed on; rerunning resumes.
     """
+    from backend.models.download import download_repo
+
     resolve(role, overrides)  # validates the role
     source = (overrides or {}).get(role, ROLES[role].default_source)
     if _looks_local(source):
         raise JobError("invalid_option", f"{role} points at a local folder ({source}); nothing to download")
-    if is_offline():
-        raise JobError("offline", f"HF_HUB_OFFLINE is set: cannot download {source} for {role}. Unset it on a "
-                                  f"machine with internet access, or copy the model folder to "
-                                  f"{models_dir() / role}")
-    from huggingface_hub import snapshot_download
-
-    target = models_dir() / role
-    try:
-        snapshot_download(source, local_dir=str(target), etag_timeout=10)
-    except Exception as exc:  # network errors come in many classes; all mean the same here
-        raise JobError("download_failed", f"could not download {source} for {role}: {exc}. If the model is "
-                                          f"gated, accept its license on huggingface.co and run "
-                                          f"`hf auth login`.") from None
-    return target
+    return download_repo(role, source, models_dir() / role, hub, on_file=on_file, progress=progress,
+                         expected=expected)

@@ -102,8 +102,10 @@ class Zero123Guidance:
             m.eval()
 
     @classmethod
-    def from_pretrained(cls, folder, local_files_only: bool = True, torch_dtype=None, **_):
-        """Load the components from a zero123-xl-diffusers style folder.
+    def from_pretrained(cls, folder, local_files_only: bool = True, torch_dtype=None, variant: str | None = None,
+                        **_):
+        """Load the components from a zero123-xl-diffusers style folder (``variant``:
+        weight-file variant such as ``"fp16"``, as diffusers' ``from_pretrained``).
 
         Raises:
             OSError / ValueError: from the component loaders when a part is missing or
@@ -118,6 +120,8 @@ class Zero123Guidance:
         kw = {"local_files_only": local_files_only}
         if torch_dtype is not None:
             kw["torch_dtype"] = torch_dtype
+        if variant is not None:
+            kw["variant"] = variant
         return cls(UNet2DConditionModel.from_pretrained(folder / "unet", **kw),
                    AutoencoderKL.from_pretrained(folder / "vae", **kw),
                    CLIPVisionModelWithProjection.from_pretrained(folder / "image_encoder", **kw),
