@@ -426,6 +426,23 @@ def is_accelerator(device) -> bool:
     return str(device).split(":")[0] != "cpu"
 
 
+def auto_budget_gb(device) -> float | None:
+    """The budget used when a job sets none: a CUDA device's total memory (GB, 10⁹ bytes),
+    so that stages whose reference defaults would not fit (SVD decoding all its frames
+    at once) are planned to fit the GPU the job runs on; None on the CPU and other devices
+    (no plan: models load as saved).
+
+    Args:
+        device: a torch device or its name (``"cuda"``, ``"cuda:1"``, ``"cpu"`` ...).
+    """
+    import torch
+
+    dev = torch.device(device)
+    if dev.type != "cuda" or not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_properties(dev.index or 0).total_memory / GB
+
+
 def check_budget(budget_gb) -> float | None:
     """``budget_gb`` as a float, or None (no limit).
 

@@ -54,9 +54,10 @@ def load_model(role: str, spec: dict, device: str, ctx: JobContext, stage: str, 
                settings=None, reserved_bytes: int = 0):
     """``role``'s model through :func:`backend.models.registry.load`, under the job's memory plan.
 
-    Without ``options.memory.vram_budget_gb`` (the spec's
-    :class:`protocol.config.MemoryConfig`) the model loads as it always has (as saved, all on
-    ``device``). With a budget, :func:`backend.models.memory.plan_for` picks the plan whose
+    The budget is ``options.memory.vram_budget_gb`` (the spec's
+    :class:`protocol.config.MemoryConfig`), else on a CUDA device the GPU's total memory
+    (:func:`backend.models.memory.auto_budget_gb`). Without either (the CPU) the model
+    loads as it always has (as saved, all on ``device``). With a budget, :func:`backend.models.memory.plan_for` picks the plan whose
     ESTIMATED peak fits (host-side estimate, not a measurement); the model is loaded on the
     CPU in the plan's dtype and :func:`backend.models.memory.apply_plan` puts it on
     ``device`` (offload is skipped, with a log line, when ``device`` is the CPU). The plan is
@@ -72,10 +73,13 @@ def load_model(role: str, spec: dict, device: str, ctx: JobContext, stage: str, 
     """
     from backend.models import registry
 
+    from backend.models.memory import apply_plan, auto_budget_gb, plan_for
+
     budget = checked_config(spec).memory.vram_budget_gb
     if budget is None:
+        budget = auto_budget_gb(device)
+    if budget is None:
         return registry.load(role, spec.get("models"), device=device)
-    from backend.models.memory import apply_plan, plan_for
 
     plan = plan_for(budget, device, role, settings, reserved_bytes)
     model = registry.load(role, spec.get("models"), device="cpu", dtype=plan.torch_dtype)
@@ -266,7 +270,9 @@ def run_job(spec: dict, input_dir: Path, out_dir: Path, ctx: JobContext) -> dict
     if cfg.losses.sds_weight > 0:
         from backend.models.memory import measured_reconstruct_peak_bytes
 
-        budgeted = cfg.memory.vram_budget_gb is not None
+        from backend.models.memory import auto_budget_gb
+
+        budgeted = cfg.memory.vram_budget_gb is not None or auto_budget_gb(pick_device()) is not None
         reserve = measured_reconstruct_peak_bytes() if budgeted else None  # the fit runs beside SDS
         # without a budget: loaded on the CPU as before; the reconstruct stage moves it
         guidance = load_model("sds_guidance", spec, pick_device() if budgeted else "cpu", ctx, "ingest", plans,

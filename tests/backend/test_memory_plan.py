@@ -2,6 +2,8 @@
 measured numbers: tests/fixtures/generation_profile_fixture.json), the estimate's
 arithmetic, applying a plan to tiny CPU pipelines, and validation of the budget."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -72,7 +74,7 @@ def test_no_budget_changes_nothing(profiles):
         plan = plan_for(None, "cuda", role, memory.settings_for(role, profiles=profiles))
         assert (plan.dtype, plan.offload, plan.vae_slicing, plan.vae_tiling, plan.fits, plan.budget_gb) == \
             (None, "none", False, False, None, None)
-        assert plan.decode_chunk_size == (2 if role == "image_to_video" else None)
+        assert plan.decode_chunk_size is None  # SVD: every frame in one pass, as diffusers does
 
 
 def test_estimate_arithmetic():
@@ -227,3 +229,15 @@ def test_runner_loads_under_the_budget_and_reports_the_plan(tmp_path, monkeypatc
     assert pipe.memory_plan.offload == "model"
     plain = load_model("multiview", {"job_type": "video"}, "cpu", ctx, "multiview", plans2 := {})
     assert plans2 == {} and not hasattr(plain, "memory_plan") and plain.unet.dtype == torch.float32
+
+
+def test_without_a_budget_a_cuda_job_is_planned_for_its_gpu_and_a_cpu_job_is_not(monkeypatch):
+    import torch
+
+    from backend.models.memory import auto_budget_gb
+
+    assert auto_budget_gb("cpu") is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: SimpleNamespace(total_memory=12e9))
+    assert auto_budget_gb("cuda") == pytest.approx(12.0)
+    assert auto_budget_gb("cpu") is None
