@@ -10,8 +10,8 @@ gen4d code the jobs use, at the real resolution, for a few steps (1-2 on the CPU
 =====================  ==================================================================
 stage                  what runs (real settings)
 =====================  ==================================================================
-text_to_image          sd-turbo 512 × 512, 4 steps, no CFG (GenerationSettings)
-image_to_video         SVD-XT 576 × 576, 14 frames, 25 steps, CFG, decode_chunk_size 2
+text_to_image          sd-turbo 512 × 512, 1 step, no CFG (GenerationSettings)
+image_to_video         SVD-XT 576 × 576, 25 frames (SVD-XT's own), 25 steps, CFG
 image_to_video_card    SVD-XT at its card's 576 × 1024, 25 frames, 25 steps
 multiview              Zero123++ v1.2, 960 × 640 grid, 75 steps, CFG 4 with the reference
                        pass, STAG4D anchor: frame 0 records, every later frame applies
@@ -100,19 +100,36 @@ class Stage:
         return f"{s['height']}x{s['width']}" + (f"x{s['frames']}f" if "frames" in s else "")
 
 
+#: SVD frames decoded per pass here: 2 keeps the fp32 decode within a 24 GB host (diffusers'
+#: default, every frame at once, would add ~40 GB of fp32 decode activations); the decode
+#: peak per chunk is ``benchmarks/vae_decode_peak.py``'s business, not this table's.
+DECODE_CHUNK = 2
+
+
 def stages(frames: int = DEFAULT_FRAMES, card_frames: int = 25) -> dict[str, Stage]:
-    """The benchmark stages at gen4d's real settings for a job of ``frames`` frames;
+    """The benchmark stages at gen4d's real settings (the defaults of
+    ``GenerationSettings`` and ``MultiviewSettings``) for a job of ``frames`` frames;
     ``card_frames`` < 25 measures SVD at its card's resolution with fewer frames (when 25
     do not fit in memory or time; the totals then cover those frames only)."""
+    from backend.models.memory import SVD_XT_FRAMES
+    from backend.pipeline.generate_video import GenerationSettings
+    from backend.pipeline.multiview_footage import MultiviewSettings
+
+    g, mv = GenerationSettings(), MultiviewSettings()
+    svd_frames = g.video_frames or SVD_XT_FRAMES  # 0: the model's own frame count
     return {s.name: s for s in (
-        Stage("text_to_image", "text_to_image", {"size": 512}, 4, "one 512 px image (4 steps)"),
-        Stage("image_to_video", "image_to_video", {"height": 576, "width": 576, "frames": 14}, 25,
-              "one 14-frame 576 x 576 video (25 steps)"),
-        Stage("image_to_video_card", "image_to_video", {"height": 576, "width": 1024, "frames": card_frames}, 25,
-              f"one {card_frames}-frame 576 x 1024 video (25 steps, the model card's resolution"
+        Stage("text_to_image", "text_to_image", {"size": g.image_size}, g.image_steps,
+              f"one {g.image_size} px image ({g.image_steps} step{'s' if g.image_steps > 1 else ''})"),
+        Stage("image_to_video", "image_to_video", {"height": g.video_height, "width": g.video_width,
+                                                   "frames": svd_frames}, g.video_steps,
+              f"one {svd_frames}-frame {g.video_height} x {g.video_width} video ({g.video_steps} steps)"),
+        Stage("image_to_video_card", "image_to_video", {"height": 576, "width": 1024, "frames": card_frames},
+              g.video_steps,
+              f"one {card_frames}-frame 576 x 1024 video ({g.video_steps} steps, the model card's resolution"
               + (")" if card_frames == 25 else f"; the card's 25 frames did not fit, {card_frames} measured)")),
-        Stage("multiview", "multiview", {"height": 960, "width": 640, "frames": frames, "guidance": 4.0}, 75,
-              f"{frames} video frames x 75 steps (frame 0 records the anchor, the others apply it)"),
+        Stage("multiview", "multiview", {"height": mv.grid_height, "width": mv.grid_width, "frames": frames,
+                                         "guidance": mv.guidance_scale}, mv.steps,
+              f"{frames} video frames x {mv.steps} steps (frame 0 records the anchor, the others apply it)"),
         Stage("sds_guidance", "sds_guidance", {"size": 256}, 1500,
               "1500 SDS iterations (standard preset, sds_every 1; rendering not included)"),
         Stage("background_removal", "background_removal", {"size": 352, "frames": frames, "frame_px": 320},
@@ -210,6 +227,8 @@ def run_stage(stage: Stage, obj, steps: int, device: str = "cpu") -> dict:
     """Run ``stage`` with the role object ``obj`` for ``steps`` measured steps (per
     frame for multiview, frames for background removal) and extrapolate.
 
+    ``steps`` is capped at the stage's real step count (sd-turbo runs 1 step).
+
     Returns:
         :func:`extrapolate`'s dict plus ``step_seconds`` (every measured duration) and,
         for multiview, the record / apply split.
@@ -217,6 +236,7 @@ def run_stage(stage: Stage, obj, steps: int, device: str = "cpu") -> dict:
     import numpy as np
     import torch
 
+    steps = min(steps, stage.steps_real)
     cuda = device.startswith("cuda")
     s = stage.settings
     rng = np.random.default_rng(0)
@@ -236,7 +256,7 @@ def run_stage(stage: Stage, obj, steps: int, device: str = "cpu") -> dict:
         clock = StepClock([obj.unet], cuda)
         t0 = _now_sync(cuda)
         obj(image, height=s["height"], width=s["width"], num_frames=s["frames"], num_inference_steps=steps,
-            decode_chunk_size=2, output_type="np", generator=torch.Generator().manual_seed(0),
+            decode_chunk_size=DECODE_CHUNK, output_type="np", generator=torch.Generator().manual_seed(0),
             callback_on_step_end=clock.step_done)
         wall = _now_sync(cuda) - t0
         d = clock.close()

@@ -370,8 +370,9 @@ def build_random(role: str, dtype: torch.dtype = torch.float32, device: str = "c
     elif role == "sds_guidance":
         from backend.models.zero123_guidance import Zero123Guidance
 
+        # sample_size is not part of PUBLISHED (it shapes no weight): Zero123-XL works at 256 px.
         obj = Zero123Guidance(c["unet"], c["vae"], c["image_encoder"], _clip_image_processor(224), c["scheduler"],
-                              c["clip_camera_projection"])
+                              c["clip_camera_projection"], image_size=256)
     else:  # background_removal
         from transformers import CLIPSegProcessor, ViTImageProcessor
 

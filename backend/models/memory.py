@@ -312,38 +312,43 @@ def load_profiles(path: str | Path | None = None) -> dict[str, StageProfile]:
     return out
 
 
+#: each planned role's working size at gen4d's default settings, ``(height, width, frames)``
+#: px: what :func:`settings_for` uses for settings the caller does not give. (The settings
+#: dataclasses live in ``backend.pipeline``, which imports this package; a test pins these
+#: to their defaults.)
+DEFAULT_SIZES = {"text_to_image": (512, 512, 1), "image_to_video": (576, 576, SVD_XT_FRAMES),
+                 "multiview": (960, 640, 1), "sds_guidance": (256, 256, 1), "background_removal": (352, 352, 1)}
+
+
 def settings_for(role: str, generation=None, multiview=None, profiles: dict | None = None) -> StageSettings:
-    """The :class:`StageSettings` of ``role`` at gen4d's settings.
+    """The :class:`StageSettings` of ``role`` at the job's settings.
 
     Args:
         role: a role of :data:`PLANNED_ROLES`.
-        generation: ``GenerationSettings`` (text-to-image / SVD size and frames); None = defaults.
-        multiview: ``MultiviewSettings`` (grid size); None = defaults.
+        generation: a ``backend.pipeline.generate_video.GenerationSettings`` (text-to-image
+            size; SVD size and frames, 0 frames = SVD-XT's 25); None: :data:`DEFAULT_SIZES`.
+        multiview: a ``backend.pipeline.multiview_footage.MultiviewSettings`` (grid size);
+            None: :data:`DEFAULT_SIZES`.
         profiles: :func:`load_profiles`' result; None = load the default file.
 
     Raises:
         ValueError: unknown role.
     """
-    from backend.pipeline.generate_video import GenerationSettings
-    from backend.pipeline.multiview_footage import MultiviewSettings
-
-    generation = generation or GenerationSettings()
-    multiview = multiview or MultiviewSettings()
+    if role not in DEFAULT_SIZES:
+        raise ValueError(f"no memory plan for role {role!r}; planned roles are {PLANNED_ROLES}")
     profiles = load_profiles() if profiles is None else profiles
     prof = profiles.get(role)
-    if role == "text_to_image":
-        return StageSettings(generation.image_size, generation.image_size, profile=prof)
+    height, width, frames = DEFAULT_SIZES[role]
+    if role == "text_to_image" and generation is not None:
+        height = width = generation.image_size
     if role == "image_to_video":
-        frames = generation.video_frames or SVD_XT_FRAMES  # 0: the model's own frame count
-        return StageSettings(generation.video_height, generation.video_width, frames=frames,
-                             decode_batch=frames, profile=prof)
-    if role == "multiview":
-        return StageSettings(multiview.grid_height, multiview.grid_width, profile=prof)
-    if role == "sds_guidance":
-        return StageSettings(256, 256, profile=prof)
-    if role == "background_removal":
-        return StageSettings(352, 352, profile=prof)
-    raise ValueError(f"no memory plan for role {role!r}; planned roles are {PLANNED_ROLES}")
+        if generation is not None:
+            height, width = generation.video_height, generation.video_width
+            frames = generation.video_frames or SVD_XT_FRAMES  # 0: the model's own frame count
+        return StageSettings(height, width, frames=frames, decode_batch=frames, profile=prof)
+    if role == "multiview" and multiview is not None:
+        height, width = multiview.grid_height, multiview.grid_width
+    return StageSettings(height, width, profile=prof)
 
 
 def component_params(role: str, settings: StageSettings | None = None) -> dict[str, int]:

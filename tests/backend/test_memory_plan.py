@@ -49,7 +49,10 @@ def test_a_smaller_budget_never_gets_a_larger_estimate(profiles, role):
 
 
 def test_12gb_offloads_svd_because_its_estimate_needs_it(profiles):
-    settings = memory.settings_for("image_to_video", profiles=profiles)
+    from backend.pipeline.generate_video import GenerationSettings
+
+    # 14 frames, as the fixture's profile (the default, SVD-XT's 25, scales activations by 25/14)
+    settings = memory.settings_for("image_to_video", GenerationSettings(video_frames=14), profiles=profiles)
     plan = plan_for(12, "cuda", "image_to_video", settings)
     usable = memory.USABLE_FRACTION * 12 * GB
     resident = MemoryPlan("image_to_video", dtype="fp16", decode_chunk_size=8)
@@ -241,3 +244,14 @@ def test_without_a_budget_a_cuda_job_is_planned_for_its_gpu_and_a_cpu_job_is_not
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: SimpleNamespace(total_memory=12e9))
     assert auto_budget_gb("cuda") == pytest.approx(12.0)
     assert auto_budget_gb("cpu") is None
+
+
+def test_default_sizes_are_the_stage_settings_defaults():
+    from backend.pipeline.generate_video import GenerationSettings
+    from backend.pipeline.multiview_footage import MultiviewSettings
+
+    gen, mv = GenerationSettings(), MultiviewSettings()
+    for role in memory.DEFAULT_SIZES:
+        a = memory.settings_for(role, profiles={})
+        b = memory.settings_for(role, gen, mv, profiles={})
+        assert (a.height, a.width, a.frames) == (b.height, b.width, b.frames), role
