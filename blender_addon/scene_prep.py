@@ -1,0 +1,78 @@
+"""Scene settings for rendering gen4d splats, applied only on request ("Prepare Scene for
+Splats", :class:`blender_addon.operators.GEN4D_OT_prepare_scene`).
+
+The values come from ``benchmarks/blender_fidelity.py`` (results in
+``benchmarks/results/blender_fidelity_demo.md``): the settings under which a Cycles /
+Eevee render of an imported asset comes closest to the backend's own render of it.
+The importer never calls this module; the scene's settings are the artist's.
+
+Settings are written as dotted paths on the scene (``"cycles.samples"`` is
+``scene.cycles.samples``); a path whose owner does not exist in this Blender (Cycles
+disabled, an older Eevee) is skipped and not reported.
+"""
+
+from __future__ import annotations
+
+#: (dotted path on the scene, value, why). Order is the order of the report.
+#:
+#: - Transparent bounces: every splat is a transparent surface; Cycles' default 8 stops
+#:   after 8 overlapping splats and lets the background through.
+#: - Samples 128: above it the image changes by less than the remaining gap (benchmark);
+#:   denoising off, since the denoiser blurs the splats' edges.
+#: - Filter width 1.5 px is kept (Cycles' default): the benchmark found the 0.01 px
+#:   (pixel-centre) filter no closer to the backend's render.
+#: - View transform Standard, look None: the fit's colours are sRGB display values;
+#:   AgX / Filmic tone-map them.
+#: - Film transparent: the backend renders straight-alpha RGBA; compositing on a
+#:   background happens after, as for the fitted images.
+RECOMMENDED: tuple[tuple[str, object, str], ...] = (
+    ("cycles.transparent_max_bounces", 256, "overlapping splats are not cut off"),
+    ("cycles.max_bounces", 256, "transparent bounces are capped by total bounces"),
+    ("cycles.samples", 128, "noise below the fit's error"),
+    ("cycles.use_denoising", False, "the denoiser blurs splat edges"),
+    ("cycles.filter_width", 1.5, "Cycles' default pixel filter"),
+    ("eevee.taa_render_samples", 64, "Eevee's dithered transparency averages out"),
+    ("view_settings.view_transform", "Standard", "the fit's colours are display sRGB"),
+    ("view_settings.look", "None", "no tone-mapping look"),
+    ("render.film_transparent", True, "straight alpha, as the backend renders"),
+)
+
+
+def _owner(scene, path: str):
+    """(object holding the last attribute, attribute name), or (None, name) if a parent
+    attribute is missing."""
+    *parents, name = path.split(".")
+    obj = scene
+    for part in parents:
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None, name
+    return obj, name
+
+
+def apply_recommended(scene, settings=RECOMMENDED) -> list[str]:
+    """Set each recommended setting on ``scene`` that differs from its value.
+
+    Args:
+        scene: a ``bpy.types.Scene``.
+        settings: ``(dotted path, value, reason)`` triples (default :data:`RECOMMENDED`).
+
+    Returns:
+        One line per change made, ``"cycles.samples: 4096 → 128"``, in ``settings`` order;
+        settings already at their value and paths this Blender lacks are left out.
+
+    Raises:
+        TypeError / ValueError: a value the property rejects (e.g. an enum item unknown to
+        this Blender); settings before it stay applied (the operator's undo step covers it).
+    """
+    changes = []
+    for path, value, _reason in settings:
+        owner, name = _owner(scene, path)
+        if owner is None or not hasattr(owner, name):
+            continue
+        old = getattr(owner, name)
+        if old == value:
+            continue
+        setattr(owner, name, value)
+        changes.append(f"{path}: {old} → {getattr(owner, name)}")
+    return changes
