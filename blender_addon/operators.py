@@ -1,5 +1,5 @@
 """Operators: connect, submit footage / a prompt / an image / a video, cancel, import,
-and the Cycles bounce helper.
+the Cycles bounce helper and "Prepare Scene for Splats".
 
 Every submit goes through :func:`start_job` (the capture operator uses it too): it returns
 at once with the request's future handed to ``session.follow_submission``, which moves the
@@ -14,7 +14,7 @@ import os
 
 import bpy
 
-from . import panel_state, session
+from . import panel_state, scene_prep, session
 from ._vendor import protocol_module
 from .preferences import get_connection
 
@@ -374,7 +374,27 @@ class GEN4D_OT_set_cycles_bounces(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class GEN4D_OT_prepare_scene(bpy.types.Operator):
+    """Apply the render settings measured best for splats: transparent bounces, samples, pixel filter,
+    Standard view, film transparent (changes scene settings; undoable)"""
+    bl_idname = "gen4d.prepare_scene"
+    bl_label = "Prepare Scene for Splats"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        try:
+            changes = scene_prep.apply_recommended(context.scene)
+        except (TypeError, ValueError) as exc:
+            self.report({"ERROR"}, f"gen4d: could not apply a setting: {exc}")
+            return {"CANCELLED"}
+        for line in changes:
+            self.report({"INFO"}, f"gen4d: {line}")
+        if not changes:
+            self.report({"INFO"}, "gen4d: the scene already has the recommended settings")
+        return {"FINISHED"}
+
+
 classes = (GEN4D_OT_connect, GEN4D_OT_submit_footage, GEN4D_OT_submit_prompt, GEN4D_OT_submit_image,
            GEN4D_OT_submit_video, GEN4D_OT_submit_orbital_video, GEN4D_OT_cancel, GEN4D_OT_import_result,
            GEN4D_OT_reattach, GEN4D_OT_forget_job, GEN4D_OT_start_local_backend, GEN4D_OT_stop_local_backend,
-           GEN4D_OT_show_backend_log, GEN4D_OT_set_cycles_bounces)
+           GEN4D_OT_show_backend_log, GEN4D_OT_set_cycles_bounces, GEN4D_OT_prepare_scene)

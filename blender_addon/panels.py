@@ -181,7 +181,9 @@ class GEN4D_PT_main(bpy.types.Panel):
         row = layout.row()
         row.operator("gen4d.import_result", icon="IMPORT",
                      text="Import" if s.status == "ready" else "Import Result Folder…")
-        layout.operator("gen4d.set_cycles_bounces", icon="RENDER_STILL")
+        row = layout.row(align=True)
+        row.operator("gen4d.prepare_scene", icon="SCENE_DATA")
+        row.operator("gen4d.set_cycles_bounces", text="", icon="RENDER_STILL")
         _draw_jobs(layout, s)
         _draw_asset(layout, context.active_object)
         if s.last_error:

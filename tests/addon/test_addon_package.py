@@ -85,7 +85,7 @@ def test_install_register_unregister(zip_path, tmp_path, blender):
     assert res["installed_under_user_resources"]
     assert res["enabled"] and res["panel"] and res["scene_prop"]
     assert {"submit_footage", "submit_prompt", "submit_image", "submit_video", "cancel", "import_result", "connect",
-            "set_cycles_bounces"} <= set(res["ops"])
+            "set_cycles_bounces", "prepare_scene"} <= set(res["ops"])
     # Bad input to the generation operators is reported Blender's way, before any upload.
     assert "type a prompt first" in res["empty_prompt"]
     assert "no such file" in res["missing_video"]

@@ -42,6 +42,7 @@ def test_idle_offers_every_input_and_no_progress(res):
     assert "gen4d.cancel" not in drawn
     assert not of_kind(res["idle"], "progress")
     assert drawn["gen4d.import_result"][0] == "Import Result Folder…"
+    assert drawn["gen4d.prepare_scene"][1]  # offered, applied only when pressed
     labels = [d for k, d, *_ in res["idle"] if k == "label"]
     assert "not connected" in labels
 
