@@ -79,4 +79,5 @@ with bpy.context.temp_override(scene=scene2):
     res["ops_status"] = sorted(bpy.ops.gen4d.prepare_scene())
 res["ops_changed"] = changed(fresh, snapshot(scene2))
 res["bl_options"] = sorted(operators.GEN4D_OT_prepare_scene.bl_options)
+blender_addon.unregister()  # stops the add-on's timers/threads, so the process can exit
 print("RESULT: " + json.dumps(res))
