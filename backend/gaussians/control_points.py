@@ -273,6 +273,7 @@ class ControlPointGaussians4D(Gaussians4D):
         """Serializable state (CPU tensors): ``{"kind", "config", "scene_radius",
         "params", "control_points", "control_log_radius", "centre", "mlp"}``."""
         return {"kind": self.kind, "config": asdict(self.config), "scene_radius": self.scene_radius,
+                "image_formation": self.image_formation,
                 "params": {k: v.detach().cpu() for k, v in self.params.items()},
                 "control_points": self.control_points.detach().cpu(),
                 "control_log_radius": self.control_log_radius.detach().cpu(), "centre": self.centre.cpu(),

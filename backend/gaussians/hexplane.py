@@ -430,6 +430,7 @@ class HexPlaneGaussians4D(Gaussians4D):
         ``{"kind": "hexplane", "config", "use_deformation", "params", "field", "mlp"}``,
         where ``field`` holds the planes and the bound buffers."""
         return {"kind": "hexplane", "config": asdict(self.config), "use_deformation": bool(self.use_deformation),
+                "image_formation": self.image_formation,
                 "params": {k: v.detach().cpu() for k, v in self.params.items()},
                 "field": {k: v.detach().cpu() for k, v in self.field.state_dict().items()},
                 "mlp": {k: v.detach().cpu() for k, v in self.mlp.state_dict().items()}}

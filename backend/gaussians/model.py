@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from backend.gaussians.gaussians import Gaussians
 from protocol.config import OptimizationConfig
+from protocol.formats.image_formation import LEGACY_IMAGE_FORMATION
 
 
 def canonical_params(means: Tensor, quats: Tensor, log_scales: Tensor, opacity_logits: Tensor, sh: Tensor,
@@ -69,6 +70,12 @@ class Gaussians4D(nn.Module, ABC):
     """
 
     kind: ClassVar[str] = ""
+    #: the image formation the model is fitted for and rendered with
+    #: (:mod:`protocol.formats.image_formation`); set from ``ModelConfig.image_formation``
+    #: by :func:`backend.gaussians.model_io.build_gaussians4d`, saved in :meth:`state`
+    #: and restored by :func:`~backend.gaussians.model_io.load_gaussians4d` (states saved
+    #: before it existed: ``"3dgs"``, what they were fitted with).
+    image_formation: str = LEGACY_IMAGE_FORMATION
     POSITION_PARAMS: ClassVar[tuple[str, ...]] = ("means", "motion")
     params: nn.ParameterDict
 
@@ -138,7 +145,7 @@ class Gaussians4D(nn.Module, ABC):
     @abstractmethod
     def state(self) -> dict:
         """Serializable state (CPU tensors, ``torch.load(weights_only=True)`` safe) with
-        ``"kind": self.kind``."""
+        ``"kind": self.kind`` and ``"image_formation": self.image_formation``."""
 
     @classmethod
     @abstractmethod

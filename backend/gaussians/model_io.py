@@ -10,14 +10,15 @@ from backend.gaussians.hexplane import HexPlaneGaussians4D
 from backend.gaussians.model import Gaussians4D
 from backend.gaussians.trajectories import TrajectoryGaussians4D, basis_for_times, static_basis
 from protocol.config import ModelConfig
+from protocol.formats.image_formation import IMAGE_FORMATIONS, LEGACY_IMAGE_FORMATION
 
 #: ``state["kind"]`` → model class (a :class:`Gaussians4D` with a ``from_state`` classmethod).
 MODEL_KINDS: dict[str, type[Gaussians4D]] = {cls.kind: cls for cls in (TrajectoryGaussians4D, HexPlaneGaussians4D,
                                                                          ControlPointGaussians4D)}
 
 
-def build_gaussians4d(config: ModelConfig, means: Tensor, quats: Tensor, log_scales: Tensor, opacity_logits: Tensor,
-                      sh: Tensor, n_times: int | None = None) -> Gaussians4D:
+def _build_representation(config: ModelConfig, means: Tensor, quats: Tensor, log_scales: Tensor,
+                          opacity_logits: Tensor, sh: Tensor, n_times: int | None = None) -> Gaussians4D:
     """A new model of ``config.representation`` around initial (canonical) Gaussians.
 
     - ``"trajectory"``: :class:`TrajectoryGaussians4D` with ``config.trajectory`` cut to
@@ -51,6 +52,21 @@ def build_gaussians4d(config: ModelConfig, means: Tensor, quats: Tensor, log_sca
     raise ValueError(f"unknown representation {config.representation!r}; expected one of trajectory, hexplane, control_points, static")
 
 
+def build_gaussians4d(config: ModelConfig, means: Tensor, quats: Tensor, log_scales: Tensor, opacity_logits: Tensor,
+                      sh: Tensor, n_times: int | None = None) -> Gaussians4D:
+    """A new model of ``config.representation`` (see :func:`_build_representation`) fitted
+    for ``config.image_formation`` (set as the model's :attr:`~Gaussians4D.image_formation`).
+
+    Raises:
+        ValueError: an unknown representation or image formation.
+    """
+    if config.image_formation not in IMAGE_FORMATIONS:
+        raise ValueError(f"unknown image formation {config.image_formation!r}; expected one of {list(IMAGE_FORMATIONS)}")
+    model = _build_representation(config, means, quats, log_scales, opacity_logits, sh, n_times)
+    model.image_formation = config.image_formation
+    return model
+
+
 def load_gaussians4d(state: dict) -> Gaussians4D:
     """Rebuild a 4D Gaussian model (CPU) from ``model.state()``.
 
@@ -60,12 +76,19 @@ def load_gaussians4d(state: dict) -> Gaussians4D:
             e.g. ``torch.load(path, map_location="cpu", weights_only=True)``.
 
     Returns:
-        The model (a :class:`Gaussians4D`).
+        The model (a :class:`Gaussians4D`), with ``image_formation`` from the state
+        (``"3dgs"`` for states saved before it was recorded).
 
     Raises:
-        ValueError: when ``state`` is not a dict or its kind is missing or unknown.
+        ValueError: when ``state`` is not a dict or its kind is missing or unknown, or its
+            image formation is unknown.
     """
     kind = state.get("kind") if isinstance(state, dict) else None
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown 4D model kind {kind!r}; expected one of {sorted(MODEL_KINDS)}")
-    return MODEL_KINDS[kind].from_state(state)
+    model = MODEL_KINDS[kind].from_state(state)
+    formation = state.get("image_formation", LEGACY_IMAGE_FORMATION)
+    if formation not in IMAGE_FORMATIONS:
+        raise ValueError(f"unknown image formation {formation!r} in the model state")
+    model.image_formation = formation
+    return model

@@ -156,7 +156,7 @@ class TrajectoryGaussians4D(Gaussians4D):
 
     def state(self) -> dict:
         """Serializable state: config and parameter tensors (CPU)."""
-        return {"kind": "trajectory", "config": asdict(self.config),
+        return {"kind": "trajectory", "config": asdict(self.config), "image_formation": self.image_formation,
                 "params": {k: v.detach().cpu() for k, v in self.params.items()}}
 
     @classmethod

@@ -1,5 +1,9 @@
 """Export stage: per-frame Inria 3DGS PLY files plus ``manifest.json``, and the model itself.
 
+The manifest records the model's ``image_formation``; the PLYs hold the fitted Gaussians
+unchanged in either (see :mod:`protocol.formats.manifest` for what a standard 3DGS viewer
+shows of a ``"blender"`` asset).
+
 The result folder is the one :mod:`protocol.formats.manifest` describes (what the add-on's
 importer and ``backend render`` read): ``manifest.json``, ``frames/frame_0000.ply`` … (one
 file per output frame, N Gaussians in the same order) and ``model.pt`` (the 4D model,
@@ -58,6 +62,7 @@ def export_result(model: Gaussians4D, out_dir: Path, frame_count: int, fps: floa
     manifest = Manifest(frame_count=frame_count, fps=float(fps), times=times.tolist(),
                         sh_degree=model.config.sh_degree, gaussian_count=model.num_gaussians,
                         frame_files=[frame_file_name(i) for i in range(frame_count)], model_file=MODEL_FILE,
+                        image_formation=model.image_formation,
                         spec=spec, stats={k: v for k, v in (stats or {}).items() if k != "loss_curve"})
     (out_dir / "frames").mkdir(parents=True, exist_ok=True)
     with torch.no_grad():

@@ -17,7 +17,8 @@ from protocol.formats.compositing import composite_over
 
 def render_frames(model: Gaussians4D, times: Tensor, viewmats: Tensor, Ks: Tensor, width: int, height: int,
                   backgrounds: Tensor | None = None):
-    """Render the model at B (time, camera) pairs, image b at ``times[b]`` through camera b.
+    """Render the model at B (time, camera) pairs, image b at ``times[b]`` through camera b,
+    with the image formation the model was fitted for (``model.image_formation``).
 
     Args:
         model: any :class:`~backend.gaussians.model.Gaussians4D`.
@@ -34,7 +35,7 @@ def render_frames(model: Gaussians4D, times: Tensor, viewmats: Tensor, Ks: Tenso
     """
     g = model.at(times)
     return rasterize(**g.rasterization_inputs(viewmats), viewmats=viewmats, Ks=Ks, width=width, height=height,
-                     backgrounds=backgrounds)
+                     backgrounds=backgrounds, image_formation=model.image_formation)
 
 
 def premultiplied_to_straight(colors: Tensor, alphas: Tensor) -> Tensor:

@@ -146,6 +146,7 @@ def import_manifest(info, name: str = "gen4d_asset", cache_dir=None, collection=
         raise
     obj["gen4d_playback"] = playback
     obj["gen4d_sh_degree"] = split.sh_degree
+    obj["gen4d_image_formation"] = getattr(info, "image_formation", "3dgs")
     obj["gen4d_frame_count"] = info.frame_count
     obj["gen4d_fps"] = info.fps
     obj["gen4d_cache_dir"] = cache_text

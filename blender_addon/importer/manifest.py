@@ -39,6 +39,9 @@ class ResultManifest:
         gaussian_count: ``N``, the same in every frame.
         frame_files: absolute paths of the per-frame PLYs, in frame order.
         spec: the generating job spec (free-form).
+        image_formation: what the asset was fitted for (``"blender"``: linear-light
+            compositing, what Cycles/Eevee do with the splat material; ``"3dgs"``: the
+            standard 3DGS formation, as a bare PLY sequence from another tool is).
     """
     root: Path
     frame_count: int
@@ -48,6 +51,7 @@ class ResultManifest:
     gaussian_count: int
     frame_files: list[Path]
     spec: dict = field(default_factory=dict)
+    image_formation: str = "3dgs"
 
 
 def read_manifest(result_dir: str | os.PathLike) -> ResultManifest:
@@ -68,7 +72,7 @@ def read_manifest(result_dir: str | os.PathLike) -> ResultManifest:
         raise FileNotFoundError(f"{root / _manifest_format.MANIFEST_FILE}: missing frame files {missing[:3]}")
     return ResultManifest(root=root, frame_count=info.frame_count, fps=info.fps, times=list(info.times),
                           sh_degree=info.sh_degree, gaussian_count=info.gaussian_count,
-                          frame_files=frame_files, spec=dict(info.spec))
+                          frame_files=frame_files, spec=dict(info.spec), image_formation=info.image_formation)
 
 
 _NUMBERED_PLY = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)\.ply$", re.IGNORECASE)

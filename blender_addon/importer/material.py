@@ -3,7 +3,14 @@
 Per instance (a radius-1 icosphere scaled to 3σ and rotated by the Gaussian's quaternion):
 
 * colour = instance/point attribute ``gen4d_color`` (``max(0, 0.5 + C0·f_dc)``), an
-  sRGB-encoded value like the training images, converted to scene-linear for emission;
+  sRGB-encoded value like the training images, converted to scene-linear for emission
+  (exact sRGB EOTF). Cycles and Eevee then composite the splats in linear light and the
+  view transform encodes the result: exactly the backend's ``"blender"`` image formation
+  (``backend.render.image_formation``: decode each Gaussian's colour, composite in
+  linear light, encode at the end), which the fit uses by default. An asset fitted with
+  the standard ``"3dgs"`` formation (sRGB values composited as they are; the manifest's
+  ``image_formation``, stored on the object as ``gen4d_image_formation``) renders lighter
+  than its fit where splats overlap: no material can composite in sRGB values;
 * alpha = ``gen4d_alpha`` (``sigmoid(opacity)``) × Gaussian falloff, where the falloff is
   evaluated in the instance's own (unit-sphere) space: with ``P`` the hit point in object
   coordinates and ``D`` the normalized view ray in the same space, the ray passes the

@@ -11,12 +11,23 @@ A result folder (what a backend job produces and the add-on imports) holds::
 ``format`` (``"gen4d-result"``), ``format_version`` (int, :data:`FORMAT_VERSION`),
 ``frame_count`` (T ≥ 1), ``fps``, ``times`` (T normalized times on the grid of
 :mod:`.time_grid`), ``sh_degree``, ``gaussian_count`` (N), ``frame_files`` (T paths relative
-to the folder, in frame order), ``model_file`` (relative path or null), ``spec`` (the job
-spec) and ``stats`` (optimization statistics).
+to the folder, in frame order), ``model_file`` (relative path or null),
+``image_formation`` (``"blender"`` or ``"3dgs"``: how the fit formed its images, see
+:mod:`.image_formation`), ``spec`` (the job spec) and ``stats`` (optimization statistics).
+
+The frame PLYs hold the Gaussians as fitted, in the standard 3DGS property convention
+(colours are sRGB-encoded SH values) whatever the formation: each Gaussian's own colour is
+the same in both. A ``"blender"`` asset shows as fitted in Blender (the add-on's splat
+material decodes the colour to linear light, and Cycles/Eevee composite in linear light);
+a standard 3DGS viewer composites the same colours as sRGB values, so where splats overlap
+semi-transparently it shows them somewhat darker than the fit (issue 15's two-splat case:
+0.500 instead of 0.664). No per-Gaussian colour change can undo that difference, which
+depends on the overlaps; refit with ``model.image_formation = "3dgs"`` for such tools.
 
 Reading is lenient where older writers were: ``frame_count`` defaults to the number of
 ``frame_files``, ``times`` to the time grid, ``fps`` to 24, ``sh_degree`` and
-``gaussian_count`` to 0, ``model_file`` to null, ``spec`` and ``stats`` to ``{}``.
+``gaussian_count`` to 0, ``model_file`` to null, ``image_formation`` to ``"3dgs"`` (what
+results written before it was recorded were fitted with), ``spec`` and ``stats`` to ``{}``.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from .image_formation import IMAGE_FORMATIONS, LEGACY_IMAGE_FORMATION
 from .time_grid import frame_times
 
 __all__ = ["RESULT_FORMAT", "FORMAT_VERSION", "SUPPORTED_FORMAT_VERSIONS", "MANIFEST_FILE", "MODEL_FILE",
@@ -73,6 +85,8 @@ class Manifest:
         gaussian_count: N, Gaussians per frame (0: not recorded).
         frame_files: T POSIX paths relative to the result folder, in frame order.
         model_file: relative path of the 4D model, or None.
+        image_formation: the image formation the asset was fitted for
+            (:data:`~.image_formation.IMAGE_FORMATIONS`).
         spec: the job spec that produced the result (free-form).
         stats: optimization statistics (free-form).
 
@@ -89,6 +103,7 @@ class Manifest:
     gaussian_count: int = 0
     frame_files: list[str]
     model_file: str | None = None
+    image_formation: str = LEGACY_IMAGE_FORMATION
     spec: dict = field(default_factory=dict)
     stats: dict = field(default_factory=dict)
 
@@ -104,7 +119,8 @@ class Manifest:
             ManifestError: another ``format``, an unsupported ``format_version``,
                 ``frame_count`` < 1 or unequal to the number of ``frame_files`` or
                 ``times``, times outside [0, 1], ``fps`` ≤ 0, negative counts, frame or
-                model paths that are not relative POSIX paths inside the folder, or
+                model paths that are not relative POSIX paths inside the folder, an unknown
+                ``image_formation``, or
                 ``spec``/``stats`` that are not objects. ``where`` (e.g. the file) prefixes
                 the message.
         """
@@ -133,6 +149,8 @@ class Manifest:
             value = getattr(self, name)
             if not _is_int(value) or value < 0:
                 bad(f"{name} must be an integer >= 0, got {value!r}")
+        if self.image_formation not in IMAGE_FORMATIONS:
+            bad(f"image_formation must be one of {list(IMAGE_FORMATIONS)}, got {self.image_formation!r}")
         for name in ("spec", "stats"):
             if not isinstance(getattr(self, name), dict):
                 bad(f"{name} must be a JSON object")
@@ -142,7 +160,8 @@ class Manifest:
         return {"format": self.format, "format_version": self.format_version, "frame_count": self.frame_count,
                 "fps": float(self.fps), "times": [float(t) for t in self.times], "sh_degree": self.sh_degree,
                 "gaussian_count": self.gaussian_count, "frame_files": list(self.frame_files),
-                "model_file": self.model_file, "spec": self.spec, "stats": self.stats}
+                "model_file": self.model_file, "image_formation": self.image_formation, "spec": self.spec,
+                "stats": self.stats}
 
     def frame_paths(self, folder: str | os.PathLike) -> list[Path]:
         """The frame files as paths under ``folder``, in frame order (not checked to exist)."""
@@ -189,7 +208,9 @@ def manifest_from_dict(data, where: str = "manifest") -> Manifest:
                         fps=float(fps) if _is_number(fps) else fps,
                         times=[float(t) if _is_number(t) else t for t in times] if isinstance(times, list) else times,
                         sh_degree=data.get("sh_degree", 0), gaussian_count=data.get("gaussian_count", 0),
-                        frame_files=files, model_file=data.get("model_file"), spec=data.get("spec") or {},
+                        frame_files=files, model_file=data.get("model_file"),
+                        image_formation=data.get("image_formation", LEGACY_IMAGE_FORMATION),
+                        spec=data.get("spec") or {},
                         stats=data.get("stats") or {})
     except ManifestError as exc:
         raise ManifestError(f"{where}: {exc}") from None

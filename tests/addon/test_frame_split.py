@@ -122,3 +122,20 @@ def test_importer_reads_result_manifests_through_protocol_formats(tmp_path):
         manifest.read_manifest(tmp_path)
     seq = manifest.sequence_manifest(tmp_path / "r" / "frames" / "frame_0000.ply", fps=12.0)
     assert seq.frame_count == 2 and seq.times == [0.0, 1.0] and seq.fps == 12.0
+
+
+def test_importer_reads_the_image_formation_the_asset_was_fitted_for(tmp_path):
+    """``image_formation`` from the manifest ("3dgs" when absent, as results written before it
+    existed and bare PLY sequences are); the importer stores it on the object."""
+    import json
+
+    manifest = _load_importer_manifest()
+    write_result(tmp_path / "r", n=8, frames=2)
+    assert manifest.read_manifest(tmp_path / "r").image_formation == "3dgs"
+    path = tmp_path / "r" / "manifest.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "image_formation": "blender"}))
+    assert manifest.read_manifest(tmp_path / "r").image_formation == "blender"
+    assert manifest.sequence_manifest(tmp_path / "r" / "frames").image_formation == "3dgs"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "image_formation": "linear"}))
+    with pytest.raises(ValueError, match="image_formation"):
+        manifest.read_manifest(tmp_path / "r")

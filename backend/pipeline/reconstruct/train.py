@@ -108,7 +108,8 @@ class Trainer:
         try:
             g = model.at(batch.times)
             colors, alphas, info = rasterize(**g.rasterization_inputs(batch.viewmats), viewmats=batch.viewmats, Ks=batch.Ks,
-                                             width=batch.width, height=batch.height, backgrounds=bg)
+                                             width=batch.width, height=batch.height, backgrounds=bg,
+                                             image_formation=model.image_formation)
             loss = total_loss(self.terms, model, batch, RenderedBatch(g, colors, alphas, info))
             if self.densifier is not None:
                 self.densifier.pre_backward(params, opts, step, info)
