@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from backend.models.zero123_guidance import Zero123Guidance, pose_features
 from backend.optim import sds
+from tests.helpers.fixed_coin import FixedCoin
 
 SEED = 3
 
@@ -218,13 +219,7 @@ def test_sds_term_anneals_on_the_next_iteration_and_randomizes_the_background(gu
 
 # --- novel camera and nearest-view conditioning ------------------------------------------------
 
-class _Coin(random.Random):
-    def __init__(self, value):
-        super().__init__()
-        self.value = value
-
-    def random(self):
-        return self.value
+_Coin = FixedCoin
 
 
 AZ = torch.tensor([0.0, 30.0, 90.0, 150.0, 210.0, 270.0, 330.0])  # input + Zero123++ views

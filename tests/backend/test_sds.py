@@ -2,7 +2,6 @@
 weight, nearest-view conditioning, and a gradient that reaches the Gaussians through a
 tiny random-weight Zero123 guidance model loaded through the registry."""
 
-import random
 
 import pytest
 import torch
@@ -11,6 +10,7 @@ from backend.cameras import intrinsics_from_fov, look_at_c2w, c2w_blender_to_vie
 from backend.models.zero123_guidance import Zero123Guidance, pose_features
 from backend.optim import sds
 from backend.render import rasterize
+from tests.helpers.fixed_coin import FixedCoin
 
 
 def test_timestep_window_follows_stag4d_schedule():
@@ -27,13 +27,7 @@ def test_timestep_window_follows_stag4d_schedule():
         sds.timestep_window(-1)
 
 
-class _Coin(random.Random):
-    def __init__(self, value):
-        super().__init__()
-        self.value = value
-
-    def random(self):
-        return self.value
+_Coin = FixedCoin
 
 
 class _CountingCoin(_Coin):
