@@ -171,8 +171,8 @@ def _model_inputs(n=5):
             0.3 * torch.randn(n, 1, 3, generator=g))
 
 
-def test_config_defaults_to_blender_and_checks_the_name():
-    assert ReconstructConfig().model.image_formation == "blender"
+def test_config_default_formation_and_the_name_check():
+    assert ReconstructConfig().model.image_formation == "3dgs"  # "blender" once the two lower-scoring fits of issue 15 are understood
     assert apply_options(ReconstructConfig(), {"model.image_formation": "3dgs"}).model.image_formation == "3dgs"
     with pytest.raises(InvalidOptionError):
         apply_options(ReconstructConfig(), {"image_formation": "linear"})
@@ -180,7 +180,8 @@ def test_config_defaults_to_blender_and_checks_the_name():
 
 @pytest.mark.parametrize("representation", ["trajectory", "static"])
 def test_model_carries_its_formation_through_save_load_and_rendering(representation):
-    model = build_gaussians4d(ModelConfig(representation=representation), *_model_inputs(), n_times=2)
+    model = build_gaussians4d(ModelConfig(representation=representation, image_formation="blender"),
+                              *_model_inputs(), n_times=2)
     assert model.image_formation == "blender"
     state = model.state()
     assert state["image_formation"] == "blender"
