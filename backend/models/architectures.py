@@ -237,6 +237,22 @@ PUBLISHED_PARAMS: dict[tuple[str, str], tuple[int, str]] = {
 #: (34,163,592 + 63,579,183); the model adds its 1×1 ``quant_conv`` (8·8 + 8 = 72).
 SVD_VAE_ENCODER_DECODER_PARAMS = 34_163_592 + 63_579_183
 
+def published_component_params(role: str) -> dict[str, int]:
+    """``{component: parameters}`` of ``role``'s default model, from the cited counts of
+    :data:`PUBLISHED_PARAMS` (SVD's temporal VAE: :data:`SVD_VAE_ENCODER_DECODER_PARAMS`
+    plus its 1×1 ``quant_conv``, 8·8 + 8).
+
+    Raises:
+        KeyError: a role with no cited counts.
+    """
+    out = {comp: n for (r, comp), (n, _) in PUBLISHED_PARAMS.items() if r == role}
+    if role == "image_to_video":
+        out["vae"] = SVD_VAE_ENCODER_DECODER_PARAMS + 8 * 8 + 8
+    if not out:
+        raise KeyError(f"no published parameter counts for role {role!r}")
+    return out
+
+
 #: the model class and ``from_pretrained`` loader each role's object is built as (the
 #: class ``backend.models.registry.load`` returns for the role).
 _TOKENIZER_SPECIAL = ("<|startoftext|>", "<|endoftext|>")

@@ -28,7 +28,7 @@ Assumptions, each a source of error:
 
 1. Weights: parameters × bytes per element of the plan's dtype. Parameter counts per
    component come from ``benchmarks/results/generation_cpu.json`` (``components``) when it
-   has them, else from :data:`PUBLISHED_COMPONENT_PARAMS`. No offload: every component is
+   has them, else the cited counts of ``architectures.published_component_params``. No offload: every component is
    resident in every phase. Model offload: the phase's largest component, plus the
    components gen4d's own pipelines keep resident (:data:`PINNED_COMPONENTS`). Sequential
    offload: about one block, taken as :data:`SEQUENTIAL_RESIDENT_FRACTION` of the largest
@@ -99,23 +99,6 @@ DECODE_ELEMENTS_PER_PIXEL = {"AutoencoderKL": 1040, "AutoencoderKLTemporalDecode
 #: tiling decodes overlaps twice; slicing and smaller decode chunks cost little.
 SPEED_COST = {"offload": {"none": 0.0, "model": 1.0, "sequential": 20.0}, "vae_tiling": 0.2,
               "vae_slicing": 0.05, "decode_chunk_size": {8: 0.0, 4: 0.02, 2: 0.05, 1: 0.1}}
-
-#: parameter counts per component at the published architectures, used when
-#: generation_cpu.json has no ``components``: SD 2.x UNet 865,910,724 (sd-turbo, Zero123++
-#: v1.2); OpenCLIP ViT-H text encoder (23 layers) 340,387,840; SD VAE 83,653,863; SVD-XT
-#: spatio-temporal UNet ≈1.525e9 and temporal-decoder VAE 97,742,847 (counted by
-#: benchmarks/vae_decode_peak.py); CLIP ViT-H/14 vision +
-#: projection ≈6.32e8; SD 1.x UNet with 8 input channels (Zero123-XL) 859,532,484; CLIP
-#: ViT-L/14 vision + projection ≈3.04e8; CLIPSeg rd64 ≈1.51e8. Approximate where marked ≈.
-PUBLISHED_COMPONENT_PARAMS = {
-    "text_to_image": {"unet": 865_910_724, "text_encoder": 340_387_840, "vae": 83_653_863},
-    "image_to_video": {"unet": 1_524_623_082, "image_encoder": 632_076_800, "vae": 97_742_847},
-    "multiview": {"unet": 865_910_724, "text_encoder": 340_387_840, "vision_encoder": 632_076_800,
-                  "vae": 83_653_863},
-    "sds_guidance": {"unet": 859_532_484, "image_encoder": 303_966_208, "vae": 83_653_863,
-                     "clip_camera_projection": 593_664},
-    "background_removal": {"model": 150_747_746},
-}
 
 #: components gen4d's own pipelines keep on the accelerator under model offload: they place
 #: their tensors on ``unet.device`` (Zero123PlusPipeline, Zero123Guidance), and SDS runs the
@@ -353,11 +336,13 @@ def settings_for(role: str, generation=None, multiview=None, profiles: dict | No
 
 def component_params(role: str, settings: StageSettings | None = None) -> dict[str, int]:
     """``{component: params}`` of ``role``: the profile's ``components`` when present, else
-    :data:`PUBLISHED_COMPONENT_PARAMS`."""
+    the cited counts of :func:`backend.models.architectures.published_component_params`."""
     prof = settings.profile if settings is not None else None
     if prof is not None and prof.components:
         return {k: int(v) for k, v in prof.components.items()}
-    return dict(PUBLISHED_COMPONENT_PARAMS[role])
+    from backend.models.architectures import published_component_params
+
+    return published_component_params(role)
 
 
 def _resident_params(role: str, phase_components, offload: str, comps: dict[str, int]) -> float:

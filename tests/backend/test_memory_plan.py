@@ -81,7 +81,7 @@ def test_no_budget_changes_nothing(profiles):
 
 
 def test_estimate_arithmetic():
-    comps = memory.PUBLISHED_COMPONENT_PARAMS["multiview"]
+    comps = memory.component_params("multiview")
     settings = StageSettings(960, 640, profile=memory.StageProfile("multiview", activation_peak_bytes=4 * 10 ** 9,
                                                                    height=960, width=640))
     full = MemoryPlan("multiview", dtype="fp32")
