@@ -78,7 +78,7 @@ def main() -> int:
     with torch.no_grad():
         idx = torch.arange(args.batch)
         g = model.at(footage.times[idx]).rasterization_inputs()
-        m2, con, depth, radii = torch_rasterizer.project_gaussians(
+        m2, con, depth, radii, _ = torch_rasterizer.project_gaussians(
             g["means"], g["quats"], g["scales"], g["opacities"], footage.viewmats[idx], footage.Ks[idx],
             footage.width, footage.height)
         candidates = len(torch_rasterizer._pixel_pairs(m2, radii, footage.width, footage.height)[0])

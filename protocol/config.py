@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 from .errors import InvalidOptionError
-from .formats.image_formation import IMAGE_FORMATIONS, STANDARD_3DGS
+from .formats.image_formation import BLENDER, IMAGE_FORMATIONS
 
 REPRESENTATIONS = ("trajectory", "hexplane", "control_points", "static")
 DENSIFY_STRATEGIES = ("default", "stag4d")
@@ -203,18 +203,16 @@ class ModelConfig:
         control_points: sparse control points + deformation MLP (used by
             ``control_points``).
         image_formation: how the fit forms its images, so the asset looks the same where
-            it is shown (:mod:`protocol.formats.image_formation`): ``"blender"``
-            (colours composited in linear light, no 2D dilation, as Cycles and Eevee
-            render the add-on's splats) or ``"3dgs"`` (the default for now: the standard
-            3DGS formation other 3DGS tools use, sRGB values composited as they are,
-            0.3 px² dilation). ``"blender"`` is to become the default once two fits that
-            score lower with it are understood (issue 15's note: the capture end-to-end
-            fit and the confidence-weighting fit).
+            it is shown (:mod:`protocol.formats.image_formation`): ``"blender"`` (the
+            default: colours composited in linear light, each splat integrated over
+            Cycles' 1.5 px pixel filter, as Cycles and Eevee render the add-on's splats)
+            or ``"3dgs"`` (the standard 3DGS formation other 3DGS tools use, sRGB values
+            composited as they are, 0.3 px² dilation).
             The manifest records it (``image_formation``).
     """
 
     representation: str = field(default="trajectory", metadata=_choices(*REPRESENTATIONS))
-    image_formation: str = field(default=STANDARD_3DGS, metadata=_choices(*IMAGE_FORMATIONS))
+    image_formation: str = field(default=BLENDER, metadata=_choices(*IMAGE_FORMATIONS))
     n_init: int = field(default=4000, metadata=_at_least(1))
     trajectory: TrajectoryConfig = field(default_factory=TrajectoryConfig)
     hexplane: HexPlaneConfig = field(default_factory=_reconstruct_hexplane)

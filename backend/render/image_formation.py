@@ -6,8 +6,10 @@ blending) is a colour transform before and after an unchanged rasterizer:
 1. each Gaussian's colour ``c`` (sRGB-encoded, as :func:`~backend.gaussians.gaussians.sh0_to_rgb`
    gives it) is decoded to linear light, ``srgb_to_linear(c)`` — what the add-on's splat
    material feeds its Emission shader;
-2. the rasterizer composites those over black with ``eps2d = 0``, giving premultiplied
-   linear colour ``C`` and alpha ``α`` (what Cycles writes for a film-transparent render);
+2. the rasterizer composites those over black, each splat convolved with Cycles' pixel
+   filter (``eps2d`` = the filter's variance, ``antialiased``: the splat's integral is
+   kept; see :mod:`protocol.formats.image_formation`), giving premultiplied linear colour
+   ``C`` and alpha ``α`` (what Cycles writes for a film-transparent render);
 3. the straight colour is encoded back, ``S = linear_to_srgb(C / α)`` (Blender's view
    transform un-premultiplies before the display encoding), and the result is returned
    premultiplied, ``α·S``, over the background in sRGB values, ``α·S + (1 − α)·bg``.
@@ -18,7 +20,7 @@ way the ground-truth footage (straight sRGB RGBA, composited with
 :func:`protocol.formats.compositing.composite_over`) and a Blender film-transparent PNG
 composited over a colour do. Gradients flow through both transforms (plain torch ops).
 
-The ``"3dgs"`` formation is the rasterizer unchanged (``eps2d = 0.3``).
+The ``"3dgs"`` formation is the rasterizer unchanged (``eps2d = 0.3``, not antialiased).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import torch
 from torch import Tensor
 
 from backend.errors import JobError
-from protocol.formats.image_formation import BLENDER, EPS2D, IMAGE_FORMATIONS, STANDARD_3DGS
+from protocol.formats.image_formation import ANTIALIASED, BLENDER, EPS2D, IMAGE_FORMATIONS, STANDARD_3DGS
 
 #: below this alpha a pixel's straight colour is taken as 0 (its contribution is < 1e-6).
 MIN_ALPHA = 1e-6
@@ -94,7 +96,7 @@ def linear_premultiplied_to_srgb(colors: Tensor, alphas: Tensor) -> Tensor:
 def rasterize_with_formation(render: Callable, image_formation: str, means: Tensor, quats: Tensor, scales: Tensor,
                              opacities: Tensor, colors: Tensor, viewmats: Tensor, Ks: Tensor, width: int,
                              height: int, backgrounds: Optional[Tensor] = None, eps2d: Optional[float] = None,
-                             **kwargs):
+                             antialiased: Optional[bool] = None, **kwargs):
     """Render with ``render`` (a function with :func:`~backend.render.torch_rasterizer.rasterize_torch`'s
     signature) under ``image_formation`` (see the module docstring).
 
@@ -103,9 +105,11 @@ def rasterize_with_formation(render: Callable, image_formation: str, means: Tens
         image_formation: ``"3dgs"`` or ``"blender"``.
         colors: ``[B, N, D]`` per-Gaussian colours, sRGB-encoded values in both formations.
         backgrounds: ``[B, D]`` sRGB background colours, or None (black).
-        eps2d: the 2D dilation (px²); None = the formation's
-            (:data:`~protocol.formats.image_formation.EPS2D`: 0.3 for ``"3dgs"``, 0 for
-            ``"blender"``).
+        eps2d: the 2D filter variance (px²); None = the formation's
+            (:data:`~protocol.formats.image_formation.EPS2D`: 0.3 for ``"3dgs"``, 0.173 for
+            ``"blender"``). Whether it keeps the splat's integral is the formation's
+            (:data:`~protocol.formats.image_formation.ANTIALIASED`) unless ``antialiased``
+            is given.
         means, quats, scales, opacities, viewmats, Ks, width, height, kwargs: passed on.
 
     Returns:
@@ -117,12 +121,13 @@ def rasterize_with_formation(render: Callable, image_formation: str, means: Tens
     """
     check_image_formation(image_formation)
     eps = EPS2D[image_formation] if eps2d is None else eps2d
+    aa = ANTIALIASED[image_formation] if antialiased is None else antialiased
     if image_formation == STANDARD_3DGS:
         return render(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
-                      backgrounds=backgrounds, eps2d=eps, **kwargs)
+                      backgrounds=backgrounds, eps2d=eps, antialiased=aa, **kwargs)
     assert image_formation == BLENDER
     out_c, out_a, info = render(means, quats, scales, opacities, srgb_to_linear(colors), viewmats, Ks, width,
-                                height, backgrounds=None, eps2d=eps, **kwargs)
+                                height, backgrounds=None, eps2d=eps, antialiased=aa, **kwargs)
     out_c = linear_premultiplied_to_srgb(out_c, out_a)
     if backgrounds is not None:
         out_c = out_c + (1.0 - out_a) * backgrounds[:, None, None, :]

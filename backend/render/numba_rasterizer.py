@@ -293,7 +293,7 @@ class _Composite(torch.autograd.Function):
 def rasterize_numba(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
                     viewmats: Tensor, Ks: Tensor, width: int, height: int,
                     backgrounds: Optional[Tensor] = None, eps2d: float = 0.3,
-                    near_plane: float = 0.01, far_plane: float = 1e10):
+                    near_plane: float = 0.01, far_plane: float = 1e10, antialiased: bool = False):
     """Render B images on CPU with the compiled compositor; drop-in for ``rasterize_torch``.
 
     Args:
@@ -306,6 +306,8 @@ def rasterize_numba(means: Tensor, quats: Tensor, scales: Tensor, opacities: Ten
         Ks: ``[B, 3, 3]`` intrinsics in pixels.
         width, height: image size in pixels.
         backgrounds: ``[B, D]`` background colour, or None for black.
+        eps2d, antialiased: the 2D filter, see
+            :func:`~backend.render.torch_rasterizer.project_gaussians`.
 
     Returns:
         ``(render_colors [B,H,W,D], render_alphas [B,H,W,1], info)`` in the inputs' dtype, ``info`` as
@@ -318,8 +320,8 @@ def rasterize_numba(means: Tensor, quats: Tensor, scales: Tensor, opacities: Ten
     if means.device.type != "cpu":
         raise ValueError(f"rasterize_numba renders CPU tensors, got {means.device}")
     B, N = means.shape[:2]
-    means2d, conics, depths, radii = project_gaussians(
-        means, quats, scales, opacities, viewmats, Ks, width, height, eps2d, near_plane, far_plane)
+    means2d, conics, depths, radii, opacities = project_gaussians(
+        means, quats, scales, opacities, viewmats, Ks, width, height, eps2d, near_plane, far_plane, antialiased)
     info = {"means2d": means2d, "radii": radii, "depths": depths, "width": width, "height": height,
             "n_cameras": B, "gaussian_ids": None, "conics": conics}
     with torch.no_grad():

@@ -24,13 +24,15 @@ from protocol.formats.image_formation import STANDARD_3DGS
 
 
 def _rasterize_gsplat(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
-                      backgrounds=None, eps2d=0.3, near_plane=0.01, far_plane=1e10):
-    """``gsplat.rasterization`` with one camera per Gaussian set (``rasterize_torch``'s signature)."""
+                      backgrounds=None, eps2d=0.3, near_plane=0.01, far_plane=1e10, antialiased=False):
+    """``gsplat.rasterization`` with one camera per Gaussian set (``rasterize_torch``'s signature;
+    ``antialiased`` is gsplat's ``rasterize_mode="antialiased"``)."""
     import gsplat  # imported lazily: it needs CUDA and compiles on first use
 
     out_c, out_a, info = gsplat.rasterization(
         means, quats, scales, opacities, colors, viewmats[:, None], Ks[:, None], width, height,
         near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, packed=False,
+        rasterize_mode="antialiased" if antialiased else "classic",
         backgrounds=None if backgrounds is None else backgrounds[:, None])
     info = dict(info)
     info["n_cameras"] = means.shape[0]
@@ -59,8 +61,8 @@ def rasterize(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, c
         Ks: ``[B, 3, 3]`` intrinsics (pixels).
         width, height: image size in pixels.
         backgrounds: ``[B, D]`` or None (black).
-        eps2d: 2D dilation (px²); None = the formation's (0.3 for ``"3dgs"``, 0 for
-            ``"blender"``).
+        eps2d: 2D filter variance (px²); None = the formation's (0.3 for ``"3dgs"``, 0.173
+            for ``"blender"``, which also keeps each splat's integral).
         image_formation: ``"3dgs"`` (standard 3DGS: sRGB values composited as they are)
             or ``"blender"`` (linear-light compositing, Blender's way);
             see :mod:`backend.render.image_formation`.

@@ -47,7 +47,8 @@ def quats_to_rotmats(quats: Tensor) -> Tensor:
 
 def project_gaussians(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor,
                       viewmats: Tensor, Ks: Tensor, width: int, height: int,
-                      eps2d: float = 0.3, near_plane: float = 0.01, far_plane: float = 1e10):
+                      eps2d: float = 0.3, near_plane: float = 0.01, far_plane: float = 1e10,
+                      antialiased: bool = False):
     """EWA-project 3D Gaussians into each camera (gsplat ``fully_fused_projection``).
 
     Args:
@@ -58,10 +59,20 @@ def project_gaussians(means: Tensor, quats: Tensor, scales: Tensor, opacities: T
         viewmats: ``[B, 4, 4]`` world-to-camera, OpenCV convention.
         Ks: ``[B, 3, 3]`` pinhole intrinsics in pixels.
         width, height: image size.
+        eps2d: px² added to the projected covariance's diagonal.
+        antialiased: gsplat's ``rasterize_mode="antialiased"`` (Mip-Splatting's 2D filter,
+            Yu et al. 2024, eq. 9): the opacity is also scaled by
+            ``sqrt(det Σ2d / det(Σ2d + eps2d·I))``, so the dilation is the Gaussian
+            convolved with a pixel filter of variance ``eps2d`` (its integral is kept)
+            instead of a larger splat. gsplat computes it in ``add_blur``
+            (``ProjectionEWA3DGSFused.cu``); the opacity-aware extent uses the compensated
+            opacity there and here.
 
     Returns:
         ``means2d [B,N,2]`` (pixels), ``conics [B,N,3]`` (a, b, c of the inverse 2D
-        covariance), ``depths [B,N]``, ``radii [B,N,2]`` int32 box half-sizes (0 = culled).
+        covariance), ``depths [B,N]``, ``radii [B,N,2]`` int32 box half-sizes (0 = culled),
+        ``opacities [B,N]`` the opacities to composite with: the input's, times the
+        compensation when ``antialiased``.
     """
     R = viewmats[:, None, :3, :3]
     t = viewmats[:, None, :3, 3]
@@ -93,6 +104,10 @@ def project_gaussians(means: Tensor, quats: Tensor, scales: Tensor, opacities: T
     b = cov2d[..., 0, 1]
     c = cov2d[..., 1, 1] + eps2d
     det = a * c - b * b
+    if antialiased:
+        det_orig = cov2d[..., 0, 0] * cov2d[..., 1, 1] - b * b
+        ratio = torch.where(det > 0, det_orig / torch.where(det > 0, det, torch.ones_like(det)), torch.zeros_like(det))
+        opacities = opacities * torch.sqrt(ratio.clamp_min(1e-12)) * (ratio > 0)
     valid = (tz > near_plane) & (tz < far_plane) & (det > 0)
     det_safe = torch.where(valid, det, torch.ones_like(det))
     conics = torch.stack([c / det_safe, -b / det_safe, a / det_safe], dim=-1)
@@ -109,7 +124,7 @@ def project_gaussians(means: Tensor, quats: Tensor, scales: Tensor, opacities: T
         mx, my = means2d[..., 0], means2d[..., 1]
         valid = valid & (mx + rx > 0) & (mx - rx < width) & (my + ry > 0) & (my - ry < height)
         radii = torch.stack([rx, ry], dim=-1).to(torch.int32) * valid[..., None]
-    return means2d, conics, tz, radii
+    return means2d, conics, tz, radii, opacities
 
 
 def pixel_boxes(means2d: Tensor, radii: Tensor, width: int, height: int):
@@ -204,7 +219,7 @@ def _visible_pairs(means2d: Tensor, conics: Tensor, depths: Tensor, radii: Tenso
 def rasterize_torch(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
                     viewmats: Tensor, Ks: Tensor, width: int, height: int,
                     backgrounds: Optional[Tensor] = None, eps2d: float = 0.3,
-                    near_plane: float = 0.01, far_plane: float = 1e10):
+                    near_plane: float = 0.01, far_plane: float = 1e10, antialiased: bool = False):
     """Render B images, each of its own set of N Gaussians through its own camera.
 
     Args:
@@ -217,6 +232,7 @@ def rasterize_torch(means: Tensor, quats: Tensor, scales: Tensor, opacities: Ten
         Ks: ``[B, 3, 3]`` intrinsics in pixels.
         width, height: image size in pixels.
         backgrounds: ``[B, D]`` background colour, or None for black.
+        eps2d, antialiased: the 2D filter, see :func:`project_gaussians`.
 
     Returns:
         ``(render_colors [B,H,W,D], render_alphas [B,H,W,1], info)``; ``info`` holds
@@ -227,8 +243,8 @@ def rasterize_torch(means: Tensor, quats: Tensor, scales: Tensor, opacities: Ten
     B, N = means.shape[:2]
     D = colors.shape[-1]
     device = means.device
-    means2d, conics, depths, radii = project_gaussians(
-        means, quats, scales, opacities, viewmats, Ks, width, height, eps2d, near_plane, far_plane)
+    means2d, conics, depths, radii, opacities = project_gaussians(
+        means, quats, scales, opacities, viewmats, Ks, width, height, eps2d, near_plane, far_plane, antialiased)
     info = {"means2d": means2d, "radii": radii, "depths": depths, "width": width, "height": height,
             "n_cameras": B, "gaussian_ids": None, "conics": conics}
 

@@ -95,9 +95,11 @@ def test_confidence_weighting_recovers_from_corrupted_frames(wobble):
         pred = render_rgba(model, test.viewmats, test.Ks, test.times, test.width, test.height)
         scores[weighted] = summarize(score_images(pred, test.images))
     print({k: (round(v["psnr"], 2), round(v["psnr_object"], 2)) for k, v in scores.items()})
-    # Measured (48 px, 400 steps, fixed seeds): clean footage 22.34 / 19.41 dB (full /
-    # object); corrupted, unweighted 21.37 / 18.44; corrupted, confidence-weighted
-    # 21.66 / 18.72. Weighting wins back about 30% of what the damage cost, on every kind
-    # (patch +0.15, flicker +0.19, jitter +0.41 dB object when each is alone).
-    assert scores[True]["psnr_object"] > scores[False]["psnr_object"] + 0.15, scores
-    assert scores[True]["psnr"] > scores[False]["psnr"] + 0.15, scores
+    # Measured (48 px, 400 steps, fixed seeds, the default "blender" image formation):
+    # clean footage 22.71 / 19.76 dB (full / object); corrupted, unweighted 21.72 / 18.78;
+    # corrupted, confidence-weighted 21.88 / 18.94 (+0.16 / +0.16). Under the standard
+    # "3dgs" formation the same fits score 22.34 / 19.41, 21.37 / 18.44, 21.67 / 18.73
+    # (+0.30 / +0.29; patch +0.15, flicker +0.19, jitter +0.41 dB object when each is
+    # alone). The bars are half the measured gain.
+    assert scores[True]["psnr_object"] > scores[False]["psnr_object"] + 0.08, scores
+    assert scores[True]["psnr"] > scores[False]["psnr"] + 0.08, scores

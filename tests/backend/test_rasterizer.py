@@ -342,7 +342,7 @@ def test_project_matches_reference_conics_including_clamped():
     scene = make_scene()
     means, quats, scales, opacities, colors, viewmats, Ks = scene
     B, N = 2, len(means)
-    means2d, conics, depths, radii = project_gaussians(
+    means2d, conics, depths, radii, _ = project_gaussians(
         means.expand(B, N, 3), quats.expand(B, N, 4), scales.expand(B, N, 3), opacities.expand(B, N),
         viewmats, Ks, W, H)
     for b in range(B):
