@@ -6,10 +6,11 @@ blending) is a colour transform before and after an unchanged rasterizer:
 1. each Gaussian's colour ``c`` (sRGB-encoded, as :func:`~backend.gaussians.gaussians.sh0_to_rgb`
    gives it) is decoded to linear light, ``srgb_to_linear(c)`` — what the add-on's splat
    material feeds its Emission shader;
-2. the rasterizer composites those over black, each splat convolved with Cycles' pixel
-   filter (``eps2d`` = the filter's variance, ``antialiased``: the splat's integral is
-   kept; see :mod:`protocol.formats.image_formation`), giving premultiplied linear colour
-   ``C`` and alpha ``α`` (what Cycles writes for a film-transparent render);
+2. the rasterizer composites those over black, each splat convolved with part of Cycles'
+   pixel filter (``eps2d``, ``antialiased``: the splat's integral is kept), and the
+   composite is convolved with the rest (:func:`filter_composite`; see
+   :mod:`protocol.formats.image_formation`), giving premultiplied linear colour ``C`` and
+   alpha ``α`` (what Cycles writes for a film-transparent render);
 3. the straight colour is encoded back, ``S = linear_to_srgb(C / α)`` (Blender's view
    transform un-premultiplies before the display encoding), and the result is returned
    premultiplied, ``α·S``, over the background in sRGB values, ``α·S + (1 − α)·bg``.
@@ -28,10 +29,12 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from backend.errors import JobError
-from protocol.formats.image_formation import ANTIALIASED, BLENDER, EPS2D, IMAGE_FORMATIONS, STANDARD_3DGS
+from protocol.formats.image_formation import (ANTIALIASED, BLENDER, BLENDER_FILTER_WIDTH_PX, COMPOSITE_FILTER, EPS2D,
+                                             IMAGE_FORMATIONS, STANDARD_3DGS, pixel_filter_taps)
 
 #: below this alpha a pixel's straight colour is taken as 0 (its contribution is < 1e-6).
 MIN_ALPHA = 1e-6
@@ -93,10 +96,34 @@ def linear_premultiplied_to_srgb(colors: Tensor, alphas: Tensor) -> Tensor:
     return torch.where(covered, safe * linear_to_srgb(colors / safe), torch.zeros_like(colors))
 
 
+def filter_composite(colors: Tensor, alphas: Tensor, width_px: float = BLENDER_FILTER_WIDTH_PX):
+    """Convolve a premultiplied image with the separable pixel filter
+    (:func:`protocol.formats.image_formation.pixel_filter_taps`), edges clamped; differentiable.
+
+    Args:
+        colors: ``[B, H, W, D]`` premultiplied colour; alphas: ``[B, H, W, 1]``.
+
+    Returns:
+        ``(colors, alphas)`` of the same shapes.
+    """
+    taps = torch.tensor(pixel_filter_taps(width_px), dtype=colors.dtype, device=colors.device)
+    n = len(taps)
+    if n == 1:
+        return colors, alphas
+    x = torch.cat([colors, alphas], -1).permute(0, 3, 1, 2)  # [B, D+1, H, W]
+    c = x.shape[1]
+    p = n // 2
+    x = F.conv2d(F.pad(x, (p, p, 0, 0), mode="replicate"), taps.view(1, 1, 1, n).expand(c, 1, 1, n), groups=c)
+    x = F.conv2d(F.pad(x, (0, 0, p, p), mode="replicate"), taps.view(1, 1, n, 1).expand(c, 1, n, 1), groups=c)
+    x = x.permute(0, 2, 3, 1)
+    return x[..., :-1], x[..., -1:]
+
+
 def rasterize_with_formation(render: Callable, image_formation: str, means: Tensor, quats: Tensor, scales: Tensor,
                              opacities: Tensor, colors: Tensor, viewmats: Tensor, Ks: Tensor, width: int,
                              height: int, backgrounds: Optional[Tensor] = None, eps2d: Optional[float] = None,
-                             antialiased: Optional[bool] = None, **kwargs):
+                             antialiased: Optional[bool] = None, composite_filter: Optional[bool] = None,
+                             **kwargs):
     """Render with ``render`` (a function with :func:`~backend.render.torch_rasterizer.rasterize_torch`'s
     signature) under ``image_formation`` (see the module docstring).
 
@@ -110,6 +137,9 @@ def rasterize_with_formation(render: Callable, image_formation: str, means: Tens
             ``"blender"``). Whether it keeps the splat's integral is the formation's
             (:data:`~protocol.formats.image_formation.ANTIALIASED`) unless ``antialiased``
             is given.
+        composite_filter: whether to convolve the composite with the pixel filter
+            (:func:`filter_composite`); None = the formation's
+            (:data:`~protocol.formats.image_formation.COMPOSITE_FILTER`).
         means, quats, scales, opacities, viewmats, Ks, width, height, kwargs: passed on.
 
     Returns:
@@ -128,6 +158,8 @@ def rasterize_with_formation(render: Callable, image_formation: str, means: Tens
     assert image_formation == BLENDER
     out_c, out_a, info = render(means, quats, scales, opacities, srgb_to_linear(colors), viewmats, Ks, width,
                                 height, backgrounds=None, eps2d=eps, antialiased=aa, **kwargs)
+    if COMPOSITE_FILTER[image_formation] if composite_filter is None else composite_filter:
+        out_c, out_a = filter_composite(out_c, out_a)
     out_c = linear_premultiplied_to_srgb(out_c, out_a)
     if backgrounds is not None:
         out_c = out_c + (1.0 - out_a) * backgrounds[:, None, None, :]

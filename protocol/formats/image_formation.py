@@ -13,11 +13,13 @@ into pixels (gen4d issue 15):
   at the end as Blender's view transform does for a film-transparent render (straight
   colour ``OETF(C_lin / α)``). Each pixel is the image integrated over Cycles' pixel
   filter (Blackman-Harris, :data:`BLENDER_FILTER_WIDTH_PX` wide, the width "Prepare
-  Scene for Splats" sets): each projected Gaussian is convolved with a Gaussian of the
-  filter's variance (:func:`blackman_harris_variance`, 0.173 px² per axis) and its
-  opacity scaled so its integral is kept (Mip-Splatting's 2D filter, gsplat's
-  ``rasterize_mode="antialiased"``), not dilated at full opacity as ``"3dgs"`` does. The
-  splat ellipsoids themselves carry no dilation; Cycles' filter blurs them.
+  Scene for Splats" sets; variance :func:`blackman_harris_variance`, 0.173 px² per axis),
+  modelled in two parts (:data:`EPS2D`): the composited image is convolved with the filter
+  sampled at whole pixels (:func:`pixel_filter_taps`), and each projected Gaussian with a
+  Gaussian of the remaining variance, its opacity scaled so its integral is kept
+  (Mip-Splatting's 2D filter, gsplat's ``rasterize_mode="antialiased"``), not dilated at
+  full opacity as ``"3dgs"`` does. The splat ellipsoids themselves carry no dilation;
+  Cycles' filter blurs them.
 
 Pure standard library: the manifest, the config schema and the add-on read these names.
 """
@@ -27,7 +29,8 @@ from __future__ import annotations
 import math
 
 __all__ = ["IMAGE_FORMATIONS", "STANDARD_3DGS", "BLENDER", "LEGACY_IMAGE_FORMATION", "EPS2D", "ANTIALIASED",
-           "BLENDER_FILTER_WIDTH_PX", "blackman_harris_variance"]
+           "BLENDER_FILTER_WIDTH_PX", "blackman_harris_variance", "blackman_harris_weight", "COMPOSITE_FILTER",
+           "pixel_filter_taps"]
 
 STANDARD_3DGS = "3dgs"
 BLENDER = "blender"
@@ -38,6 +41,16 @@ LEGACY_IMAGE_FORMATION = STANDARD_3DGS
 #: the pixel filter width (Cycles ``filter_width``, Blackman-Harris) a ``"blender"`` fit
 #: assumes; Blender's default, and what the add-on's "Prepare Scene for Splats" sets.
 BLENDER_FILTER_WIDTH_PX = 1.5
+
+
+def blackman_harris_weight(x_px: float, width_px: float) -> float:
+    """Cycles' Blackman-Harris pixel filter at offset ``x_px`` from the pixel centre (one axis,
+    unnormalised; 1 at the centre, 0 at and beyond ``±width_px``): ``filter_func_blackman_harris``
+    of ``intern/cycles/scene/film.cpp`` with ``filter_table``'s doubled width."""
+    if abs(x_px) >= width_px:
+        return 0.0
+    v = 2.0 * math.pi * (x_px / (2.0 * width_px) + 0.5)
+    return 0.35875 - 0.48829 * math.cos(v) + 0.14128 * math.cos(2 * v) - 0.01168 * math.cos(3 * v)
 
 
 def blackman_harris_variance(width_px: float) -> float:
@@ -59,8 +72,30 @@ def blackman_harris_variance(width_px: float) -> float:
     return width_px ** 2 * second / (2.0 * a[0])
 
 
-#: the 2D filter variance (px², added to the projected covariance's diagonal) of each formation.
-EPS2D = {STANDARD_3DGS: 0.3, BLENDER: blackman_harris_variance(BLENDER_FILTER_WIDTH_PX)}
-#: whether the filter keeps each splat's integral (opacity scaled by
+def pixel_filter_taps(width_px: float = BLENDER_FILTER_WIDTH_PX) -> list[float]:
+    """The pixel filter sampled at whole-pixel offsets ``−k..k`` (``k = ceil(width_px) − 1``),
+    normalised to sum 1: ``[0.050, 0.900, 0.050]`` at 1.5 px. The ``"blender"`` formation
+    convolves the composited image with it (each axis)."""
+    k = max(math.ceil(width_px) - 1, 0)
+    w = [blackman_harris_weight(float(x), width_px) for x in range(-k, k + 1)]
+    return [x / sum(w) for x in w]
+
+
+def _taps_variance(taps: list[float]) -> float:
+    k = len(taps) // 2
+    return sum(t * (i - k) ** 2 for i, t in enumerate(taps))
+
+
+#: the 2D filter variance (px², added to each projected covariance's diagonal) of each
+#: formation. ``"blender"`` splits Cycles' filter (variance 0.173 px² per axis at 1.5 px) in
+#: two: the composited image is convolved with :func:`pixel_filter_taps` (0.100 px²; what a
+#: filter sampled at pixel centres can do), and each splat with a Gaussian of the rest
+#: (0.073 px², keeping its integral) so that splats smaller than a pixel are seen between pixel
+#: centres as Cycles' filter sees them.
+EPS2D = {STANDARD_3DGS: 0.3,
+         BLENDER: blackman_harris_variance(BLENDER_FILTER_WIDTH_PX) - _taps_variance(pixel_filter_taps())}
+#: whether the per-splat filter keeps each splat's integral (opacity scaled by
 #: ``sqrt(det Σ / det(Σ + eps2d I))``) rather than dilating it at full opacity.
 ANTIALIASED = {STANDARD_3DGS: False, BLENDER: True}
+#: whether the composited image is convolved with :func:`pixel_filter_taps`.
+COMPOSITE_FILTER = {STANDARD_3DGS: False, BLENDER: True}

@@ -16,7 +16,8 @@ from backend.render.numba_rasterizer import rasterize_numba
 from backend.render.rasterize import rasterize
 from backend.render.torch_rasterizer import rasterize_torch
 from protocol.config import InvalidOptionError, ModelConfig, ReconstructConfig, apply_options
-from protocol.formats.image_formation import BLENDER_FILTER_WIDTH_PX, EPS2D, blackman_harris_variance
+from protocol.formats.image_formation import (BLENDER_FILTER_WIDTH_PX, EPS2D, blackman_harris_variance,
+                                             pixel_filter_taps)
 from protocol.formats.manifest import Manifest, manifest_from_dict
 
 RENDERERS = {"torch": rasterize_torch, "numba": rasterize_numba}
@@ -74,9 +75,11 @@ def test_dispatcher_defaults_to_3dgs_and_passes_the_formation():
 @pytest.mark.parametrize("formation", ["blender", "3dgs"])
 def test_each_formations_2d_filter(impl, formation):
     """A small splat (σ = 0.5 px on screen) centred on pixel (8, 8). ``"3dgs"`` dilates it by
-    0.3 px² at full opacity: next pixel ``o·exp(−0.5/(σ² + 0.3))``. ``"blender"`` convolves it
-    with Cycles' 1.5 px Blackman-Harris filter (variance ``s`` = 0.173 px²) and keeps its
-    integral: opacity ``o·σ²/(σ² + s)``, next pixel that times ``exp(−0.5/(σ² + s))``."""
+    0.3 px² at full opacity: pixel at offset (i, j) ``o·exp(−0.5(i² + j²)/(σ² + 0.3))``.
+    ``"blender"`` applies Cycles' 1.5 px Blackman-Harris filter (variance 0.173 px²) in two
+    parts: the splat is convolved with a Gaussian of variance ``s`` = 0.073 px² keeping its
+    integral (opacity ``o·σ²/(σ² + s)``), then the composite with the taps
+    ``[0.050, 0.900, 0.050]`` per axis (variance 0.100 px²)."""
     viewmats, Ks = _camera()
     z = 2.0
     sigma_px = 0.5
@@ -85,14 +88,23 @@ def test_each_formations_2d_filter(impl, formation):
     opacity = 0.9
     _, a, info = rasterize_with_formation(RENDERERS[impl], formation, means, torch.tensor([[[1.0, 0, 0, 0]]]),
                                           scales, torch.tensor([[opacity]]), torch.ones(1, 1, 3), viewmats, Ks, W, H)
+
+    def splat(i, j, s, peak):  # the rasterizers drop a pixel's alpha below 1/255
+        value = peak * math.exp(-0.5 * (i * i + j * j) / (sigma_px ** 2 + s))
+        return value if value >= 1 / 255 else 0.0
+
     if formation == "3dgs":
-        s, peak = 0.3, opacity
+        expected = lambda i, j: splat(i, j, 0.3, opacity)  # noqa: E731
     else:
-        s = blackman_harris_variance(1.5)
-        assert s == pytest.approx(0.17266, abs=1e-5)
+        taps = pixel_filter_taps()
+        assert taps == pytest.approx([0.05007, 0.89986, 0.05007], abs=1e-5)
+        s = EPS2D["blender"]
+        assert s == pytest.approx(0.17266 - 0.10014, abs=1e-5)
         peak = opacity * sigma_px ** 2 / (sigma_px ** 2 + s)
-    assert float(a[0, 8, 8, 0]) == pytest.approx(peak, rel=1e-3)  # σ is 0.5 px up to the perspective Jacobian
-    assert float(a[0, 8, 9, 0]) == pytest.approx(peak * math.exp(-0.5 / (sigma_px ** 2 + s)), rel=2e-3)
+        expected = lambda i, j: sum(taps[u + 1] * taps[v + 1] * splat(i + u, j + v, s, peak)  # noqa: E731
+                                    for u in (-1, 0, 1) for v in (-1, 0, 1))
+    for i, j in ((0, 0), (0, 1), (1, 1), (0, 2)):
+        assert float(a[0, 8 + j, 8 + i, 0]) == pytest.approx(expected(i, j), rel=5e-3), (i, j)  # σ ≈ 0.5 px: perspective
 
 
 @pytest.mark.parametrize("impl", sorted(RENDERERS))
@@ -124,7 +136,9 @@ def test_blackman_harris_variance_is_cycles_filter_table():
         v = 2 * np.pi * (x / (2 * w) + 0.5)
         f = 0.35875 - 0.48829 * np.cos(v) + 0.14128 * np.cos(2 * v) - 0.01168 * np.cos(3 * v)
         assert blackman_harris_variance(w) == pytest.approx(float((f * x * x).sum() / f.sum()), rel=1e-6)
-    assert EPS2D["blender"] == blackman_harris_variance(BLENDER_FILTER_WIDTH_PX)
+    taps = pixel_filter_taps(BLENDER_FILTER_WIDTH_PX)
+    taps_variance = sum(t * (i - 1) ** 2 for i, t in enumerate(taps))
+    assert EPS2D["blender"] + taps_variance == pytest.approx(blackman_harris_variance(BLENDER_FILTER_WIDTH_PX))
     with pytest.raises(ValueError):
         blackman_harris_variance(-1.0)
 
@@ -148,7 +162,7 @@ def test_one_splat_over_a_background_looks_the_same_in_both_formations(impl):
     bg = torch.tensor([[0.9, 0.3, 0.1]])
     c3, a3, _ = rasterize_with_formation(RENDERERS[impl], "3dgs", *args, backgrounds=bg, eps2d=0.3)
     cb, ab, _ = rasterize_with_formation(RENDERERS[impl], "blender", *args, backgrounds=bg, eps2d=0.3,
-                                         antialiased=False)
+                                         antialiased=False, composite_filter=False)
     assert (ab < 0.99).any() and (ab > 0.1).any()
     torch.testing.assert_close(ab, a3)
     torch.testing.assert_close(cb, c3, atol=2e-5, rtol=0)
