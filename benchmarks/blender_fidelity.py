@@ -5,7 +5,8 @@ For a fitted result folder (default: the demo's, ``out/demo/result``) and its fo
 held-out cameras (``transforms_test.json``, every ``--every``-th time):
 
 1. the backend's render (:func:`backend.render.frames.render_rgba` of ``model.pt`` at each
-   camera and time, as ``backend render`` does) and the ground truth;
+   camera and at the time of the asset frame Blender shows for it, as ``backend render``
+   does) and the ground truth (the largest gap between the two times is reported);
 2. in a Blender subprocess per engine (``benchmarks/blender_fidelity_render.py``): the
    result imported with the add-on's importer and rendered at the same cameras and clip
    frames, film transparent, at the footage's resolution, for each configuration of a
@@ -22,7 +23,8 @@ the CPU here) renders only those views: its rows are scored over them alone. ``-
 1920×1080 with the recommended settings.
 
 Usage: ``python benchmarks/blender_fidelity.py [--result DIR] [--footage DIR] [--asset demo]
-[--every 4] [--only NAME ...] [--hd]``. Blender renders on the CPU: run it under the CPU lock.
+[--every 4] [--only NAME ...] [--hd]``; for a D-NeRF asset
+``--dnerf jumpingjacks --resolution 400 --result DIR/jumpingjacks --asset dnerf_jumpingjacks``. Blender renders on the CPU: run it under the CPU lock.
 """
 
 from __future__ import annotations
@@ -133,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--result", type=Path, default=ROOT / "out" / "demo" / "result")
     parser.add_argument("--footage", type=Path, default=ROOT / "data" / "samples" / "wobble")
     parser.add_argument("--asset", default="demo")
+    parser.add_argument("--dnerf", metavar="SCENE", default=None,
+                        help="the footage is D-NeRF scene SCENE (read as benchmarks/dnerf.py reads it, at "
+                             "--resolution px); --result is its fitted asset (benchmarks/dnerf.py --save-result)")
+    parser.add_argument("--dnerf-data", type=Path, default=None, help="the D-NeRF folder (default: ../shared/...)")
+    parser.add_argument("--resolution", type=int, default=400, help="D-NeRF image side (px)")
     parser.add_argument("--every", type=int, default=4, help="every n-th held-out time")
     parser.add_argument("--only", nargs="*", choices=sorted(CONFIGS), help="configurations to run (default: all)")
     parser.add_argument("--eevee-views", type=int, default=1,
@@ -149,7 +156,13 @@ def main(argv: list[str] | None = None) -> int:
         raise BadInputError(f"no model.pt in {args.result}: run `bash scripts/demo.sh` or pass --result")
 
     manifest = read_manifest(args.result)
-    test = load_footage(args.footage, "test")
+    if args.dnerf:
+        from benchmarks.dnerf_data import DEFAULT_ROOT, load_split
+
+        args.footage = (args.dnerf_data or DEFAULT_ROOT) / args.dnerf
+        test = load_split(args.footage, "test", args.resolution)
+    else:
+        test = load_footage(args.footage, "test")
     doc = read_transforms(args.footage / TRANSFORMS_TEST)
     times = np.asarray(manifest.times)
     pick, views = [], []
@@ -164,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     idx = torch.tensor(pick)
     gt = test.images[idx]
     model = load_model(args.result)
-    backend = render_rgba(model, test.viewmats[idx], test.Ks[idx], test.times[idx], test.width, test.height)
+    # at the asset's frame time, as Blender shows it (the gap to the footage's time is reported)
+    clip_times = torch.tensor([float(times[v["frame"]]) for v in views], dtype=torch.float32)
+    backend = render_rgba(model, test.viewmats[idx], test.Ks[idx], clip_times, test.width, test.height)
 
     names = args.only or list(CONFIGS)
     report = {"asset": args.asset, "result": str(args.result), "footage": str(args.footage), "every": args.every,

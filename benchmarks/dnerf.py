@@ -22,7 +22,7 @@ anchors; PSNR against training time).
 Usage::
 
     python benchmarks/dnerf.py --preset standard --resolution 400 [--scenes lego,hook]
-        [--set optimization.iterations=3000] [--split test|val] [--tag NAME]
+        [--set optimization.iterations=3000] [--split test|val] [--tag NAME] [--save-result DIR]
 """
 
 from __future__ import annotations
@@ -132,6 +132,16 @@ def fit_scene(job: dict) -> dict:
     scores = score_images(pred, test.images)
     if job.get("save_images"):
         _save_strip(pred, test.images, Path(job["save_images"]), job["scene"], scores["psnr"])
+    if job.get("save_result"):  # an asset the add-on imports (benchmarks/blender_fidelity.py --dnerf)
+        from backend.pipeline.export import export_result
+
+        from protocol.formats.transforms import read_transforms
+
+        # one output frame per training time: the scene's own frame rate
+        frames = len({f.time for f in read_transforms(scene_dir / "transforms_train.json").frames})
+        export_result(model, Path(job["save_result"]) / job["scene"], frames, 24.0,
+                      {"job_type": "footage", "source": f"D-NeRF {job['scene']} train, {job['resolution']} px",
+                       "preset": job["preset"], "options": job["options"]}, JobContext(), stats)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.pt"
         torch.save(model.state(), path)
@@ -260,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_ROOT, help="the D-NeRF folder (8 scene folders)")
     parser.add_argument("--save-images", type=Path, default=None,
                         help="folder for a ground-truth-over-render strip of 4 test images per scene")
+    parser.add_argument("--save-result", type=Path, default=None,
+                        help="also write each fitted scene as a result folder <DIR>/<scene> (PLY frames, one per "
+                             "training time, manifest, model.pt) that the add-on imports")
     parser.add_argument("--tag", default=None, help="output name (default: <preset>_<resolution>)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
@@ -281,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     for scene in args.scenes.split(","):
         job = {"scene": scene, "data_root": str(args.data), "resolution": args.resolution, "preset": args.preset,
                "options": options, "split": args.split, "threads": args.threads, "device": device,
-               "save_images": str(args.save_images) if args.save_images else None}
+               "save_images": str(args.save_images) if args.save_images else None,
+               "save_result": str(args.save_result) if args.save_result else None}
         with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
             row = pool.submit(fit_scene, job).result()
         rows.append(row)

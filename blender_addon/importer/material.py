@@ -1,7 +1,6 @@
 """The splat material: emission colour with Gaussian alpha, for Cycles and Eevee.
 
-Per instance (an icosahedron enclosing the unit sphere, scaled so the unit is 3σ, rotated by
-the Gaussian's quaternion; :data:`.nodes.ICOSPHERE_RADIUS`):
+Per instance (a radius-1 icosphere scaled to 3σ and rotated by the Gaussian's quaternion):
 
 * colour = instance/point attribute ``gen4d_color`` (``max(0, 0.5 + C0·f_dc)``), an
   sRGB-encoded value like the training images, converted to scene-linear for emission
@@ -15,7 +14,7 @@ the Gaussian's quaternion; :data:`.nodes.ICOSPHERE_RADIUS`):
 * alpha = ``gen4d_alpha`` (``sigmoid(opacity)``) × Gaussian falloff, where the falloff is
   evaluated in the instance's own (unit-sphere) space: with ``P`` the hit point in object
   coordinates and ``D`` the normalized view ray in the same space, the ray passes the
-  centre at ``d² = |P|² − (P·D)²`` (unit = 3σ), so falloff = ``exp(−0.5·9·d²)``;
+  centre at ``d² = |P|² − (P·D)²`` (radius 1 = 3σ), so falloff = ``exp(−0.5·9·d²)``;
   this is exact for the anisotropic ellipsoid, not only for spheres;
 * back faces are fully transparent so each splat counts once.
 

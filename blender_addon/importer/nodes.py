@@ -25,13 +25,14 @@ Group interface (look identifiers up with :func:`input_identifier`, never hard-c
   that change; the tree samples them by index onto the points: positions by Set Position,
   rotations straight into Instance on Points, anything else (rare) by Store Named
   Attribute.
-* output ``Geometry``: one instance of a subdivision-1 icosphere (an icosahedron) per
-  Gaussian, scaled by ``gen4d_scale·Splat Size`` (unit = 3σ half-axes) and rotated by
-  ``gen4d_rotation`` (w, x, y, z), carrying the other attributes for the material. Its
-  vertex radius is :data:`ICOSPHERE_RADIUS` (1.258) so that its faces, not only its
-  vertices, lie outside the unit sphere: every ray passing within 3σ of the centre hits
-  it (a radius-1 icosahedron's faces are at 0.795, i.e. 2.38σ, where the Gaussian is still
-  5.8 % of its peak: Cycles lost that ring of alpha, issue 15).
+* output ``Geometry``: one instance of a subdivision-1 icosphere (radius 1) per Gaussian,
+  scaled by ``gen4d_scale·Splat Size`` (3σ half-axes) and rotated by ``gen4d_rotation``
+  (w, x, y, z), carrying the other attributes for the material. Its faces lie at 0.795
+  (2.38σ), so Cycles misses the Gaussian's outer ring (up to 5.8 % of its peak); an
+  icosahedron enclosing the 3σ sphere (radius 1.258) was measured on the demo asset and is
+  worse (Cycles vs the backend 31.31 dB instead of 32.56, 2.2× the render time): Cycles
+  composites the splats in the order their surfaces are hit along each ray, and surfaces
+  further from the centres depart further from the rasterizer's centre-depth order.
 
 The file path is built from Frame inside the tree: ``frame + 10**W`` → Value to String
 → Slice String (drops the leading 1) → Replace String into a path template. The tree
@@ -51,9 +52,6 @@ SIZE_INPUT = "Splat Size"
 RETIME_INPUT = "Retime"
 OPACITY_THRESHOLD_INPUT = "Opacity Threshold"
 VIEWPORT_FRACTION_INPUT = "Viewport Display"
-#: vertex (circum)radius of the splat icosahedron: 1 / its inradius ratio sqrt((5 + 2√5) / 15),
-#: so the inscribed sphere is the unit (3σ) sphere.
-ICOSPHERE_RADIUS = 1.0 / ((5.0 + 2.0 * 5.0 ** 0.5) / 15.0) ** 0.5
 #: values of the Retime input.
 RETIME_MODES = {"HOLD": 0, "LOOP": 1, "PING_PONG": 2}
 
@@ -282,7 +280,7 @@ def build_tree(name: str, template: str, frame_count: int, width: int,
     # Instances: 3σ ellipsoids rotated by the wxyz quaternion.
     scale = b.vmath("SCALE", b.attr(SCALE_ATTR, "FLOAT_VECTOR"), None,
                     more={"Scale": b.out(group_in, SIZE_INPUT)})
-    shape = b.out(b.node("GeometryNodeMeshIcoSphere", {"Radius": ICOSPHERE_RADIUS, "Subdivisions": 1}), "Mesh")
+    shape = b.out(b.node("GeometryNodeMeshIcoSphere", {"Radius": 1.0, "Subdivisions": 1}), "Mesh")
     if material is not None:
         shape = b.out(b.node("GeometryNodeSetMaterial", {"Geometry": shape, "Material": material}))
     inst = b.node("GeometryNodeInstanceOnPoints", {"Points": points, "Instance": shape,
