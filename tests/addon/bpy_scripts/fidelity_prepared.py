@@ -1,7 +1,8 @@
 """Run in a fresh process: a tiny synthetic asset imported with the add-on's importer,
 rendered by Cycles (CPU) with the "Prepare Scene for Splats" settings (samples lowered to
 argv[3] to keep the test fast), compared with the backend rasterizer's render of the same
-frame PLY at the same camera by :func:`backend.eval.fidelity.compare_renders`. Prints
+frame PLY at the same camera (the ``"blender"`` image formation, the fit's default) by
+:func:`backend.eval.fidelity.compare_renders`. Prints
 ``RESULT: {json}`` (tests/addon/test_addon_blender_fidelity.py).
 
 argv: work folder, image size (px), Cycles samples.
@@ -60,7 +61,8 @@ g = read_gaussians_ply(work / "result" / "frames" / "frame_0000.ply")
 t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in g.items() if isinstance(v, np.ndarray)}
 colors, alphas, _ = rasterize(t["means"][None], t["quats"][None], t["log_scales"].exp()[None],
                               torch.sigmoid(t["opacity_logits"])[None], sh0_to_rgb(t["sh"][:, 0])[None],
-                              c2w_blender_to_viewmat(c2w)[None], intrinsics_from_fov(FOV, SIZE, SIZE)[None], SIZE, SIZE)
+                              c2w_blender_to_viewmat(c2w)[None], intrinsics_from_fov(FOV, SIZE, SIZE)[None], SIZE, SIZE,
+                              image_formation="blender")
 backend = premultiplied_to_straight(colors, alphas)
 res = compare_renders(cycles[None], backend)
 res["changes"] = changes
