@@ -13,6 +13,11 @@ disabled, an older Eevee) is skipped and not reported.
 
 from __future__ import annotations
 
+from ._vendor import protocol_module
+
+#: the pixel filter width the "blender" image formation models (one place: the protocol).
+FILTER_WIDTH_PX = protocol_module("formats.image_formation").BLENDER_FILTER_WIDTH_PX
+
 #: (dotted path on the scene, value, why). Order is the order of the report.
 #:
 #: Measured on the demo asset fitted in the standard "3dgs" formation (Cycles vs the
@@ -37,7 +42,7 @@ RECOMMENDED: tuple[tuple[str, object, str], ...] = (
     ("cycles.samples", 128, "noise below the fit's error"),
     ("cycles.use_denoising", False, "the denoiser blurs splat edges"),
     ("cycles.pixel_filter_type", "BLACKMAN_HARRIS", "the pixel filter the fit models"),
-    ("cycles.filter_width", 1.5, "the filter width the fit models"),
+    ("cycles.filter_width", FILTER_WIDTH_PX, "the filter width the fit models"),
     ("eevee.taa_render_samples", 64, "Eevee's dithered transparency averages out"),
     ("view_settings.view_transform", "Standard", "the fit's colours are display sRGB"),
     ("view_settings.look", "None", "no tone-mapping look"),
