@@ -63,6 +63,7 @@ CONFIGS: dict[str, tuple[str, dict, bool]] = {
     "cycles_128_agx": ("CYCLES", {"cycles.samples": 128, "view_settings.view_transform": "AgX"}, False),
     "cycles_128_bounces32": ("CYCLES", {"cycles.samples": 128, "cycles.transparent_max_bounces": 32}, False),
     "cycles_128_bounces8": ("CYCLES", {"cycles.samples": 128, "cycles.transparent_max_bounces": 8}, False),
+    "cycles_1024": ("CYCLES", {"cycles.samples": 1024}, False),
     "cycles_prepared": ("CYCLES", {}, True),
     "eevee_16": ("BLENDER_EEVEE", {"eevee.taa_render_samples": 16}, False),
     "eevee_prepared": ("BLENDER_EEVEE", {}, True),

@@ -318,13 +318,18 @@ class LossConfig:
 
 @dataclass
 class OutputConfig:
-    """What the fit reports while it runs.
+    """What the fit reports while it runs, and what it exports.
 
     Attributes:
         preview_every_s: seconds between preview images (ground truth beside the render).
+        standard_ply_refit: for an asset not fitted for ``"3dgs"``, the length of the refit
+            of its colours and opacities for the standard 3DGS formation, as a fraction of
+            the steps the fit ran; its frames are written to ``frames_3dgs/`` for other
+            3DGS tools (:mod:`protocol.formats.manifest`). 0 = no refit, no ``frames_3dgs/``.
     """
 
     preview_every_s: float = field(default=10.0, metadata=_at_least(0.0))
+    standard_ply_refit: float = field(default=0.2, metadata={"min": 0.0, "max": 1.0})
 
 
 #: the largest ``vram_budget_gb`` accepted (GB): above any single accelerator sold today, so a

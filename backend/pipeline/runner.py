@@ -17,6 +17,8 @@ from backend.pipeline.context import JobContext
 from backend.pipeline.export import export_result
 from backend.pipeline.ingest import load_footage
 from backend.pipeline.reconstruct import reconstruct
+from backend.pipeline.reconstruct.refit_formation import refit_for_formation
+from protocol.formats.image_formation import STANDARD_3DGS
 from protocol.config import apply_options
 from protocol.errors import InvalidOptionError
 from protocol.job_spec import JOB_TYPES, validate_job_spec
@@ -286,4 +288,10 @@ def run_job(spec: dict, input_dir: Path, out_dir: Path, ctx: JobContext) -> dict
         stats = {**stats, "memory_plans": plans}
     frame_count = int(spec.get("frame_count") or len(footage.unique_times()))
     fps = float(spec.get("fps", 24.0))
-    return export_result(model, Path(out_dir), frame_count, fps, spec, ctx, stats)
+    standard = None
+    refit_steps = round(cfg.output.standard_ply_refit * stats["iterations"])
+    if model.image_formation != STANDARD_3DGS and refit_steps > 0:
+        standard, refit_stats = refit_for_formation(model, footage, cfg, STANDARD_3DGS, refit_steps, ctx,
+                                                    device=pick_device())
+        stats = {**stats, "standard_ply_refit": refit_stats}
+    return export_result(model, Path(out_dir), frame_count, fps, spec, ctx, stats, standard_model=standard)

@@ -16,7 +16,7 @@ from .compositing import composite_over
 from .job_states import JOB_STATES, TERMINAL_STATES
 from .manifest import (FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, RESULT_FORMAT, SUPPORTED_FORMAT_VERSIONS, Manifest,
                        ManifestError, ManifestNotFoundError, frame_file_name, manifest_from_dict, read_manifest,
-                       write_manifest)
+                       standard_frame_file_name, write_manifest)
 from .media import IMAGE_EXTENSIONS, is_image_name
 from .ply import (MAX_SH_DEGREE, NORMAL, OPACITY, POSITION, REQUIRED_PROPERTIES, ROTATION, SCALE, SH_C0, SH_DC,
                   f_rest_names, normalize_quaternions, opacity_from_logit, pack_sh_rest, ply_property_names,
@@ -32,7 +32,7 @@ __all__ = [
     "JOB_STATES", "TERMINAL_STATES",
     "FORMAT_VERSION", "MANIFEST_FILE", "MODEL_FILE", "RESULT_FORMAT", "SUPPORTED_FORMAT_VERSIONS", "Manifest",
     "ManifestError", "ManifestNotFoundError", "frame_file_name", "manifest_from_dict", "read_manifest",
-    "write_manifest",
+    "standard_frame_file_name", "write_manifest",
     "IMAGE_EXTENSIONS", "is_image_name",
     "MAX_SH_DEGREE", "NORMAL", "OPACITY", "POSITION", "REQUIRED_PROPERTIES", "ROTATION", "SCALE", "SH_C0", "SH_DC",
     "f_rest_names", "normalize_quaternions", "opacity_from_logit", "pack_sh_rest", "ply_property_names",

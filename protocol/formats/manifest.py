@@ -13,7 +13,8 @@ A result folder (what a backend job produces and the add-on imports) holds::
 :mod:`.time_grid`), ``sh_degree``, ``gaussian_count`` (N), ``frame_files`` (T paths relative
 to the folder, in frame order), ``model_file`` (relative path or null),
 ``image_formation`` (``"blender"`` or ``"3dgs"``: how the fit formed its images, see
-:mod:`.image_formation`), ``spec`` (the job spec) and ``stats`` (optimization statistics).
+:mod:`.image_formation`), ``standard_frame_files`` (T paths of the same frames refitted for
+the standard 3DGS formation, for other 3DGS tools, or null), ``spec`` (the job spec) and ``stats`` (optimization statistics).
 
 The frame PLYs hold the Gaussians as fitted, in the standard 3DGS property convention
 (colours are sRGB-encoded SH values) whatever the formation: each Gaussian's own colour is
@@ -22,12 +23,18 @@ material decodes the colour to linear light, and Cycles/Eevee composite in linea
 a standard 3DGS viewer composites the same colours as sRGB values, so where splats overlap
 semi-transparently it shows them somewhat darker than the fit (issue 15's two-splat case:
 0.500 instead of 0.664). No per-Gaussian colour change can undo that difference, which
-depends on the overlaps; refit with ``model.image_formation = "3dgs"`` for such tools.
+depends on the overlaps. So the backend also writes ``standard_frame_files``
+(``frames_3dgs/frame_0000.ply`` …): the same Gaussians, in the same order and at the same
+places, whose colours and opacities were refitted under ``"3dgs"``
+(:mod:`backend.pipeline.reconstruct.refit_formation`); the files to hand to other 3DGS tools.
+It is null for a ``"3dgs"`` asset (its ``frame_files`` already are standard) or when the
+refit was turned off (``output.standard_ply_refit = 0``).
 
 Reading is lenient where older writers were: ``frame_count`` defaults to the number of
 ``frame_files``, ``times`` to the time grid, ``fps`` to 24, ``sh_degree`` and
 ``gaussian_count`` to 0, ``model_file`` to null, ``image_formation`` to ``"3dgs"`` (what
-results written before it was recorded were fitted with), ``spec`` and ``stats`` to ``{}``.
+results written before it was recorded were fitted with), ``standard_frame_files`` to
+null, ``spec`` and ``stats`` to ``{}``.
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ from .time_grid import frame_times
 
 __all__ = ["RESULT_FORMAT", "FORMAT_VERSION", "SUPPORTED_FORMAT_VERSIONS", "MANIFEST_FILE", "MODEL_FILE",
            "Manifest", "ManifestError", "ManifestNotFoundError", "write_manifest", "read_manifest",
-           "manifest_from_dict", "frame_file_name"]
+           "manifest_from_dict", "frame_file_name", "standard_frame_file_name"]
 
 RESULT_FORMAT = "gen4d-result"
 #: Version this code writes.
@@ -70,6 +77,12 @@ def frame_file_name(index: int) -> str:
     return f"frames/frame_{index:04d}.ply"
 
 
+def standard_frame_file_name(index: int) -> str:
+    """Relative path of frame ``index`` refitted for the standard 3DGS formation:
+    ``frames_3dgs/frame_0003.ply`` for 3 (``Manifest.standard_frame_files``)."""
+    return f"frames_3dgs/frame_{index:04d}.ply"
+
+
 @dataclass(kw_only=True)
 class Manifest:
     """A result manifest (see the module docstring); fields in file order.
@@ -87,6 +100,9 @@ class Manifest:
         model_file: relative path of the 4D model, or None.
         image_formation: the image formation the asset was fitted for
             (:data:`~.image_formation.IMAGE_FORMATIONS`).
+        standard_frame_files: T relative POSIX paths of the frames refitted for the standard
+            3DGS formation (for other 3DGS tools), in frame order, or None (see the module
+            docstring).
         spec: the job spec that produced the result (free-form).
         stats: optimization statistics (free-form).
 
@@ -104,6 +120,7 @@ class Manifest:
     frame_files: list[str]
     model_file: str | None = None
     image_formation: str = LEGACY_IMAGE_FORMATION
+    standard_frame_files: list[str] | None = None
     spec: dict = field(default_factory=dict)
     stats: dict = field(default_factory=dict)
 
@@ -120,7 +137,8 @@ class Manifest:
                 ``frame_count`` < 1 or unequal to the number of ``frame_files`` or
                 ``times``, times outside [0, 1], ``fps`` ≤ 0, negative counts, frame or
                 model paths that are not relative POSIX paths inside the folder, an unknown
-                ``image_formation``, or
+                ``image_formation``, ``standard_frame_files`` that are not null or T such
+                paths, or
                 ``spec``/``stats`` that are not objects. ``where`` (e.g. the file) prefixes
                 the message.
         """
@@ -136,7 +154,11 @@ class Manifest:
             bad("frame_files must be a list of relative paths")
         if not _is_int(self.frame_count) or self.frame_count < 1 or self.frame_count != len(self.frame_files):
             bad(f"frame_count {self.frame_count!r} does not match {len(self.frame_files)} frame_files")
-        for name in self.frame_files + ([self.model_file] if self.model_file is not None else []):
+        standard = self.standard_frame_files
+        if standard is not None and (not isinstance(standard, list) or len(standard) != len(self.frame_files)
+                                     or not all(isinstance(f, str) for f in standard)):
+            bad(f"standard_frame_files must be null or a list of {len(self.frame_files)} relative paths")
+        for name in self.frame_files + (standard or []) + ([self.model_file] if self.model_file is not None else []):
             if not _is_relative(name):
                 bad(f"file {name!r} is not a relative path inside the result folder")
         if not isinstance(self.times, list) or len(self.times) != self.frame_count:
@@ -160,8 +182,9 @@ class Manifest:
         return {"format": self.format, "format_version": self.format_version, "frame_count": self.frame_count,
                 "fps": float(self.fps), "times": [float(t) for t in self.times], "sh_degree": self.sh_degree,
                 "gaussian_count": self.gaussian_count, "frame_files": list(self.frame_files),
-                "model_file": self.model_file, "image_formation": self.image_formation, "spec": self.spec,
-                "stats": self.stats}
+                "model_file": self.model_file, "image_formation": self.image_formation,
+                "standard_frame_files": None if self.standard_frame_files is None else list(self.standard_frame_files),
+                "spec": self.spec, "stats": self.stats}
 
     def frame_paths(self, folder: str | os.PathLike) -> list[Path]:
         """The frame files as paths under ``folder``, in frame order (not checked to exist)."""
@@ -210,6 +233,7 @@ def manifest_from_dict(data, where: str = "manifest") -> Manifest:
                         sh_degree=data.get("sh_degree", 0), gaussian_count=data.get("gaussian_count", 0),
                         frame_files=files, model_file=data.get("model_file"),
                         image_formation=data.get("image_formation", LEGACY_IMAGE_FORMATION),
+                        standard_frame_files=data.get("standard_frame_files"),
                         spec=data.get("spec") or {},
                         stats=data.get("stats") or {})
     except ManifestError as exc:

@@ -23,7 +23,8 @@ def test_round_trip_and_file_layout(tmp_path):
     text = path.read_text()
     data = json.loads(text)
     assert list(data) == ["format", "format_version", "frame_count", "fps", "times", "sh_degree",
-                          "gaussian_count", "frame_files", "model_file", "image_formation", "spec", "stats"]
+                          "gaussian_count", "frame_files", "model_file", "image_formation", "standard_frame_files", "spec",
+                          "stats"]
     assert data["format"] == "gen4d-result" and data["format_version"] == FORMAT_VERSION == 1
     assert text == json.dumps(data, indent=2)
     back = read_manifest(tmp_path / "result")
