@@ -135,8 +135,12 @@ def test_reconnect_fetch_list_and_restart(tmp_path, footage):
             assert done["type"] == "completed", done
             out = c2.fetch_result(job, tmp_path / "result")
             assert json.loads((out / "manifest.json").read_text())
-            plys = sorted(out.rglob("*.ply"))
-            assert len(plys) == done["frame_count"] >= 1
+            plys = sorted(out.rglob("*.ply"))  # frames/ and, for a blender asset, frames_3dgs/
+            manifest = json.loads((out / "manifest.json").read_text())
+            standard = manifest["standard_frame_files"] or []
+            assert len(plys) == len(manifest["frame_files"]) + len(standard) and len(manifest["frame_files"]) == \
+                done["frame_count"] >= 1
+            assert all((out / f).is_file() for f in manifest["frame_files"] + standard)
             assert [f for f in done["files"] if f.endswith(".ply")] == [p.relative_to(out).as_posix() for p in plys]
             [info] = [j for j in c2.list_jobs() if j["job_id"] == job]
             assert info["state"] == "completed" and info["spec"] == TINY
