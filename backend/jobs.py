@@ -12,6 +12,10 @@ States (:mod:`protocol.formats.job_states`): ``queued`` -> ``running`` -> ``comp
 become ``failed`` with code ``interrupted``, and ``queued`` jobs are handed back (in
 submission order) through :attr:`JobStore.pending` to be re-queued.
 
+A job's state is saved with every non-finite number (a diverged loss) as null, and on load
+non-finite numbers in old records are replaced the same way, so every stored job can be
+encoded in a reply; a folder that cannot be read is skipped with a warning.
+
 All methods are thread-safe (the server loop and the worker thread both use the store).
 """
 
@@ -30,6 +34,7 @@ from typing import Iterable
 
 from protocol import ProtocolError, check_relative_name
 from protocol.formats.job_states import JOB_STATES, TERMINAL_STATES
+from protocol.strict_json import MAX_JSON_DEPTH, finite_or_none, json_depth
 
 log = logging.getLogger("gen4d.jobs")
 
@@ -111,11 +116,21 @@ class JobStore:
             try:
                 state = json.loads((d / "state.json").read_text(encoding="utf-8"))
                 spec = json.loads((d / "spec.json").read_text(encoding="utf-8"))
+                if not isinstance(state, dict) or not isinstance(spec, dict):
+                    raise ValueError("state or spec is not a JSON object")
                 if state.get("state") not in JOB_STATES or state.get("job_id") != d.name:
                     raise ValueError(f"bad state {state.get('state')!r}")
-            except (OSError, ValueError) as e:
+                if max(json_depth(state), json_depth(spec)) > MAX_JSON_DEPTH:
+                    raise ValueError(f"nested deeper than {MAX_JSON_DEPTH}")
+            except (OSError, ValueError, RecursionError) as e:
                 log.warning("skipping unreadable job folder %s: %s", d, e)
                 continue
+            # repair what a reply could not encode (NaN or infinity written by older versions)
+            clean_state, clean_spec = finite_or_none(state), finite_or_none(spec)
+            if json.dumps(clean_spec) != json.dumps(spec):
+                log.warning("job %s: non-finite numbers in its spec replaced by null", d.name)
+                _write_json_atomic(d / "spec.json", clean_spec)
+            state, spec = clean_state, clean_spec
             state = {k: state.get(k) for k in _STATE_KEYS}
             self._jobs[d.name] = state
             self._specs[d.name] = spec
@@ -131,6 +146,7 @@ class JobStore:
             log.info("loaded %d job(s), %d to re-queue", len(self._jobs), len(self.pending))
 
     def _save(self, job_id: str) -> None:
+        self._jobs[job_id] = finite_or_none(self._jobs[job_id])  # a NaN loss must not make the job unencodable
         _write_json_atomic(self.root / job_id / "state.json", self._jobs[job_id])
 
     # -- paths ----------------------------------------------------------------------

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Optional
@@ -74,6 +75,13 @@ class Server:
             log.warning("dropping %s for %s: peer not reading", header.get("type"), rid.hex()[:16])
         except (zmq.ZMQError, ProtocolError) as e:
             log.error("cannot send %s to %s: %s", header.get("type"), rid.hex()[:16], e)
+            if isinstance(e, ProtocolError) and header.get("type") != "error":
+                # the peer still gets an answer (a reply that cannot be encoded is a server bug)
+                in_reply_to = header.get("in_reply_to")
+                self._send(rid, make_header("error", code="internal_error",
+                                            message=f"the server could not encode its {header.get('type')!r} "
+                                                    f"reply; see the server log",
+                                            in_reply_to=in_reply_to if isinstance(in_reply_to, str) else None))
 
     def _reply(self, rid: bytes, request: dict, mtype: str, buffers=(), **fields) -> None:
         self._send(rid, make_header(mtype, in_reply_to=request["msg_id"], **fields), buffers)
@@ -99,7 +107,12 @@ class Server:
     # -- receiving ------------------------------------------------------------------
 
     def handle(self, frames: list) -> None:
-        """Handle one multipart message ``[routing_id, signature, header, *buffers]``; never raises."""
+        """Handle one multipart message ``[routing_id, signature, header, *buffers]``; never raises.
+
+        Every failure becomes an ``error`` reply: the protocol's own errors with their
+        message; anything else as ``malformed`` (while decoding) or ``internal_error``
+        (while handling) with a reference into the server log, never the exception's text,
+        which may hold server paths."""
         if not frames:
             return
         rid, rest = frames[0], frames[1:]
@@ -107,7 +120,12 @@ class Server:
             header, buffers = decode_message(rest, self.key, "to_server")
         except ProtocolError as e:
             log.warning("rejected message from %s: %s", rid.hex()[:16], e)
-            self._error(rid, e.code, e.message, e.header)
+            self._error(rid, e.code, e.message, e.header if isinstance(e.header, dict) else None)
+            return
+        except Exception:  # noqa: BLE001 - nothing a client sends may stop the server
+            ref = uuid.uuid4().hex[:12]
+            log.exception("undecodable message from %s (ref %s)", rid.hex()[:16], ref)
+            self._error(rid, "malformed", f"the message could not be decoded (server log ref {ref})")
             return
         self.sessions.setdefault(rid, {"since": time.time()})["last_seen"] = time.time()
         try:
@@ -116,8 +134,10 @@ class Server:
             log.info("%s from %s refused: %s", header["type"], rid.hex()[:16], e)
             self._error(rid, e.code, e.message, header)
         except Exception as e:  # noqa: BLE001 - a bug in a handler must not stop the server
-            log.exception("error handling %s", header["type"])
-            self._error(rid, "internal_error", f"{type(e).__name__}: {e}", header)
+            ref = uuid.uuid4().hex[:12]
+            log.exception("error handling %s (ref %s)", header["type"], ref)
+            self._error(rid, "internal_error", f"{header['type']} failed on the server ({type(e).__name__}; "
+                                               f"server log ref {ref})", header)
 
     def _on_hello(self, rid, req, _bufs) -> None:
         self.sessions[rid]["client"] = req.get("client")
@@ -202,7 +222,10 @@ class Server:
                             frames = self.sock.recv_multipart(zmq.NOBLOCK)
                         except zmq.Again:
                             break
-                        self.handle(frames)
+                        try:
+                            self.handle(frames)
+                        except Exception:  # noqa: BLE001 - handle() never raises; this is the last guard
+                            log.exception("unexpected error handling a message")
                 self.drain_outbox()
                 if time.monotonic() - last_gc > 60:
                     self.forget_idle_sessions()

@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 
 from .errors import ProtocolError
 from .messages import validate_message
+from .strict_json import MAX_HEADER_BYTES, MAX_JSON_DEPTH, MAX_REPLY_HEADER_BYTES, JSONRefused, loads_strict
 
 
 def sign(key: bytes, parts: Sequence[bytes]) -> bytes:
@@ -71,22 +72,29 @@ def decode_message(frames: Sequence[bytes], key: bytes,
         ``(header, buffers)``.
 
     Raises:
-        ProtocolError: ``malformed`` (too few frames, not JSON, not an object),
-            ``bad_signature`` (signature does not match; the key probably differs),
-            ``version_mismatch``, ``unknown_type`` or ``invalid_field``.
+        ProtocolError: ``malformed`` (too few frames; not JSON, not an object, a header
+            over :data:`~protocol.strict_json.MAX_HEADER_BYTES` going to the server or
+            :data:`~protocol.strict_json.MAX_REPLY_HEADER_BYTES` otherwise, nested deeper
+            than :data:`~protocol.strict_json.MAX_JSON_DEPTH`, or holding a non-finite
+            number: :func:`protocol.strict_json.loads_strict`), ``bad_signature``
+            (signature does not match; the key probably differs), ``version_mismatch``,
+            ``unknown_type`` or ``invalid_field``.
     """
     frames = [f.bytes if hasattr(f, "bytes") else bytes(f) for f in frames]
     if len(frames) < 2:
         raise ProtocolError("malformed", f"expected [signature, header, *buffers], got {len(frames)} frame(s)")
     signature, hjson, buffers = frames[0], frames[1], frames[2:]
+    limit = MAX_HEADER_BYTES if direction == "to_server" else MAX_REPLY_HEADER_BYTES
+    if len(hjson) > limit:
+        raise ProtocolError("malformed", f"header of {len(hjson)} bytes is over the limit of {limit}")
     expected = sign(key, [hjson, *buffers])
     if not hmac.compare_digest(signature, expected):
         raise ProtocolError("bad_signature",
                             "message signature does not match; both sides must use the same key "
                             "(the backend's gen4d.key)")
     try:
-        header = json.loads(hjson.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise ProtocolError("malformed", f"header is not valid UTF-8 JSON: {e}") from None
+        header = loads_strict(hjson, limit, MAX_JSON_DEPTH)
+    except JSONRefused as e:
+        raise ProtocolError("malformed", f"header refused: {e}") from None
     validate_message(header, buffers, direction)
     return header, buffers

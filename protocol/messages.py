@@ -189,12 +189,41 @@ def validate_message(header: dict, buffers: list, direction: Optional[str] = Non
                                     f"{mtype}: file {f['name']!r} declares size {f['size']} but its buffer "
                                     f"has {len(buf)} bytes", header)
             check_relative_name(f["name"], header)
+        check_distinct_files([f["name"] for f in files], header)
     elif len(buffers) != want:
         raise ProtocolError("invalid_field", f"{mtype}: expects {want} buffer(s), got {len(buffers)}", header)
 
 
+#: longest path component of an uploaded file name, in UTF-8 bytes (the common file system limit).
+MAX_NAME_COMPONENT_BYTES = 255
+#: longest uploaded file name, in UTF-8 bytes.
+MAX_NAME_BYTES = 1024
+
+
+def check_distinct_files(names: list[str], header: Optional[dict] = None) -> None:
+    """Check that uploaded file names can all be written: no name twice (after ``.``
+    components are dropped) and no name that is also a folder of another (``a`` beside
+    ``a/b``).
+
+    Raises:
+        ProtocolError: ``invalid_field`` naming the clash.
+    """
+    files = [check_relative_name(n, header).as_posix() for n in names]
+    seen: set[str] = set()
+    for name in files:
+        if name in seen:
+            raise ProtocolError("invalid_field", f"file name {name!r} appears twice", header)
+        seen.add(name)
+    folders = {"/".join(n.split("/")[:i]) for n in files for i in range(1, n.count("/") + 1)}
+    clash = sorted(seen & folders)
+    if clash:
+        raise ProtocolError("invalid_field", f"file name {clash[0]!r} is also a folder of another file", header)
+
+
 def check_relative_name(name: str, header: Optional[dict] = None) -> PurePosixPath:
-    """Check a file name from the wire: a relative POSIX path without ``..``.
+    """Check a file name from the wire: a relative POSIX path without ``..``, valid UTF-8,
+    at most :data:`MAX_NAME_BYTES` long with components of at most
+    :data:`MAX_NAME_COMPONENT_BYTES`.
 
     Args:
         name: e.g. ``"train/r_000.png"``.
@@ -205,11 +234,21 @@ def check_relative_name(name: str, header: Optional[dict] = None) -> PurePosixPa
 
     Raises:
         ProtocolError: ``invalid_field`` for empty, absolute, ``..``-containing,
-            backslash, drive-letter or NUL-containing names.
+            backslash, drive-letter or NUL-containing names, names that are not valid
+            UTF-8 (lone surrogates) and names or components over the length limits.
     """
     bad = None
+    try:
+        encoded = name.encode("utf-8") if isinstance(name, str) else b""
+    except UnicodeEncodeError:
+        raise ProtocolError("invalid_field", f"file name {name!r:.80} is not valid UTF-8", header) from None
     if not isinstance(name, str) or not name:
         bad = "is empty"
+    elif len(encoded) > MAX_NAME_BYTES:
+        raise ProtocolError("invalid_field", f"file name {name[:60]!r}… is {len(encoded)} bytes long; "
+                                             f"the limit is {MAX_NAME_BYTES}", header)
+    elif any(len(p.encode("utf-8")) > MAX_NAME_COMPONENT_BYTES for p in name.split("/")):
+        bad = f"has a component over {MAX_NAME_COMPONENT_BYTES} bytes"
     elif "\x00" in name or "\\" in name:
         bad = "contains a NUL or backslash"
     elif name.startswith("/") or (len(name) > 1 and name[1] == ":"):
