@@ -130,9 +130,13 @@ class JobStore:
             if json.dumps(clean_spec) != json.dumps(spec):
                 log.warning("job %s: non-finite numbers in its spec replaced by null", d.name)
                 _write_json_atomic(d / "spec.json", clean_spec)
+            repaired_state = json.dumps(clean_state) != json.dumps(state)
             state, spec = clean_state, clean_spec
             state = {k: state.get(k) for k in _STATE_KEYS}
             self._jobs[d.name] = state
+            if repaired_state:
+                log.warning("job %s: non-finite numbers in its state replaced by null", d.name)
+                self._save(d.name)
             self._specs[d.name] = spec
             self._next_seq = max(self._next_seq, int(state.get("seq") or 0) + 1)
             if state["state"] == "running":

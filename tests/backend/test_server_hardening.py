@@ -118,7 +118,7 @@ def test_a_stored_job_with_nan_is_repaired_on_load_and_listed(tmp_path, monkeypa
             [listed] = c.list_jobs()
     assert listed["spec"]["options"] == {"x": None, "y": [None, 1.5]}
     assert listed["progress"]["loss"] is None
-    assert "NaN" not in (folder / "spec.json").read_text()
+    assert "NaN" not in (folder / "spec.json").read_text() and "NaN" not in (folder / "state.json").read_text()
     store = JobStore(tmp_path / "data")
     store.set_progress(job, {"stage": "reconstruct", "step": 2, "total": 2, "loss": float("inf")})
     assert store.get(job)["progress"]["loss"] is None and "Infinity" not in (folder / "state.json").read_text()
