@@ -85,6 +85,15 @@ def run_worker(spec: dict, work: Path) -> dict:
     return json.loads(lines[-1][len("RESULT: "):])
 
 
+def _shown(path: Path) -> str:
+    """``path`` as the report shows it: relative to the repository when inside it (no machine's
+    absolute paths in committed results)."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def read_rgba(path: Path) -> torch.Tensor:
     """An RGBA PNG as ``[H, W, 4]`` float32 in [0, 1]."""
     return torch.from_numpy(iio.imread(path).astype(np.float32) / 255.0)
@@ -183,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     backend = render_rgba(model, test.viewmats[idx], test.Ks[idx], clip_times, test.width, test.height)
 
     names = args.only or list(CONFIGS)
-    report = {"asset": args.asset, "result": str(args.result), "footage": str(args.footage), "every": args.every,
+    report = {"asset": args.asset, "result": _shown(args.result), "footage": _shown(args.footage), "every": args.every,
               "views": len(views), "width": test.width, "height": test.height,
               "max_time_gap": max(v["time_gap"] for v in views),
               "backend_vs_gt": compare_renders(backend, gt), "configs": {},

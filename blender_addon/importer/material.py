@@ -1,6 +1,8 @@
 """The splat material: emission colour with Gaussian alpha, for Cycles and Eevee.
 
-Per instance (a radius-1 icosphere scaled to 3σ and rotated by the Gaussian's quaternion):
+Per instance (in the viewport a radius-1 icosphere scaled to 3σ and rotated by the
+Gaussian's quaternion; in final renders a square through the centre facing the active
+camera: :func:`.nodes._splat_shapes`):
 
 * colour = instance/point attribute ``gen4d_color`` (``max(0, 0.5 + C0·f_dc)``), an
   sRGB-encoded value like the training images, converted to scene-linear for emission
@@ -11,11 +13,19 @@ Per instance (a radius-1 icosphere scaled to 3σ and rotated by the Gaussian's q
   the standard ``"3dgs"`` formation (sRGB values composited as they are; the manifest's
   ``image_formation``, stored on the object as ``gen4d_image_formation``) renders lighter
   than its fit where splats overlap: no material can composite in sRGB values;
-* alpha = ``gen4d_alpha`` (``sigmoid(opacity)``) × Gaussian falloff, where the falloff is
-  evaluated in the instance's own (unit-sphere) space: with ``P`` the hit point in object
-  coordinates and ``D`` the normalized view ray in the same space, the ray passes the
-  centre at ``d² = |P|² − (P·D)²`` (radius 1 = 3σ), so falloff = ``exp(−0.5·9·d²)``;
-  this is exact for the anisotropic ellipsoid, not only for spheres;
+* alpha = ``gen4d_alpha`` (``sigmoid(opacity)``) × Gaussian falloff:
+
+  - on an icosphere (viewport), evaluated in the instance's own (unit-sphere) space: with
+    ``P`` the hit point in object coordinates and ``D`` the normalized view ray in the
+    same space, the ray passes the centre at ``d² = |P|² − (P·D)²`` (radius 1 = 3σ), so
+    falloff = ``exp(−0.5·9·d²)``, the 3D Gaussian's maximum along the ray; exact for the
+    anisotropic ellipsoid, not only for spheres;
+  - on a camera-facing rectangle (final renders; the instance attribute
+    ``gen4d_square_extent`` ``E`` > 0), the projected 2D Gaussian at the hit point
+    ``(u, v)`` in the rectangle's coordinates: ``exp(−0.5·E²·(u² + v²))``, which is the
+    rasterizer's value at that pixel;
+* as in the rasterizers (``backend.render``, gsplat), alpha below 1/255 is dropped and
+  alpha is clamped to 0.999;
 * back faces are fully transparent so each splat counts once.
 
 The attributes are read with both ``GEOMETRY`` and ``INSTANCER`` Attribute nodes and
@@ -29,7 +39,7 @@ from __future__ import annotations
 import bpy
 
 from .frame_split import ALPHA_ATTR, COLOR_ATTR, sh_attribute
-from .nodes import _Builder
+from .nodes import SQUARE_EXTENT_ATTR, _Builder
 
 
 def _attribute(b, name, kind, output):
@@ -122,9 +132,21 @@ def build_material(name: str = "gen4d_splat", sh_degree: int = 0) -> "bpy.types.
     pp = b.vmath("DOT_PRODUCT", p, p, out="Value")
     d2 = b.math("MAXIMUM", b.math("SUBTRACT", pp, b.math("MULTIPLY", pd, pd)), 0.0)
     falloff = b.math("EXPONENT", b.math("MULTIPLY", d2, -4.5))
+    # camera-facing rectangles (final renders): the projected 2D Gaussian at the hit point
+    extent = b.math("ADD", _attribute(b, SQUARE_EXTENT_ATTR, "GEOMETRY", ("Factor", "Fac")),
+                    _attribute(b, SQUARE_EXTENT_ATTR, "INSTANCER", ("Factor", "Fac")))
+    uv = b.vmath("MULTIPLY", p, None, more={1: (1.0, 1.0, 0.0)})
+    planar = b.math("EXPONENT", b.math("MULTIPLY", b.vmath("DOT_PRODUCT", uv, uv, out="Value"),
+                                       b.math("MULTIPLY", b.math("MULTIPLY", extent, extent), -0.5)))
+    is_square = b.math("GREATER_THAN", extent, 0.0)
+    falloff = b.math("ADD", b.math("MULTIPLY", is_square, planar),
+                     b.math("MULTIPLY", b.math("SUBTRACT", 1.0, is_square), falloff))
     front = b.math("SUBTRACT", 1.0, b.out(geometry, "Backfacing"))
     alpha = b.math("MULTIPLY", b.math("MULTIPLY", alpha, falloff), front)
-    alpha = b.math("MINIMUM", alpha, 1.0)
+    # the rasterizers' cut and clamp (backend.render, gsplat): alpha < 1/255 is skipped,
+    # alpha is at most 0.999
+    alpha = b.math("MULTIPLY", alpha, b.math("GREATER_THAN", alpha, 1.0 / 255.0))
+    alpha = b.math("MINIMUM", alpha, 0.999)
 
     emission = b.node("ShaderNodeEmission", {"Color": _srgb_to_linear(b, color), "Strength": 1.0})
     transparent = b.node("ShaderNodeBsdfTransparent")

@@ -25,14 +25,26 @@ Group interface (look identifiers up with :func:`input_identifier`, never hard-c
   that change; the tree samples them by index onto the points: positions by Set Position,
   rotations straight into Instance on Points, anything else (rare) by Store Named
   Attribute.
-* output ``Geometry``: one instance of a subdivision-1 icosphere (radius 1) per Gaussian,
-  scaled by ``gen4d_scale·Splat Size`` (3σ half-axes) and rotated by ``gen4d_rotation``
-  (w, x, y, z), carrying the other attributes for the material. Its faces lie at 0.795
-  (2.38σ), so Cycles misses the Gaussian's outer ring (up to 5.8 % of its peak); an
-  icosahedron enclosing the 3σ sphere (radius 1.258) was measured on the demo asset and is
-  worse (Cycles vs the backend 31.31 dB instead of 32.56, 2.2× the render time): Cycles
-  composites the splats in the order their surfaces are hit along each ray, and surfaces
-  further from the centres depart further from the rasterizer's centre-depth order.
+* ``Camera-Facing Render`` (bool, default on): final renders draw each splat as its
+  projected footprint facing the active camera (below); off, they draw the viewport's
+  icospheres.
+* output ``Geometry``: one instance per Gaussian, carrying the other attributes for the
+  material (:func:`_splat_shapes`):
+
+  - in the viewport: a subdivision-1 icosphere (radius 1) scaled by
+    ``gen4d_scale·Splat Size`` (3σ half-axes) and rotated by ``gen4d_rotation``
+    (w, x, y, z); its faces lie at 0.795 (2.38σ), and Cycles composites icospheres in the
+    order their surfaces are hit along each ray, which departs from the rasterizer's
+    centre-depth order where splats overlap (measured on the demo asset: Cycles vs the
+    backend 32.56 dB, vs ground truth 1.1 dB below the backend's; an icosahedron enclosing
+    3σ was worse, 31.31 dB);
+  - in final renders (Cycles and Eevee, F12 or animation): a rectangle through the centre,
+    parallel to the active camera's image plane, bounding the Gaussian's projected (EWA)
+    footprint out to where its alpha reaches 1/255, as the rasterizers form it (demo:
+    Cycles vs the backend 39.94 dB, vs ground truth 0.19 dB below the backend's). The
+    rectangles face the scene's active camera, so a render from any other viewpoint
+    (a stereo pair's second eye, reflections) sees them at an angle: turn Camera-Facing
+    Render off there.
 
 The file path is built from Frame inside the tree: ``frame + 10**W`` → Value to String
 → Slice String (drops the leading 1) → Replace String into a path template. The tree
@@ -52,6 +64,16 @@ SIZE_INPUT = "Splat Size"
 RETIME_INPUT = "Retime"
 OPACITY_THRESHOLD_INPUT = "Opacity Threshold"
 VIEWPORT_FRACTION_INPUT = "Viewport Display"
+CAMERA_FACING_INPUT = "Camera-Facing Render"
+#: per-splat float: 0 on the viewport's icospheres; on the final render's camera-facing
+#: rectangles the half-size in σ of the projected footprint (:func:`_splat_shapes`).
+SQUARE_EXTENT_ATTR = "gen4d_square_extent"
+#: largest half-size in σ: sqrt(2·ln 255), where an opaque Gaussian's alpha reaches the
+#: rasterizers' 1/255 cut.
+SQUARE_EXTENT_SIGMA = 3.3290
+#: splats nearer the camera than this (metres, along its view axis) are not drawn in final
+#: renders, the rasterizers' near plane.
+NEAR_PLANE = 0.01
 #: values of the Retime input.
 RETIME_MODES = {"HOLD": 0, "LOOP": 1, "PING_PONG": 2}
 
@@ -161,6 +183,108 @@ def _viewport_filter(b, points, alpha, threshold, fraction):
                         input_type="GEOMETRY"))
 
 
+def _splat_shapes(b, points, rotation, scale, alpha, camera_facing):
+    """The instance shape of every splat, its rotation and scale, and the point attribute
+    :data:`SQUARE_EXTENT_ATTR` the material reads (see :mod:`.material`).
+
+    * viewport (or ``camera_facing`` off): a radius-1 subdivision-1 icosphere rotated by the
+      Gaussian's quaternion and scaled to its 3σ half-axes ``scale``; it looks right from any
+      view, and the material evaluates the 3D Gaussian's maximum along each ray;
+      :data:`SQUARE_EXTENT_ATTR` is 0;
+    * final renders (Cycles, Eevee): the Gaussian's EWA footprint as the rasterizers form it
+      (Zwicker et al. 2002; gsplat ``fully_fused_projection``, ``backend.render``): a
+      rectangle in the plane through the centre parallel to the active camera's image plane,
+      along the principal axes of the projected covariance ``Σ' = J·W·Σ·Wᵀ·Jᵀ`` (``W`` the
+      camera rotation, ``J = [[1, 0, x/d], [0, 1, y/d]]`` the projection's Jacobian at the
+      centre in plane units, ``(x, y, −d)`` the centre in camera coordinates), with
+      half-sizes ``E·√λ₁``, ``E·√λ₂``, where ``E = √(2·ln(255·α))`` (≤ 3.33σ) is where the
+      splat's alpha falls to the rasterizers' 1/255 cut. On a plane parallel to the image
+      the plane → pixel map is a uniform scale, so the material's
+      ``α·exp(−½·E²·(u² + v²))`` at the hit point ``(u, v)`` (the rectangle's own
+      coordinates) *is* the rasterizer's 2D Gaussian at that pixel, and every ray meets the
+      splats at the depths of their centres along the view axis, the order the rasterizers
+      sort by. :data:`SQUARE_EXTENT_ATTR` holds ``E``.
+
+    The camera is read relative to this object (its own transform may be anything without
+    shear). Measured on the demo asset (benchmarks/blender_fidelity.py): the icosphere's
+    surfaces order overlapping splats differently from the rasterizer along a ray, and its
+    facets cut the Gaussian at 2.38σ; an icosahedron enclosing 3σ ordered worse
+    (−1.25 dB); a 3.33σ camera-facing square of the largest axis rendered 15× slower and
+    overran Cycles' 256 transparent bounces at grazing silhouettes (black patches).
+    """
+    is_viewport = b.out(b.node("GeometryNodeIsViewport"))
+    not_viewport = b.out(b.node("FunctionNodeBooleanMath", {0: is_viewport}, operation="NOT"))
+    facing = b.out(b.node("FunctionNodeBooleanMath", {0: not_viewport, 1: camera_facing}, operation="AND"))
+    camera = b.node("GeometryNodeObjectInfo", {"Object": b.out(b.node("GeometryNodeInputActiveCamera"))},
+                    transform_space="RELATIVE")
+    cam_rotation, cam_location = b.out(camera, "Rotation"), b.out(camera, "Location")
+    to_camera = b.out(b.node("FunctionNodeInvertRotation", {"Rotation": cam_rotation}))
+
+    def rotate(vector, by):
+        return b.out(b.node("FunctionNodeRotateVector", {"Vector": vector, "Rotation": by}))
+
+    def xyz(vector):
+        parts = b.node("ShaderNodeSeparateXYZ", {"Vector": vector})
+        return b.out(parts, "X"), b.out(parts, "Y"), b.out(parts, "Z")
+
+    # centre in camera coordinates: (x, y, −d); Jacobian terms x/d, y/d
+    cx, cy, cz = xyz(rotate(b.vmath("SUBTRACT", b.out(b.node("GeometryNodeInputPosition")), cam_location), to_camera))
+    depth = b.math("MAXIMUM", b.math("MULTIPLY", cz, -1.0), 1e-6)
+    gx, gy = b.math("DIVIDE", cx, depth), b.math("DIVIDE", cy, depth)
+    # the Gaussian's σ-scaled axes in camera coordinates, projected: p_i = J·W·R·σ_i·e_i
+    to_camera_frame = b.out(b.node("FunctionNodeRotateRotation", {"Rotation": rotation, "Rotate By": to_camera},
+                                   rotation_space="GLOBAL"))
+    sx, sy, sz = xyz(b.vmath("SCALE", scale, None, more={"Scale": 1.0 / 3.0}))
+    zero = 0.0
+    projected = []
+    for axis in (b.out(b.node("ShaderNodeCombineXYZ", {"X": sx, "Y": zero, "Z": zero})),
+                 b.out(b.node("ShaderNodeCombineXYZ", {"X": zero, "Y": sy, "Z": zero})),
+                 b.out(b.node("ShaderNodeCombineXYZ", {"X": zero, "Y": zero, "Z": sz}))):
+        ax, ay, az = xyz(rotate(axis, to_camera_frame))
+        projected.append((b.math("ADD", ax, b.math("MULTIPLY", az, gx)), b.math("ADD", ay, b.math("MULTIPLY", az, gy))))
+
+    def total(terms):
+        out = terms[0]
+        for term in terms[1:]:
+            out = b.math("ADD", out, term)
+        return out
+
+    cov_xx = total([b.math("MULTIPLY", u, u) for u, _ in projected])
+    cov_xy = total([b.math("MULTIPLY", u, v) for u, v in projected])
+    cov_yy = total([b.math("MULTIPLY", v, v) for _, v in projected])
+    half_diff = b.math("MULTIPLY", b.math("SUBTRACT", cov_xx, cov_yy), 0.5)
+    radius = b.math("SQRT", b.math("ADD", b.math("MULTIPLY", half_diff, half_diff), b.math("MULTIPLY", cov_xy, cov_xy)))
+    mean = b.math("MULTIPLY", b.math("ADD", cov_xx, cov_yy), 0.5)
+    major = b.math("SQRT", b.math("MAXIMUM", b.math("ADD", mean, radius), 1e-20))
+    minor = b.math("SQRT", b.math("MAXIMUM", b.math("SUBTRACT", mean, radius), 1e-20))
+    angle = b.math("MULTIPLY", b.math("ARCTAN2", b.math("MULTIPLY", cov_xy, 2.0),
+                                      b.math("SUBTRACT", cov_xx, cov_yy)), 0.5)
+    in_plane = b.out(b.node("FunctionNodeEulerToRotation", {
+        "Euler": b.out(b.node("ShaderNodeCombineXYZ", {"X": zero, "Y": zero, "Z": angle}))}))
+    square_rotation = b.out(b.node("FunctionNodeRotateRotation", {"Rotation": in_plane, "Rotate By": cam_rotation},
+                                   rotation_space="GLOBAL"))
+    # E = sqrt(2 ln(255 α)), in [1e-3, 3.329]: where alpha reaches 1/255
+    log_term = b.math("MULTIPLY", b.math("LOGARITHM", b.math("MAXIMUM", b.math("MULTIPLY", alpha, 255.0), 1.0),
+                                         2.718281828459045), 2.0)
+    extent = b.math("MINIMUM", b.math("MAXIMUM", b.math("SQRT", log_term), 1e-3), SQUARE_EXTENT_SIGMA)
+    # splats closer than the rasterizers' near plane (0.01 m) or behind the camera are culled
+    # (zero size), as gsplat and backend.render do
+    visible = b.math("GREATER_THAN", b.math("MULTIPLY", cz, -1.0), NEAR_PLANE)
+    size = b.math("MULTIPLY", extent, visible)
+    square_scale = b.out(b.node("ShaderNodeCombineXYZ", {"X": b.math("MULTIPLY", size, major),
+                                                         "Y": b.math("MULTIPLY", size, minor), "Z": 1.0}))
+    points = b.out(b.node("GeometryNodeStoreNamedAttribute", {
+        "Geometry": points, "Name": SQUARE_EXTENT_ATTR, "Value": _field_switch(b, facing, "FLOAT", 0.0, extent)},
+        data_type="FLOAT", domain="POINT"))
+    ico = b.out(b.node("GeometryNodeMeshIcoSphere", {"Radius": 1.0, "Subdivisions": 1}), "Mesh")
+    square = b.out(b.node("GeometryNodeMeshGrid", {"Size X": 2.0, "Size Y": 2.0, "Vertices X": 2, "Vertices Y": 2}),
+                   "Mesh")
+    shape = b.out(b.node("GeometryNodeSwitch", {"Switch": facing, "False": ico, "True": square},
+                         input_type="GEOMETRY"))
+    return (points, shape, _field_switch(b, facing, "ROTATION", rotation, square_rotation),
+            _field_switch(b, facing, "VECTOR", scale, square_scale))
+
+
 def _index_switch(b, index, data_type, values):
     """Index Switch node: ``values[index]`` (clamped to the last item by Blender when out of range)."""
     node = b.tree.nodes.new("GeometryNodeIndexSwitch")
@@ -221,6 +345,10 @@ def build_tree(name: str, template: str, frame_count: int, width: int,
     fraction.default_value, fraction.min_value, fraction.max_value = 1.0, 0.0, 1.0
     fraction.subtype = "FACTOR"
     fraction.description = "Fraction of the splats drawn in the viewport (renders draw all)"
+    facing_in = iface.new_socket(CAMERA_FACING_INPUT, in_out="INPUT", socket_type="NodeSocketBool")
+    facing_in.default_value = True
+    facing_in.description = ("Final renders draw each splat as a square facing the active camera, composited "
+                             "in the fitted order; off: the viewport's ellipsoid meshes")
     iface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
     b = _Builder(tree)
     group_in = b.node("NodeGroupInput")
@@ -277,14 +405,14 @@ def build_tree(name: str, template: str, frame_count: int, width: int,
     points = _viewport_filter(b, points, b.attr(ALPHA_ATTR), b.out(group_in, OPACITY_THRESHOLD_INPUT),
                               b.out(group_in, VIEWPORT_FRACTION_INPUT))
 
-    # Instances: 3σ ellipsoids rotated by the wxyz quaternion.
     scale = b.vmath("SCALE", b.attr(SCALE_ATTR, "FLOAT_VECTOR"), None,
                     more={"Scale": b.out(group_in, SIZE_INPUT)})
-    shape = b.out(b.node("GeometryNodeMeshIcoSphere", {"Radius": 1.0, "Subdivisions": 1}), "Mesh")
+    points, shape, inst_rotation, inst_scale = _splat_shapes(
+        b, points, rotation, scale, b.attr(ALPHA_ATTR), b.out(group_in, CAMERA_FACING_INPUT))
     if material is not None:
         shape = b.out(b.node("GeometryNodeSetMaterial", {"Geometry": shape, "Material": material}))
     inst = b.node("GeometryNodeInstanceOnPoints", {"Points": points, "Instance": shape,
-                                                   "Rotation": rotation, "Scale": scale})
+                                                   "Rotation": inst_rotation, "Scale": inst_scale})
     group_out = b.node("NodeGroupOutput")
     tree.links.new(b.out(inst, "Instances"), group_out.inputs[0])
     return tree
