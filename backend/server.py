@@ -30,6 +30,7 @@ from protocol import (PROTOCOL_VERSION, TERMINAL_EVENTS, ProtocolError, decode_m
 from protocol.errors import InvalidOptionError
 from protocol.formats.job_states import TERMINAL_STATES
 from protocol.job_spec import validate_job_spec
+from protocol.limits import MESSAGE_PART_BYTES
 
 log = logging.getLogger("gen4d.server")
 
@@ -54,10 +55,14 @@ class Server:
     Args:
         data_dir: data folder (jobs live in ``<data_dir>/jobs``).
         key: the HMAC key.
+        max_message_part_bytes: the socket's ``zmq.MAXMSGSIZE`` (default
+            :data:`protocol.limits.MESSAGE_PART_BYTES`): a peer sending a larger part is
+            disconnected by libzmq before the part is buffered.
     """
 
-    def __init__(self, data_dir: Path, key: bytes):
+    def __init__(self, data_dir: Path, key: bytes, max_message_part_bytes: Optional[int] = None):
         self.key = key
+        self.max_message_part_bytes = int(max_message_part_bytes or MESSAGE_PART_BYTES)
         self.store = JobStore(data_dir)
         self.outbox: "queue.Queue[tuple[dict, list]]" = queue.Queue()
         self.worker = Worker(self.store, lambda h, b: self.outbox.put((h, b)))
@@ -202,6 +207,8 @@ class Server:
         self.sock = ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        # a part larger than this drops the sender's connection before it is buffered
+        self.sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_part_bytes)
         try:
             self.sock.bind(address)
         except zmq.ZMQError as e:

@@ -42,6 +42,8 @@ from typing import Any
 from .errors import InvalidOptionError
 from .formats.image_formation import BLENDER, IMAGE_FORMATIONS
 
+#: most items of a list option.
+MAX_LIST_ITEMS = 16
 REPRESENTATIONS = ("trajectory", "hexplane", "control_points", "static")
 DENSIFY_STRATEGIES = ("default", "stag4d")
 
@@ -52,6 +54,17 @@ def _choices(*values: str) -> dict:
 
 def _at_least(low: float) -> dict:
     return {"min": low}
+
+
+def _between(low: float, high: float) -> dict:
+    """Bounds of a field: ``low <= value <= high``. The upper bounds keep one job within what
+    a backend can run (time, memory, files written); see also :mod:`protocol.limits`."""
+    return {"min": low, "max": high}
+
+
+def _items_between(low: float, high: float) -> dict:
+    """Bounds of every item of a list field."""
+    return {"item_min": low, "item_max": high}
 
 
 @dataclass
@@ -65,9 +78,9 @@ class DataConfig:
         low_res_factor: downsampling factor of that first phase; 1 = off.
     """
 
-    max_image_size: int = field(default=128, metadata=_at_least(8))
+    max_image_size: int = field(default=128, metadata=_between(8, 4096))
     low_res_fraction: float = field(default=0.5, metadata={"min": 0.0, "max": 1.0})
-    low_res_factor: int = field(default=2, metadata=_at_least(1))
+    low_res_factor: int = field(default=2, metadata=_between(1, 64))
 
 
 @dataclass
@@ -119,11 +132,11 @@ class HexPlaneConfig:
             the deformation is switched on (4DGaussians' coarse stage).
     """
 
-    resolution: list[int] = field(default_factory=lambda: [16, 16, 16, 8])
-    multires: list[int] = field(default_factory=lambda: [1, 2])
-    feature_dim: int = field(default=16, metadata=_at_least(1))
-    mlp_width: int = field(default=64, metadata=_at_least(1))
-    mlp_depth: int = field(default=1, metadata=_at_least(1))
+    resolution: list[int] = field(default_factory=lambda: [16, 16, 16, 8], metadata=_items_between(1, 512))
+    multires: list[int] = field(default_factory=lambda: [1, 2], metadata=_items_between(1, 16))
+    feature_dim: int = field(default=16, metadata=_between(1, 256))
+    mlp_width: int = field(default=64, metadata=_between(1, 1024))
+    mlp_depth: int = field(default=1, metadata=_between(1, 16))
     init_low: float = 0.1
     init_high: float = 0.5
     deform_scales: bool = True
@@ -170,7 +183,7 @@ class ControlPointConfig:
         sh_degree: SH degree of the colour.
     """
 
-    n_control: int = field(default=512, metadata=_at_least(1))
+    n_control: int = field(default=512, metadata=_between(1, 100_000))
     k_neighbors: int = field(default=4, metadata={"min": 1, "max": 16})
     mlp_width: int = field(default=128, metadata={"min": 8, "max": 1024})
     mlp_depth: int = field(default=6, metadata={"min": 1, "max": 16})
@@ -178,7 +191,7 @@ class ControlPointConfig:
     time_freqs: int = field(default=6, metadata={"min": 0, "max": 16})
     encode_pi: bool = True
     static_fraction: float = field(default=0.05, metadata={"min": 0.0, "max": 1.0})
-    knn_every: int = field(default=100, metadata=_at_least(1))
+    knn_every: int = field(default=100, metadata=_between(1, 1_000_000))
     sh_degree: int = field(default=0, metadata={"min": 0, "max": 3})
 
 
@@ -213,7 +226,7 @@ class ModelConfig:
 
     representation: str = field(default="trajectory", metadata=_choices(*REPRESENTATIONS))
     image_formation: str = field(default=BLENDER, metadata=_choices(*IMAGE_FORMATIONS))
-    n_init: int = field(default=4000, metadata=_at_least(1))
+    n_init: int = field(default=4000, metadata=_between(1, 2_000_000))
     trajectory: TrajectoryConfig = field(default_factory=TrajectoryConfig)
     hexplane: HexPlaneConfig = field(default_factory=_reconstruct_hexplane)
     control_points: ControlPointConfig = field(default_factory=ControlPointConfig)
@@ -248,8 +261,8 @@ class OptimizationConfig:
             (:mod:`backend.pipeline.reconstruct.schedule`). 0 = schedule by steps only.
     """
 
-    iterations: int = field(default=1500, metadata=_at_least(1))
-    batch_size: int = field(default=4, metadata=_at_least(1))
+    iterations: int = field(default=1500, metadata=_between(1, 1_000_000))
+    batch_size: int = field(default=4, metadata=_between(1, 256))
     seed: int = 0
     lr_means: float = field(default=1.6e-3, metadata=_at_least(0.0))
     lr_motion: float = field(default=1.6e-3, metadata=_at_least(0.0))
@@ -284,11 +297,11 @@ class DensificationConfig:
 
     enabled: bool = True
     strategy: str = field(default="default", metadata=_choices(*DENSIFY_STRATEGIES))
-    start: int = field(default=200, metadata=_at_least(0))
+    start: int = field(default=200, metadata=_between(0, 1_000_000))
     stop_fraction: float = field(default=0.7, metadata={"min": 0.0, "max": 1.0})
-    every: int = field(default=100, metadata=_at_least(1))
+    every: int = field(default=100, metadata=_between(1, 1_000_000))
     grow_grad2d: float = field(default=2e-4, metadata=_at_least(0.0))
-    max_gaussians: int = field(default=10000, metadata=_at_least(1))
+    max_gaussians: int = field(default=10000, metadata=_between(1, 10_000_000))
     max_scale_ratio: float = field(default=0.0, metadata=_at_least(0.0))
 
 
@@ -311,9 +324,9 @@ class LossConfig:
     alpha_weight: float = field(default=0.5, metadata=_at_least(0.0))
     confidence_weighting: bool = False
     rigidity_weight: float = field(default=0.0, metadata=_at_least(0.0))
-    rigidity_random_times: int = field(default=2, metadata=_at_least(0))
+    rigidity_random_times: int = field(default=2, metadata=_between(0, 64))
     sds_weight: float = field(default=0.0, metadata=_at_least(0.0))
-    sds_every: int = field(default=1, metadata=_at_least(1))
+    sds_every: int = field(default=1, metadata=_between(1, 1_000_000))
 
 
 @dataclass
@@ -451,7 +464,15 @@ def _coerce(path: str, value: Any, f, tp) -> Any:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, (list, tuple)) or not value:
             raise InvalidOptionError(f"option {path!r} must be a non-empty list of {item_tp.__name__}, got {value!r}")
-        return [_coerce(f"{path}[{i}]", v, None, item_tp) for i, v in enumerate(value)]
+        if len(value) > MAX_LIST_ITEMS:
+            raise InvalidOptionError(f"option {path!r} has {len(value)} items; at most {MAX_LIST_ITEMS}")
+        items = [_coerce(f"{path}[{i}]", v, None, item_tp) for i, v in enumerate(value)]
+        meta = f.metadata if f is not None else {}
+        for i, item in enumerate(items):
+            if "item_min" in meta and item < meta["item_min"] or "item_max" in meta and item > meta["item_max"]:
+                raise InvalidOptionError(f"option {path}[{i}] must be in [{meta.get('item_min')}, "
+                                         f"{meta.get('item_max')}], got {item!r}")
+        return items
     if tp is bool:
         if not isinstance(value, bool):
             raise InvalidOptionError(f"option {path!r} must be true or false, got {value!r}")

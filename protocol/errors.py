@@ -1,8 +1,8 @@
 """Exceptions shared by both ends of the wire.
 
 Codes are stable snake_case strings: ``malformed``, ``bad_signature``, ``unknown_type``,
-``invalid_field``, ``version_mismatch``, ``unknown_job``, ``not_completed``,
-``internal_error``.
+``invalid_field``, ``upload_too_large`` (:mod:`protocol.limits`), ``version_mismatch``,
+``unknown_job``, ``not_completed``, ``internal_error``.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ import math
 
 from .config import OrbitConfig, ReconstructConfig, apply_options
 from .errors import InvalidOptionError
+from .limits import SPEC_FPS, SPEC_FRAMES
 from .presets import DEFAULT_PRESET, reconstruct_config
 
 #: Job types the backend runs.
@@ -53,9 +54,9 @@ def validate_job_spec(spec: dict) -> ReconstructConfig:
     Raises:
         InvalidOptionError: code ``unknown_job_type`` / ``unknown_preset`` for those;
             ``invalid_option`` for the rest: not a dict; an unknown top-level key; a
-            key of the wrong JSON type; a non-finite or non-positive ``fps`` /
-            ``frame_count`` / ``max_frames``; an unknown, ill-typed or out-of-range option
-            or orbit setting.
+            key of the wrong JSON type; a non-finite, non-positive or too large ``fps`` /
+            ``video_fps`` / ``frame_count`` / ``max_frames`` (:mod:`protocol.limits`); an
+            unknown, ill-typed or out-of-range option or orbit setting.
     """
     if not isinstance(spec, dict):
         raise InvalidOptionError(f"a job spec must be a JSON object, got {type(spec).__name__}")
@@ -74,6 +75,9 @@ def validate_job_spec(spec: dict) -> ReconstructConfig:
         value = spec.get(key)
         if value is not None and (not math.isfinite(value) or value <= 0):
             raise InvalidOptionError(f"job spec key {key!r} must be a positive finite number, got {value!r}")
+        high = SPEC_FRAMES if key in ("frame_count", "max_frames") else SPEC_FPS
+        if value is not None and value > high:
+            raise InvalidOptionError(f"job spec key {key!r} must be at most {high:g} (protocol.limits), got {value!r}")
     if spec.get("orbit") is not None:
         apply_options(OrbitConfig(), spec["orbit"])
     return reconstruct_config(spec.get("preset", DEFAULT_PRESET), spec.get("options"))

@@ -19,6 +19,7 @@ from pathlib import PurePosixPath
 from typing import Optional
 
 from .errors import ProtocolError
+from .limits import MESSAGE_PART_BYTES, UPLOAD_BYTES, UPLOAD_FILES, describe_bytes
 from .formats.job_states import TERMINAL_STATES
 
 PROTOCOL_VERSION = 1
@@ -190,6 +191,7 @@ def validate_message(header: dict, buffers: list, direction: Optional[str] = Non
                                     f"has {len(buf)} bytes", header)
             check_relative_name(f["name"], header)
         check_distinct_files([f["name"] for f in files], header)
+        check_upload_size([len(b) for b in buffers], header)
     elif len(buffers) != want:
         raise ProtocolError("invalid_field", f"{mtype}: expects {want} buffer(s), got {len(buffers)}", header)
 
@@ -218,6 +220,31 @@ def check_distinct_files(names: list[str], header: Optional[dict] = None) -> Non
     clash = sorted(seen & folders)
     if clash:
         raise ProtocolError("invalid_field", f"file name {clash[0]!r} is also a folder of another file", header)
+
+
+def check_upload_size(sizes: list[int], header: Optional[dict] = None) -> None:
+    """Check the files of one ``submit`` against :data:`protocol.limits.UPLOAD_FILES`,
+    :data:`protocol.limits.MESSAGE_PART_BYTES` (per file; the server's socket drops a larger
+    part before this runs, so the check is for the sender, which gets a clear error instead
+    of a dropped connection) and :data:`protocol.limits.UPLOAD_BYTES` (all files).
+
+    Args:
+        sizes: byte size of each uploaded file.
+
+    Raises:
+        ProtocolError: ``upload_too_large`` naming the count or total and the limit.
+    """
+    if len(sizes) > UPLOAD_FILES:
+        raise ProtocolError("upload_too_large", f"{len(sizes)} files uploaded; at most {UPLOAD_FILES} per job",
+                            header)
+    largest = max(sizes, default=0)
+    if largest > MESSAGE_PART_BYTES:
+        raise ProtocolError("upload_too_large", f"a {describe_bytes(largest)} file; at most "
+                                                f"{describe_bytes(MESSAGE_PART_BYTES)} per file", header)
+    total = sum(sizes)
+    if total > UPLOAD_BYTES:
+        raise ProtocolError("upload_too_large", f"{describe_bytes(total)} uploaded; at most "
+                                                f"{describe_bytes(UPLOAD_BYTES)} per job", header)
 
 
 def check_relative_name(name: str, header: Optional[dict] = None) -> PurePosixPath:

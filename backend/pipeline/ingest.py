@@ -10,8 +10,10 @@ validation live in :mod:`protocol.formats.transforms`; the images may be any of
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import imageio.v3 as iio
 import numpy as np
@@ -21,6 +23,7 @@ import torch.nn.functional as F
 from backend.cameras import c2w_blender_to_viewmat, intrinsics_from_frame
 from backend.errors import BadInputError
 from protocol.formats import transforms as _transforms
+from protocol.limits import FOOTAGE_FRAMES, IMAGE_PIXELS
 
 
 @dataclass
@@ -89,12 +92,38 @@ def resolve_image_path(folder: Path, file_path: str) -> Path:
         raise BadInputError(str(exc)) from None
 
 
+def check_image_pixels(path: Path) -> None:
+    """Refuse an image with more than :data:`protocol.limits.IMAGE_PIXELS` pixels, reading only
+    its header (Pillow opens lazily), so a decompression bomb is never decoded.
+
+    Raises:
+        BadInputError: the image is too large (its size and the limit named).
+    """
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+    except Image.DecompressionBombError:
+        raise BadInputError(f"{path.name} is larger than Pillow's decompression-bomb limit; at most "
+                            f"{IMAGE_PIXELS:,} pixels (4096x4096) per image") from None
+    except Exception:  # noqa: BLE001 - not a format Pillow knows: imageio decides below
+        return
+    if w * h > IMAGE_PIXELS:
+        raise BadInputError(f"{path.name} is {w}x{h} ({w * h:,} pixels); at most {IMAGE_PIXELS:,} pixels "
+                            f"(4096x4096) per image")
+
+
 def read_image_rgba(path: Path) -> np.ndarray:
     """Read an image as float32 RGBA ``[H, W, 4]`` in [0, 1] (alpha 1 when absent).
 
     Raises:
-        BadInputError: when the file cannot be decoded as an image.
+        BadInputError: when the file cannot be decoded as an image, or it has more than
+            :data:`protocol.limits.IMAGE_PIXELS` pixels (checked before decoding).
     """
+    check_image_pixels(path)
     try:
         img = np.asarray(iio.imread(path))
     except Exception as exc:  # imageio raises many types for undecodable data
@@ -123,9 +152,12 @@ def _read_transforms(path: Path) -> _transforms.Transforms:
             ``time`` outside [0, 1], bad intrinsics or a bad ``camera_angle_x``.
     """
     try:
-        return _transforms.read_transforms(path)
+        doc = _transforms.read_transforms(path)
     except (_transforms.TransformsError, FileNotFoundError) as exc:
         raise BadInputError(str(exc)) from None
+    if len(doc.frames) > FOOTAGE_FRAMES:
+        raise BadInputError(f"{path.name} lists {len(doc.frames):,} frames; at most {FOOTAGE_FRAMES:,}")
+    return doc
 
 
 def _intrinsics(frame: dict, angle_x: float | None, w: int, h: int, where: str) -> torch.Tensor:
@@ -135,7 +167,8 @@ def _intrinsics(frame: dict, angle_x: float | None, w: int, h: int, where: str) 
         raise BadInputError(f"{where}: {exc}") from None
 
 
-def load_footage(folder: str | Path, split: str = "train", max_size: int | None = None) -> Footage:
+def load_footage(folder: str | Path, split: str = "train", max_size: int | None = None,
+                 check_cancelled: Callable[[], None] | None = None) -> Footage:
     """Load one split (``transforms_<split>.json``) of a footage folder.
 
     Args:
@@ -143,14 +176,18 @@ def load_footage(folder: str | Path, split: str = "train", max_size: int | None 
         split: ``"train"`` or ``"test"`` (any name with a matching JSON file).
         max_size: if given, images larger than this on their long side are downsampled
             (area filter) and intrinsics scaled to match.
+        check_cancelled: called before each image is read (e.g.
+            :meth:`backend.pipeline.context.JobContext.check_cancelled`); whatever it
+            raises stops the load.
 
     Returns:
         A :class:`Footage`.
 
     Raises:
         BadInputError: missing/invalid JSON, a frame without a 4x4 ``transform_matrix``,
-            a ``time`` outside [0, 1], a missing or undecodable image, or images of
-            different sizes.
+            a ``time`` outside [0, 1], a missing or undecodable image, images of
+            different sizes, more than :data:`protocol.limits.FOOTAGE_FRAMES` frames or
+            an image over :data:`protocol.limits.IMAGE_PIXELS` pixels.
     """
     folder = Path(folder)
     json_path = folder / _transforms.transforms_file_name(split)
@@ -158,6 +195,8 @@ def load_footage(folder: str | Path, split: str = "train", max_size: int | None 
     images, c2ws, Ks, times, paths = [], [], [], [], []
     size = None
     for i, frame in enumerate(doc.frames):
+        if check_cancelled is not None:
+            check_cancelled()
         where = f"{json_path.name} frame {i}"
         img = read_image_rgba(resolve_image_path(folder, frame.file_path))
         if size is None:
@@ -165,15 +204,18 @@ def load_footage(folder: str | Path, split: str = "train", max_size: int | None 
         elif img.shape[:2] != size:
             raise BadInputError(f"{where}: image size {img.shape[1]}x{img.shape[0]} differs from the first "
                                 f"image's {size[1]}x{size[0]}")
-        images.append(img)
+        K = _intrinsics(frame.fields, doc.camera_angle_x, img.shape[1], img.shape[0], where)
+        img_t = torch.from_numpy(img)
+        if max_size is not None and max(img.shape[:2]) > max_size:  # one at a time: memory ~ the small size
+            small, K_small = resize_footage_images(img_t[None], K[None], max_size)
+            img_t, K = small[0], K_small[0]
+        images.append(img_t)
         c2ws.append(frame.c2w)
-        Ks.append(_intrinsics(frame.fields, doc.camera_angle_x, img.shape[1], img.shape[0], where))
+        Ks.append(K)
         times.append(frame.time)
         paths.append(frame.file_path)
-    images_t = torch.from_numpy(np.stack(images))
+    images_t = torch.stack(images)
     Ks_t = torch.stack(Ks)
-    if max_size is not None and max(images_t.shape[1:3]) > max_size:
-        images_t, Ks_t = resize_footage_images(images_t, Ks_t, max_size)
     c2w_t = torch.from_numpy(np.stack(c2ws)).to(torch.float32)
     return Footage(images=images_t, c2w=c2w_t, viewmats=c2w_blender_to_viewmat(np.stack(c2ws)), Ks=Ks_t,
                    times=torch.tensor(times, dtype=torch.float32), file_paths=paths)

@@ -148,7 +148,7 @@ def ingest_video(spec: dict, path: Path, size: int, max_frames: int, device: str
         remover = load_model("background_removal", spec, device, ctx, "video_ingest", plans)
     frames = load_video(path, size=size, fps=spec.get("video_fps"),
                         max_frames=int(spec.get("max_frames") or max_frames), remover=remover,
-                        mask_prompt=spec.get("mask_prompt"))
+                        mask_prompt=spec.get("mask_prompt"), check_cancelled=ctx.check_cancelled)
     del remover
     ctx.progress("video_ingest", 1, 1, message=f"{len(frames.images)} frames, masks from {frames.mask_source}")
     return frames
@@ -280,7 +280,8 @@ def run_job(spec: dict, input_dir: Path, out_dir: Path, ctx: JobContext) -> dict
         guidance = load_model("sds_guidance", spec, pick_device() if budgeted else "cpu", ctx, "ingest", plans,
                               reserved_bytes=reserve[0] if reserve else 0)
     ctx.progress("ingest", 0, 1, message="reading footage")
-    footage = load_footage(Path(input_dir), "train", max_size=cfg.data.max_image_size)
+    footage = load_footage(Path(input_dir), "train", max_size=cfg.data.max_image_size,
+                           check_cancelled=ctx.check_cancelled)
     ctx.progress("ingest", 1, 1, message=f"{len(footage)} images, {footage.width}x{footage.height}")
     ctx.check_cancelled()
     model, stats = reconstruct(footage, cfg, ctx, device=pick_device(), guidance=guidance)

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from backend.errors import BadInputError
 from protocol.formats.time_grid import frame_times
+from protocol.limits import IMAGE_PIXELS, VIDEO_FRAMES
 
 #: colour distance (0..1 RGB, Euclidean) above which a pixel differs from the background.
 BACKGROUND_THRESHOLD = 0.12
@@ -53,7 +55,8 @@ class VideoFrames:
     source_size: tuple[int, int] = (0, 0)
 
 
-def decode_video(path, fps: float | None = None, max_frames: int = 32) -> tuple[np.ndarray, np.ndarray, bool]:
+def decode_video(path, fps: float | None = None, max_frames: int = 32,
+                 check_cancelled: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
     """Decode a video and sample frames.
 
     Args:
@@ -61,13 +64,19 @@ def decode_video(path, fps: float | None = None, max_frames: int = 32) -> tuple[
         fps: sampling rate; frames nearest to ``0, 1/fps, 2/fps, …`` are taken. None:
             the video's own frames.
         max_frames: at most this many frames (evenly thinned when there are more).
+        check_cancelled: called every 64 decoded frames; whatever it raises stops decoding.
+
+    The video is decoded twice: once for every frame's time, once to convert only the frames
+    chosen, so memory holds ``max_frames`` frames, not the whole video.
 
     Returns:
         ``(frames [T, H, W, 4] uint8 RGBA, times_s [T] float64, has_alpha)``; without an
         alpha channel A is 255.
 
     Raises:
-        BadInputError: missing, unreadable, corrupt or empty video, or a bad ``fps``.
+        BadInputError: missing, unreadable, corrupt or empty video, a bad ``fps``, frames
+            over :data:`protocol.limits.IMAGE_PIXELS` pixels or more than
+            :data:`protocol.limits.VIDEO_FRAMES` frames.
     """
     import av
 
@@ -76,29 +85,48 @@ def decode_video(path, fps: float | None = None, max_frames: int = 32) -> tuple[
         raise BadInputError(f"video file not found: {path}")
     if fps is not None and not fps > 0:
         raise BadInputError(f"fps must be > 0, got {fps}")
-    frames, stamps, has_alpha = [], [], False
-    try:
+    stamps, has_alpha = [], False
+    try:  # pass 1: every frame's time (decoded, not converted: no frame is kept)
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise BadInputError(f"{path.name} has no video stream")
             stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if width * height > IMAGE_PIXELS:
+                raise BadInputError(f"{path.name} is {width}x{height} ({width * height:,} pixels a frame); at most "
+                                    f"{IMAGE_PIXELS:,} (4096x4096)")
             has_alpha = "a" in (stream.codec_context.pix_fmt or "").replace("gray", "")
             for i, frame in enumerate(container.decode(stream)):
-                frames.append(frame.to_ndarray(format="rgba"))
+                if i >= VIDEO_FRAMES:
+                    raise BadInputError(f"{path.name} has more than {VIDEO_FRAMES:,} frames; trim it")
+                if check_cancelled is not None and i % 64 == 0:
+                    check_cancelled()
                 stamps.append(float(frame.time) if frame.time is not None else i / float(stream.average_rate or 24))
     except BadInputError:
         raise
     except (av.FFmpegError, ValueError, OSError) as exc:
         raise BadInputError(f"cannot decode video {path.name}: {exc}") from None
-    if not frames:
+    if not stamps:
         raise BadInputError(f"{path.name} contains no decodable frames")
     stamps = np.asarray(stamps, np.float64)
-    idx = np.arange(len(frames))
+    idx = np.arange(len(stamps))
     if fps is not None:
         targets = stamps[0] + np.arange(0.0, stamps[-1] - stamps[0] + 1e-9, 1.0 / fps)
         idx = np.unique(np.abs(stamps[None, :] - targets[:, None]).argmin(1))
     if len(idx) > max_frames:
         idx = idx[np.round(np.linspace(0, len(idx) - 1, max_frames)).astype(int)]
+    wanted, frames = set(idx.tolist()), {}
+    try:  # pass 2: convert only the chosen frames
+        with av.open(str(path)) as container:
+            for i, frame in enumerate(container.decode(container.streams.video[0])):
+                if i in wanted:
+                    frames[i] = frame.to_ndarray(format="rgba")
+                if len(frames) == len(wanted):
+                    break
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        raise BadInputError(f"cannot decode video {path.name}: {exc}") from None
+    if len(frames) != len(wanted):
+        raise BadInputError(f"{path.name}: {len(wanted) - len(frames)} frame(s) could not be decoded again")
     return np.stack([frames[i] for i in idx]), stamps[idx], has_alpha
 
 
@@ -184,7 +212,8 @@ def crop_resize(rgba: np.ndarray, box: tuple[int, int, int], size: int) -> np.nd
 
 
 def load_video(path, size: int = 320, fps: float | None = None, max_frames: int = 32,
-               margin: float = 0.1, remover=None, mask_prompt: str | None = None) -> VideoFrames:
+               margin: float = 0.1, remover=None, mask_prompt: str | None = None,
+               check_cancelled: Callable[[], None] | None = None) -> VideoFrames:
     """Decode, sample, mask, crop and resize a monocular video (see the module docstring).
 
     Args:
@@ -195,6 +224,7 @@ def load_video(path, size: int = 320, fps: float | None = None, max_frames: int 
         remover: a loaded background-removal model (``masks(rgb, prompt)``), used when the
             video has no alpha; None: the OpenCV fallback.
         mask_prompt: text query for the remover (None: its default).
+        check_cancelled: passed to :func:`decode_video`.
 
     Returns:
         :class:`VideoFrames`.
@@ -202,7 +232,7 @@ def load_video(path, size: int = 320, fps: float | None = None, max_frames: int 
     Raises:
         BadInputError: unreadable video, fewer than 2 frames, or no separable object.
     """
-    frames, stamps, has_alpha = decode_video(path, fps, max_frames)
+    frames, stamps, has_alpha = decode_video(path, fps, max_frames, check_cancelled)
     if len(frames) < 2:
         raise BadInputError(f"{Path(path).name}: need at least 2 frames, got {len(frames)}")
     alpha = frames[..., 3].astype(np.float32) / 255.0
