@@ -91,6 +91,7 @@ def get_connection(context=None) -> tuple[str, bytes]:
     Raises:
         ValueError: no key configured, or the key file is invalid.
         FileNotFoundError: the key file does not exist.
+        PermissionError: the key file is readable by others (``chmod 600`` it).
     """
     prefs = get_prefs(context)
     if prefs is None:

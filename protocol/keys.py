@@ -12,6 +12,10 @@ import secrets
 from pathlib import Path
 
 
+#: shortest accepted key: 64 hex digits, 32 bytes of randomness (what load_or_create_key makes).
+MIN_KEY_HEX_DIGITS = 64
+
+
 def load_key(path) -> bytes:
     """Read a key file.
 
@@ -23,15 +27,27 @@ def load_key(path) -> bytes:
 
     Raises:
         FileNotFoundError: if the file does not exist.
-        ValueError: if the file is empty or not hex text.
+        PermissionError: on POSIX, if the file is readable or writable by its group or by
+            others (the message names the ``chmod 600`` that fixes it).
+        ValueError: if the file is empty, not hex text, or shorter than
+            :data:`MIN_KEY_HEX_DIGITS` hex digits (32 bytes).
     """
-    text = Path(path).read_text(encoding="ascii").strip()
+    path = Path(path)
+    text = path.read_text(encoding="ascii").strip()
+    if os.name == "posix":
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise PermissionError(f"key file {path} has mode {mode:03o}: others can read or change it; "
+                                  f"run `chmod 600 {path}`")
     if not text:
         raise ValueError(f"key file {path} is empty")
     try:
         bytes.fromhex(text)
     except ValueError:
         raise ValueError(f"key file {path} does not hold hex text") from None
+    if len(text) < MIN_KEY_HEX_DIGITS:
+        raise ValueError(f"key file {path} holds {len(text)} hex digits; at least {MIN_KEY_HEX_DIGITS} "
+                         f"(32 random bytes) are needed: delete it and let the backend make a new one")
     return text.encode("ascii")
 
 

@@ -132,7 +132,30 @@ def test_key_file_created_0600_and_reloaded(tmp_path):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert load_or_create_key(path) == key == load_key(path)
     (tmp_path / "bad.key").write_text("not hex")
+    os.chmod(tmp_path / "bad.key", 0o600)
     with pytest.raises(ValueError):
         load_key(tmp_path / "bad.key")
     with pytest.raises(FileNotFoundError):
         load_key(tmp_path / "missing.key")
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_a_key_file_others_can_read_is_refused(tmp_path, mode):
+    # issue 16: a 0644 key file was accepted silently
+    path = tmp_path / "gen4d.key"
+    key = load_or_create_key(path)
+    os.chmod(path, mode)
+    with pytest.raises(PermissionError, match="chmod 600"):
+        load_key(path)
+    os.chmod(path, 0o600)
+    assert load_key(path) == key
+
+
+@pytest.mark.parametrize("text", ["ab", "00" * 31])
+def test_a_short_key_is_refused(tmp_path, text):
+    # issue 16: a 1-byte key was accepted silently
+    path = tmp_path / "gen4d.key"
+    path.write_text(text + "\n")
+    os.chmod(path, 0o600)
+    with pytest.raises(ValueError, match="at least 64"):
+        load_key(path)
