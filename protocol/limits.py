@@ -46,19 +46,6 @@ SPEC_FRAMES = 10_000
 #: largest ``fps`` / ``video_fps`` in a job spec.
 SPEC_FPS = 1000.0
 
-#: name -> (value, unit, what it bounds); the table above, for reports and the add-on.
-LIMITS: dict[str, tuple[float, str, str]] = {
-    "MESSAGE_PART_BYTES": (MESSAGE_PART_BYTES, "bytes", "one message part (zmq.MAXMSGSIZE)"),
-    "UPLOAD_BYTES": (UPLOAD_BYTES, "bytes", "all files of one submit"),
-    "UPLOAD_FILES": (UPLOAD_FILES, "files", "files of one submit"),
-    "IMAGE_PIXELS": (IMAGE_PIXELS, "pixels", "one footage image or video frame"),
-    "FOOTAGE_FRAMES": (FOOTAGE_FRAMES, "frames", "frames of one transforms file"),
-    "VIDEO_FRAMES": (VIDEO_FRAMES, "frames", "frames decoded from one video"),
-    "SPEC_FRAMES": (SPEC_FRAMES, "frames", "job spec frame_count / max_frames"),
-    "SPEC_FPS": (SPEC_FPS, "1/s", "job spec fps / video_fps"),
-}
-
-
 def option_bounds(cls: type, prefix: str = "") -> dict[str, dict]:
     """The ``min`` / ``max`` / ``choices`` of every field of a (nested) config dataclass.
 

@@ -38,6 +38,7 @@ import torch
 
 from backend.errors import BadInputError
 from backend.pipeline.context import JobContext
+from backend.pipeline.ingest import check_image_pixels
 from backend.pipeline.video_ingest import VideoFrames, background_masks, crop_resize, square_crop_box
 from protocol.formats.compositing import composite_over
 from protocol.formats.time_grid import frame_times
@@ -116,8 +117,10 @@ def load_image_rgba(data: bytes, name: str) -> np.ndarray:
     """Decode an uploaded image to ``[H, W, 4]`` uint8 RGBA (alpha 255 when absent).
 
     Raises:
-        BadInputError: not a decodable image.
+        BadInputError: not a decodable image, or over :data:`protocol.limits.IMAGE_PIXELS`
+            pixels (checked from the header before decoding).
     """
+    check_image_pixels(data, name)
     try:
         img = iio.imread(data)
     except Exception as exc:  # imageio raises many types for bad data

@@ -10,6 +10,7 @@ validation live in :mod:`protocol.formats.transforms`; the images may be any of
 
 from __future__ import annotations
 
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,27 +93,34 @@ def resolve_image_path(folder: Path, file_path: str) -> Path:
         raise BadInputError(str(exc)) from None
 
 
-def check_image_pixels(path: Path) -> None:
+def check_image_pixels(source: Path | bytes, name: str | None = None) -> None:
     """Refuse an image with more than :data:`protocol.limits.IMAGE_PIXELS` pixels, reading only
-    its header (Pillow opens lazily), so a decompression bomb is never decoded.
+    its header (Pillow opens lazily), so a decompression bomb is never decoded. Every image
+    ingest path calls it (footage frames here, uploaded images in
+    :func:`backend.pipeline.generate_video.load_image_rgba`).
+
+    Args:
+        source: an image file, or its bytes (an upload).
+        name: the name errors use (default: the file's name).
 
     Raises:
         BadInputError: the image is too large (its size and the limit named).
     """
     from PIL import Image
 
+    name = name or Path(source).name
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as im:
                 w, h = im.size
     except Image.DecompressionBombError:
-        raise BadInputError(f"{path.name} is larger than Pillow's decompression-bomb limit; at most "
+        raise BadInputError(f"{name} is larger than Pillow's decompression-bomb limit; at most "
                             f"{IMAGE_PIXELS:,} pixels (4096x4096) per image") from None
-    except Exception:  # noqa: BLE001 - not a format Pillow knows: imageio decides below
+    except Exception:  # noqa: BLE001 - not a format Pillow knows: imageio decides when decoding
         return
     if w * h > IMAGE_PIXELS:
-        raise BadInputError(f"{path.name} is {w}x{h} ({w * h:,} pixels); at most {IMAGE_PIXELS:,} pixels "
+        raise BadInputError(f"{name} is {w}x{h} ({w * h:,} pixels); at most {IMAGE_PIXELS:,} pixels "
                             f"(4096x4096) per image")
 
 

@@ -1,7 +1,7 @@
 """The splat material: emission colour with Gaussian alpha, for Cycles and Eevee.
 
 Per instance (in the viewport a radius-1 icosphere scaled to 3σ and rotated by the
-Gaussian's quaternion; in final renders a square through the centre facing the active
+Gaussian's quaternion; in final renders a rectangle through the centre facing the active
 camera: :func:`.nodes._splat_shapes`):
 
 * colour = instance/point attribute ``gen4d_color`` (``max(0, 0.5 + C0·f_dc)``), an

@@ -112,6 +112,14 @@ def test_a_decompression_bomb_is_refused_from_its_header(tmp_path):
         ingest.read_image_rgba(path)
 
 
+def test_an_uploaded_image_bomb_is_refused_from_its_header(tmp_path):
+    from backend.pipeline.generate_video import load_image_rgba
+
+    Image.new("1", (12000, 12000)).save(tmp_path / "bomb.png")
+    with pytest.raises(BadInputError, match=r"upload.png is 12000x12000"):
+        load_image_rgba((tmp_path / "bomb.png").read_bytes(), "upload.png")
+
+
 def _transforms(folder, n):
     folder.mkdir(parents=True, exist_ok=True)
     frames = [{"file_path": f"./f{i}", "time": 0.0, "transform_matrix": np.eye(4).tolist()} for i in range(n)]
