@@ -40,7 +40,7 @@ log = logging.getLogger("gen4d.jobs")
 
 _JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _STATE_KEYS = ("job_id", "seq", "state", "created_at", "started_at", "finished_at", "error_code",
-               "error_message", "progress", "frame_count", "files")
+               "error_message", "progress", "frame_count", "files", "owner")
 
 
 class JobStoreError(Exception):
@@ -174,12 +174,14 @@ class JobStore:
 
     # -- creating and reading -------------------------------------------------------
 
-    def create(self, spec: dict, files: Iterable[tuple[str, bytes]]) -> dict:
+    def create(self, spec: dict, files: Iterable[tuple[str, bytes]], owner: str | None = None) -> dict:
         """Store a new ``queued`` job with its uploaded files.
 
         Args:
             spec: the job spec (JSON object).
             files: ``(relative name, bytes)`` pairs.
+            owner: the user who submitted it (:mod:`backend.users`); None for jobs of a
+                store used without users (the CLI, older records), which only an admin sees.
 
         Returns:
             A copy of the new job's state dict (with ``spec``).
@@ -209,7 +211,7 @@ class JobStore:
             _write_json_atomic(tmp / "spec.json", spec)
             with self._lock:
                 state = {k: None for k in _STATE_KEYS}
-                state.update(job_id=job_id, seq=self._next_seq, state="queued", created_at=time.time())
+                state.update(job_id=job_id, seq=self._next_seq, state="queued", created_at=time.time(), owner=owner)
                 self._next_seq += 1
                 _write_json_atomic(tmp / "state.json", state)
                 os.replace(tmp, self.root / job_id)
