@@ -37,11 +37,42 @@ def _options(pairs) -> dict:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from backend.server import serve
+    from backend.server import ServeRefused, serve
 
     try:
-        serve(address=args.address, data_dir=args.data_dir)
-    except OSError as exc:
+        serve(address=args.address, data_dir=args.data_dir, curve=args.curve)
+    except (OSError, ServeRefused) as exc:
+        print(f"gen4d backend: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from backend.server import default_data_dir
+    from backend.users import UserError, Users, add_user, remove_user
+
+    data_dir = args.data_dir or default_data_dir()
+    try:
+        if args.action == "add":
+            if not args.name:
+                raise UserError("name the user: python -m backend users add NAME")
+            creds = add_user(data_dir, args.name, admin=args.admin, credentials_path=args.credentials)
+            print(f"added user {args.name}{' (admin)' if args.admin else ''}.\n"
+                  f"Give the artist this credentials file (it holds their keys; keep it private):\n"
+                  f"  {creds['path']}\n"
+                  f"In Blender: Preferences > Add-ons > gen4d > Credentials File, and the backend's address.")
+        elif args.action == "remove":
+            if not args.name:
+                raise UserError("name the user: python -m backend users remove NAME")
+            remove_user(data_dir, args.name)
+            print(f"removed user {args.name}; their jobs stay (visible to admins)")
+        else:
+            users = Users(data_dir, own_key=b"-")
+            for name in users.names():
+                print(f"{name}{'  (admin)' if users.is_admin(name) else ''}")
+            if not users.names():
+                print(f"no users in {data_dir} (only the backend's own key, gen4d.key)")
+    except UserError as exc:
         print(f"gen4d backend: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -215,7 +246,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint to bind")
     p.add_argument("--data-dir", type=Path, default=None,
                    help=f"job store and key file (default $GEN4D_DATA_DIR or {default_data_dir()})")
+    curve = p.add_mutually_exclusive_group()
+    curve.add_argument("--curve", dest="curve", action="store_true", default=None,
+                       help="require CurveZMQ also on loopback (always required off loopback)")
+    curve.add_argument("--no-curve", dest="curve", action="store_false",
+                       help="plain TCP; refused off loopback")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("users", help="add, list or remove the users (keys) a studio backend accepts")
+    p.add_argument("action", choices=("add", "list", "remove"))
+    p.add_argument("name", nargs="?", help="user name (a-z 0-9 _ . -)")
+    p.add_argument("--admin", action="store_true", help="the user sees and manages every user's jobs")
+    p.add_argument("--credentials", type=Path, default=None,
+                   help="where to write the new user's credentials file (default <data dir>/users/NAME.credentials.json)")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help=f"the backend's data folder (default $GEN4D_DATA_DIR or {default_data_dir()})")
+    p.set_defaults(func=cmd_users)
 
     p = sub.add_parser("run", help="run one job without a server")
     src = p.add_mutually_exclusive_group(required=True)

@@ -5,6 +5,23 @@ Only the loop thread touches the socket. The worker hands events over through a
 peer's routing id; a job's events go to the identity that submitted it and to every
 identity that sent ``watch`` for it. Bad input (malformed, wrongly signed, unknown type,
 invalid fields) is answered with an ``error`` and logged; the loop keeps serving.
+
+Who may do what (docs/design.md "Authentication"):
+
+- every request is signed (:mod:`protocol.framing`) with the backend's own key or a
+  user's (:mod:`backend.users`), and accepted once, while recent
+  (:class:`backend.replay.ReplayGuard`);
+- a routing id belongs to the user whose key first signed a request from it (its
+  session); a request from that id signed by another user is refused, and the socket
+  refuses a second connection that claims a connected routing id (``ROUTER_HANDOVER``
+  off), so a peer without the key cannot take over another client's events; heartbeats
+  drop dead connections within :data:`HEARTBEAT_TIMEOUT_MS`;
+- jobs belong to their submitter: a user sees, watches, fetches and cancels only their
+  own, an admin (the backend's own key, or a user added with ``--admin``) all of them;
+  another user's job is ``unknown_job``, as if it did not exist;
+- off loopback, CurveZMQ is required (:func:`serve`): only users' registered CURVE keys
+  connect, the traffic is encrypted, and a request's HMAC user must be the user of the
+  CURVE key it came through.
 """
 
 from __future__ import annotations
@@ -23,11 +40,14 @@ from typing import Optional
 
 import zmq
 
+from backend.errors import JobError
 from backend.jobs import JobStore, JobStoreError
+from backend.replay import DEFAULT_WINDOW_S, ReplayGuard
+from backend.users import UserError, Users, server_curve_keys
 from backend.worker import Worker
-from protocol import (PROTOCOL_VERSION, TERMINAL_EVENTS, ProtocolError, decode_message, encode_message,
-                      load_or_create_key, make_header)
+from protocol import PROTOCOL_VERSION, TERMINAL_EVENTS, ProtocolError, encode_message, load_or_create_key, make_header
 from protocol.errors import InvalidOptionError
+from protocol.framing import decode_signed, split_signature
 from protocol.formats.job_states import TERMINAL_STATES
 from protocol.job_spec import validate_job_spec
 from protocol.limits import MESSAGE_PART_BYTES
@@ -39,6 +59,27 @@ DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 POLL_S = 0.05
 #: Sessions silent for longer than this are forgotten (their subscriptions stay).
 SESSION_IDLE_S = 3600.0
+#: ZMTP heartbeats: a peer that answers none for this long is disconnected, which frees
+#: its routing id for the same client's reconnection (``ROUTER_HANDOVER`` is off).
+HEARTBEAT_IVL_MS = 2000
+HEARTBEAT_TIMEOUT_MS = 10000
+
+
+class ServeRefused(RuntimeError):
+    """The server will not start with this configuration (the message says how to fix it)."""
+
+
+def is_loopback(address: str) -> bool:
+    """True for ``ipc://``, ``inproc://`` and ``tcp://`` on 127.0.0.0/8, ``localhost`` or ``::1``.
+
+    ``tcp://*:port`` and ``tcp://0.0.0.0:port`` listen on every interface: not loopback.
+    """
+    if address.startswith(("ipc://", "inproc://")):
+        return True
+    if not address.startswith("tcp://"):
+        return False
+    host = address[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
+    return host.startswith("127.") or host in ("localhost", "::1")
 
 
 def default_data_dir() -> Path:
@@ -53,15 +94,23 @@ class Server:
     """State of one running backend: socket, sessions, subscriptions, store and worker.
 
     Args:
-        data_dir: data folder (jobs live in ``<data_dir>/jobs``).
-        key: the HMAC key.
+        data_dir: data folder (jobs live in ``<data_dir>/jobs``, users in
+            ``<data_dir>/users``).
+        key: the backend's own HMAC key (the admin key).
         max_message_part_bytes: the socket's ``zmq.MAXMSGSIZE`` (default
             :data:`protocol.limits.MESSAGE_PART_BYTES`): a peer sending a larger part is
             disconnected by libzmq before the part is buffered.
+        curve_keys: the server's CURVE key pair ``(public, secret)`` (z85 bytes) to require
+            CurveZMQ on the socket, or None for plain TCP (loopback only; :func:`serve`).
+        replay_window_s: accepted clock difference for a request's ``sent_at`` (s).
     """
 
-    def __init__(self, data_dir: Path, key: bytes, max_message_part_bytes: Optional[int] = None):
+    def __init__(self, data_dir: Path, key: bytes, max_message_part_bytes: Optional[int] = None,
+                 curve_keys: Optional[tuple[bytes, bytes]] = None, replay_window_s: float = DEFAULT_WINDOW_S):
         self.key = key
+        self.users = Users(data_dir, own_key=key)
+        self.curve_keys = curve_keys
+        self.replay = ReplayGuard(window_s=replay_window_s)
         self.max_message_part_bytes = int(max_message_part_bytes or MESSAGE_PART_BYTES)
         self.store = JobStore(data_dir)
         self.outbox: "queue.Queue[tuple[dict, list]]" = queue.Queue()
@@ -69,12 +118,24 @@ class Server:
         self.subscribers: dict[str, set[bytes]] = defaultdict(set)
         self.sessions: dict[bytes, dict] = {}
         self.sock = None
+        self._authenticator = None
 
     # -- sending --------------------------------------------------------------------
 
-    def _send(self, rid: bytes, header: dict, buffers=()) -> None:
+    def _reply_key(self, rid: bytes, claimed_user: Optional[str] = None) -> bytes:
+        """The key that signs what goes to ``rid``: its session user's, else the user its
+        request claimed, else the backend's own."""
+        session = self.sessions.get(rid)
+        for user in ((session or {}).get("user"), claimed_user):
+            if user is not None:
+                key = self.users.key(user)
+                if key:
+                    return key
+        return self.key
+
+    def _send(self, rid: bytes, header: dict, buffers=(), claimed_user: Optional[str] = None) -> None:
         try:
-            frames = encode_message(header, list(buffers), self.key, "to_client")
+            frames = encode_message(header, list(buffers), self._reply_key(rid, claimed_user), "to_client")
             self.sock.send_multipart([rid, *frames], flags=zmq.NOBLOCK)
         except zmq.Again:
             log.warning("dropping %s for %s: peer not reading", header.get("type"), rid.hex()[:16])
@@ -91,10 +152,12 @@ class Server:
     def _reply(self, rid: bytes, request: dict, mtype: str, buffers=(), **fields) -> None:
         self._send(rid, make_header(mtype, in_reply_to=request["msg_id"], **fields), buffers)
 
-    def _error(self, rid: bytes, code: str, message: str, request: Optional[dict] = None) -> None:
+    def _error(self, rid: bytes, code: str, message: str, request: Optional[dict] = None,
+               claimed_user: Optional[str] = None) -> None:
         msg_id = request.get("msg_id") if isinstance(request, dict) else None
         self._send(rid, make_header("error", code=code, message=message,
-                                    in_reply_to=msg_id if isinstance(msg_id, str) else None))
+                                    in_reply_to=msg_id if isinstance(msg_id, str) else None),
+                   claimed_user=claimed_user)
 
     def drain_outbox(self) -> None:
         """Send every event the worker queued to the job's subscribers."""
@@ -114,28 +177,39 @@ class Server:
     def handle(self, frames: list) -> None:
         """Handle one multipart message ``[routing_id, signature, header, *buffers]``; never raises.
 
-        Every failure becomes an ``error`` reply: the protocol's own errors with their
-        message; anything else as ``malformed`` (while decoding) or ``internal_error``
-        (while handling) with a reference into the server log, never the exception's text,
-        which may hold server paths."""
+        ``frames`` may be ``bytes`` or ``zmq.Frame`` (whose ``User-Id`` property names the
+        CURVE user). Every failure becomes an ``error`` reply: the protocol's own errors
+        with their message; anything else as ``malformed`` (while decoding) or
+        ``internal_error`` (while handling) with a reference into the server log, never the
+        exception's text, which may hold server paths."""
         if not frames:
             return
-        rid, rest = frames[0], frames[1:]
+        rid, rest = _frame_bytes(frames[0]), frames[1:]
+        claimed = None
         try:
-            header, buffers = decode_message(rest, self.key, "to_server")
+            if rest:
+                try:
+                    claimed, _ = split_signature(_frame_bytes(rest[0]))
+                except ProtocolError:
+                    claimed = None
+            user, header, buffers = decode_signed(rest, self.users.key, "to_server")
+            self.replay.check(_frame_bytes(rest[0]), header["sent_at"], header)
+            self._check_identity(rid, user, rest, header)
         except ProtocolError as e:
             log.warning("rejected message from %s: %s", rid.hex()[:16], e)
-            self._error(rid, e.code, e.message, e.header if isinstance(e.header, dict) else None)
+            self._error(rid, e.code, e.message, e.header if isinstance(e.header, dict) else None, claimed)
             return
         except Exception:  # noqa: BLE001 - nothing a client sends may stop the server
             ref = uuid.uuid4().hex[:12]
             log.exception("undecodable message from %s (ref %s)", rid.hex()[:16], ref)
-            self._error(rid, "malformed", f"the message could not be decoded (server log ref {ref})")
+            self._error(rid, "malformed", f"the message could not be decoded (server log ref {ref})",
+                        claimed_user=claimed)
             return
-        self.sessions.setdefault(rid, {"since": time.time()})["last_seen"] = time.time()
+        session = self.sessions.setdefault(rid, {"since": time.time(), "user": user})
+        session["last_seen"] = time.time()
         try:
             getattr(self, "_on_" + header["type"])(rid, header, buffers)
-        except (JobStoreError, ProtocolError, InvalidOptionError) as e:
+        except (JobStoreError, ProtocolError, InvalidOptionError, JobError) as e:
             log.info("%s from %s refused: %s", header["type"], rid.hex()[:16], e)
             self._error(rid, e.code, e.message, header)
         except Exception as e:  # noqa: BLE001 - a bug in a handler must not stop the server
@@ -143,6 +217,39 @@ class Server:
             log.exception("error handling %s (ref %s)", header["type"], ref)
             self._error(rid, "internal_error", f"{header['type']} failed on the server ({type(e).__name__}; "
                                                f"server log ref {ref})", header)
+
+    def _check_identity(self, rid: bytes, user: str, frames: list, header: dict) -> None:
+        """Refuse a request whose signing user does not own the connection it came on.
+
+        Raises:
+            ProtocolError: ``forbidden`` when the routing id's session belongs to another
+                user, or (with CURVE) the HMAC user is not the CURVE key's user (the
+                backend's own key is accepted from any authenticated CURVE peer).
+        """
+        session = self.sessions.get(rid)
+        if session is not None and session.get("user") != user:
+            raise ProtocolError("forbidden", "this connection belongs to another user; open a new connection",
+                                header)
+        if self.curve_keys is not None and user != "":
+            curve_user = _curve_user(frames)
+            if curve_user != user:
+                raise ProtocolError("forbidden", "the message's user is not the user of the CURVE key it "
+                                                 "came through; use one credentials file for both", header)
+
+    def _user(self, rid: bytes) -> str:
+        return self.sessions[rid]["user"]
+
+    def _visible_job(self, rid: bytes, job_id) -> dict:
+        """The job, if the session's user may see it (its owner, or an admin).
+
+        Raises:
+            JobStoreError: ``unknown_job`` for a missing job and for another user's job alike.
+        """
+        job = self.store.get(job_id)
+        user = self._user(rid)
+        if not self.users.is_admin(user) and job.get("owner") != user:
+            raise JobStoreError("unknown_job", f"no job with id {job_id!r}")
+        return job
 
     def _on_hello(self, rid, req, _bufs) -> None:
         self.sessions[rid]["client"] = req.get("client")
@@ -154,22 +261,30 @@ class Server:
 
     def _on_submit(self, rid, req, bufs) -> None:
         validate_job_spec(req["spec"])  # an unknown or ill-typed option is refused before anything is stored
-        job = self.store.create(req["spec"], [(f["name"], b) for f, b in zip(req["files"], bufs)])
+        from backend.models.registry import check_wire_models
+        check_wire_models(req["spec"].get("models"))  # roles and hub ids only, never a server path
+        user = self._user(rid)
+        job = self.store.create(req["spec"], [(f["name"], b) for f, b in zip(req["files"], bufs)],
+                                owner=user or None)
         job_id = job["job_id"]
         self.subscribers[job_id].add(rid)
         self.worker.enqueue(job_id)
         self._reply(rid, req, "queued", job_id=job_id, position=self.store.queue_position(job_id))
 
     def _on_cancel(self, rid, req, _bufs) -> None:
-        self.store.get(req["job_id"])  # unknown_job check
+        self._visible_job(rid, req["job_id"])  # unknown_job check
         self.worker.cancel(req["job_id"])
         self._reply(rid, req, "ack", job_id=req["job_id"])
 
     def _on_list_jobs(self, rid, req, _bufs) -> None:
-        self._reply(rid, req, "jobs", jobs=self.store.list())
+        user = self._user(rid)
+        jobs = self.store.list()
+        if not self.users.is_admin(user):
+            jobs = [j for j in jobs if j.get("owner") == user]
+        self._reply(rid, req, "jobs", jobs=jobs)
 
     def _on_watch(self, rid, req, _bufs) -> None:
-        job = self.store.get(req["job_id"])
+        job = self._visible_job(rid, req["job_id"])
         if job["state"] not in TERMINAL_STATES:
             self.subscribers[job["job_id"]].add(rid)
         self._reply(rid, req, "ack", job_id=job["job_id"])
@@ -177,7 +292,7 @@ class Server:
             self._send(rid, header)
 
     def _on_fetch_result(self, rid, req, _bufs) -> None:
-        job = self.store.get(req["job_id"])
+        job = self._visible_job(rid, req["job_id"])
         if job["state"] != "completed":
             raise JobStoreError("not_completed", f"job {job['job_id']} is {job['state']}; "
                                                  f"only completed jobs have a result to fetch")
@@ -206,13 +321,24 @@ class Server:
         ctx = context or zmq.Context()
         self.sock = ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        # a second connection claiming a connected routing id is not attached: no takeover
+        self.sock.setsockopt(zmq.ROUTER_HANDOVER, 0)
+        self.sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+        self.sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+        if self.curve_keys is not None:
+            self._authenticator = _start_authenticator(ctx, self.users)
+            public, secret = self.curve_keys
+            self.sock.curve_secretkey = secret
+            self.sock.curve_publickey = public
+            self.sock.curve_server = True
         # a part larger than this drops the sender's connection before it is buffered
         self.sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_part_bytes)
         try:
             self.sock.bind(address)
         except zmq.ZMQError as e:
             self.sock.close(0)
+            if self._authenticator is not None:
+                self._authenticator.stop()
             if context is None:
                 ctx.term()
             raise OSError(f"cannot listen on {address}: {e}") from None
@@ -226,7 +352,7 @@ class Server:
                 if self.sock.poll(int(POLL_S * 1000), zmq.POLLIN):
                     for _ in range(100):
                         try:
-                            frames = self.sock.recv_multipart(zmq.NOBLOCK)
+                            frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=self.curve_keys is None)
                         except zmq.Again:
                             break
                         try:
@@ -242,8 +368,48 @@ class Server:
             self.worker.stop()
             self.drain_outbox()
             self.sock.close(0)
+            if self._authenticator is not None:
+                self._authenticator.stop()
             if context is None:
                 ctx.term()
+
+
+def _frame_bytes(frame) -> bytes:
+    return frame.bytes if hasattr(frame, "bytes") else bytes(frame)
+
+
+def _curve_user(frames: list) -> Optional[str]:
+    """The ``User-Id`` libzmq attached to a message received over CURVE (set by the ZAP
+    handler, :func:`_start_authenticator`), or None."""
+    for frame in frames:
+        get = getattr(frame, "get", None)
+        if get is not None:
+            try:
+                value = get("User-Id")
+            except zmq.ZMQError:
+                return None
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return None
+
+
+def _start_authenticator(ctx: zmq.Context, users: Users):
+    """Start pyzmq's ZAP handler (:class:`zmq.auth.thread.ThreadAuthenticator`) allowing the
+    users' registered CURVE public keys, with each key's user name as the ``User-Id``."""
+    from zmq.auth.thread import ThreadAuthenticator
+
+    class _Provider:
+        def callback(self, domain, key):  # noqa: D401 - pyzmq's credentials-provider interface
+            return users.user_for_curve_key(key) is not None
+
+    class _Authenticator(ThreadAuthenticator):
+        def curve_user_id(self, client_public_key: bytes) -> str:
+            from zmq.utils import z85
+            return users.user_for_curve_key(z85.encode(client_public_key)) or ""
+
+    auth = _Authenticator(ctx, log=logging.getLogger("gen4d.zap"))
+    auth.start()
+    auth.configure_curve_callback("*", credentials_provider=_Provider())
+    return auth
 
 
 def replay_events(job: dict) -> list[dict]:
@@ -278,8 +444,41 @@ def _setup_logging() -> None:
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def curve_keys_for(address: str, data_dir: Path, curve: Optional[bool] = None) -> Optional[tuple[bytes, bytes]]:
+    """Decide whether the server speaks CURVE and return its key pair (or None).
+
+    Args:
+        address: the address to bind.
+        data_dir: the data folder (``curve/``, ``users/``).
+        curve: True = require CURVE; False = plain TCP (refused off loopback); None = CURVE
+            exactly when ``address`` is not loopback (:func:`is_loopback`).
+
+    Raises:
+        ServeRefused: CURVE is needed but the server has no key pair or no user has a
+            CURVE key (the message names ``python -m backend users add``); or ``curve`` is
+            False off loopback.
+    """
+    need = (not is_loopback(address)) if curve is None else curve
+    if not need:
+        if not is_loopback(address):
+            raise ServeRefused(f"refusing to listen on {address} without CurveZMQ: anyone on the network could "
+                               f"read the traffic; drop --no-curve")
+        return None
+    try:
+        keys = server_curve_keys(data_dir)
+    except UserError as e:
+        raise ServeRefused(str(e)) from None
+    users = Users(data_dir, own_key=b"-")
+    if keys is None or not users.names():
+        why = "listening off loopback needs" if not is_loopback(address) else "--curve needs"
+        raise ServeRefused(f"{why} CurveZMQ keys and none are configured in {data_dir}: add a user with "
+                           f"`python -m backend users add NAME --data-dir {data_dir}` (it makes the server's "
+                           f"key pair and the user's credentials file for the add-on), then start again")
+    return keys
+
+
 def serve(address: str = DEFAULT_ADDRESS, data_dir: Optional[Path] = None, key: Optional[bytes] = None,
-          stop_event: Optional[threading.Event] = None) -> None:
+          stop_event: Optional[threading.Event] = None, curve: Optional[bool] = None) -> None:
     """Run the backend server until ``stop_event`` is set (or SIGTERM/SIGINT in the main thread).
 
     Prints ``gen4d backend listening on <endpoint> (data dir <dir>)`` to stdout once bound.
@@ -289,24 +488,25 @@ def serve(address: str = DEFAULT_ADDRESS, data_dir: Optional[Path] = None, key: 
         data_dir: data folder; :func:`default_data_dir` if None.
         key: HMAC key; if None it is loaded from (or created at) ``<data_dir>/gen4d.key``.
         stop_event: set it from another thread to stop the server.
+        curve: see :func:`curve_keys_for` (None: CurveZMQ exactly off loopback).
 
     Raises:
         OSError: the address cannot be bound or the data folder is not writable.
+        ServeRefused: off loopback without CURVE keys (:func:`curve_keys_for`).
     """
     _setup_logging()
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     data_dir.mkdir(parents=True, exist_ok=True)
+    curve_keys = curve_keys_for(address, data_dir, curve)
     if key is None:
         key = load_or_create_key(data_dir / "gen4d.key")
-    if not address.startswith(("tcp://127.", "tcp://localhost", "ipc://", "inproc://")):
-        log.warning("listening on a non-loopback address %s; anyone with the key can submit jobs", address)
     stop_event = stop_event or threading.Event()
     restore = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             restore[sig] = signal.signal(sig, lambda *_: stop_event.set())
     try:
-        Server(data_dir, key).run(address, stop_event)
+        Server(data_dir, key, curve_keys=curve_keys).run(address, stop_event)
     finally:
         for sig, handler in restore.items():
             signal.signal(sig, handler)

@@ -8,8 +8,8 @@ Events are handed to the server loop through ``emit`` (which must be thread-safe
 Outcome mapping: return -> ``completed``; ``JobCancelled`` -> ``cancelled`` (``failed``
 with code ``interrupted`` when the backend is shutting down); ``JobError`` -> ``failed``
 with its code; ``torch.cuda.OutOfMemoryError`` / ``MemoryError`` -> ``failed``
-``out_of_memory``; anything else -> ``failed`` ``internal_error`` (traceback only in the
-server log). Partial results of a failed job stay in ``result/``.
+``out_of_memory``; anything else -> ``failed`` ``internal_error`` with a log reference
+(the exception's text and traceback only in the server log: they may hold server paths). Partial results of a failed job stay in ``result/``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import math
 import queue
 import sys
 import threading
+import uuid
 from typing import Callable, Iterable, Optional
 
 from backend.errors import JobCancelled, JobError
@@ -197,11 +198,15 @@ class Worker:
             if _is_oom(e):
                 log.warning("job %s ran out of memory: %s", job_id, e)
                 self._finish(job_id, "failed", code="out_of_memory",
-                             message=f"ran out of memory ({type(e).__name__}: {e}); try a smaller preset, "
+                             message=f"ran out of memory ({type(e).__name__}); try a smaller preset, "
                                      f"fewer frames or a lower resolution")
             else:
-                log.exception("job %s failed with an unexpected error", job_id)
-                self._finish(job_id, "failed", code="internal_error", message=f"{type(e).__name__}: {e}")
+                ref = uuid.uuid4().hex[:12]
+                log.exception("job %s failed with an unexpected error (ref %s)", job_id, ref)
+                # the exception's text stays in the log: it may hold server paths
+                self._finish(job_id, "failed", code="internal_error",
+                             message=f"the job failed on the backend ({type(e).__name__}); the backend's log "
+                                     f"has the details under ref {ref}")
             return
         files = self.store.result_files(job_id)
         frame_count = int(manifest["frame_count"])

@@ -73,6 +73,9 @@ class Connection:
             the main thread after each hello/ping (``message`` says why when not ok).
         on_error: ``fn(message: str)``, called on the main thread for errors that belong
             to no request (the thread could not start, an unreadable event).
+        user: the user whose key ``key`` is (a studio backend's credentials file); None for
+            the backend's own key.
+        curve: ``(client_public, client_secret, server_public)`` z85 keys for CurveZMQ, or None.
 
     Raises:
         ValueError: ``timeout_s`` or ``heartbeat_s`` is not positive.
@@ -80,10 +83,12 @@ class Connection:
 
     def __init__(self, address: str, key: bytes, protocol, dispatcher: MainThreadQueue, timeout_s: float = 5.0,
                  heartbeat_s: float = 3.0, on_reachability: Callable[[bool, float | None, str], None] | None = None,
-                 on_error: Callable[[str], None] | None = None):
+                 on_error: Callable[[str], None] | None = None, user: str | None = None,
+                 curve: tuple[bytes, bytes, bytes] | None = None):
         if timeout_s <= 0 or heartbeat_s <= 0:
             raise ValueError(f"timeout_s and heartbeat_s must be > 0, got {timeout_s}, {heartbeat_s}")
         self.address, self.key, self.timeout_s, self.heartbeat_s = address, key, timeout_s, heartbeat_s
+        self.user, self.curve = user, curve
         self.protocol = protocol
         self.dispatcher = dispatcher
         self.on_reachability, self.on_error = on_reachability, on_error
@@ -174,7 +179,8 @@ class Connection:
         ctx.setsockopt(zmq.LINGER, 0)
         client = None
         try:
-            client = self.protocol.BackendClient(self.address, self.key, self.timeout_s, context=ctx)
+            client = self.protocol.BackendClient(self.address, self.key, self.timeout_s, context=ctx,
+                                                 user=self.user, curve=self.curve)
             self._heartbeat(client, hello=True)
             next_ping = time.monotonic() + self.heartbeat_s
             while True:

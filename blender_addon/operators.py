@@ -23,7 +23,7 @@ def _connect(op, context):
     """The backend connection for the preferences' address and key, or None after
     reporting why not (``op.report`` and the panel's error line)."""
     try:
-        return session.connect(*get_connection(context))
+        return session.connect(**get_connection(context))
     except Exception as exc:
         panel_state.STATE.error(str(exc))
         op.report({"ERROR"}, f"gen4d: {exc}")

@@ -1,4 +1,4 @@
-"""Add-on preferences (backend address and key) and per-scene job settings."""
+"""Add-on preferences (backend address, key or credentials file) and per-scene job settings."""
 
 from __future__ import annotations
 
@@ -22,6 +22,10 @@ class GEN4D_AddonPreferences(bpy.types.AddonPreferences):
         description="The backend's gen4d.key file (used when Key is empty)")
     key_text: bpy.props.StringProperty(
         name="Key", subtype="PASSWORD", description="The backend key as hex text (overrides Key File)")
+    credentials_file: bpy.props.StringProperty(
+        name="Credentials File", subtype="FILE_PATH",
+        description="For a studio backend: your credentials file from `python -m backend users add NAME` "
+                    "(your user name, key and CurveZMQ keys; overrides Key and Key File)")
 
     python_path: bpy.props.StringProperty(
         name="Backend Python", subtype="FILE_PATH",
@@ -38,8 +42,11 @@ class GEN4D_AddonPreferences(bpy.types.AddonPreferences):
     def draw(self, context):
         col = self.layout.column()
         col.prop(self, "address")
-        col.prop(self, "key_file")
-        col.prop(self, "key_text")
+        col.prop(self, "credentials_file")
+        sub = col.column()
+        sub.active = not self.credentials_file
+        sub.prop(self, "key_file")
+        sub.prop(self, "key_text")
         col.separator()
         col.label(text="Local backend")
         col.prop(self, "python_path")
@@ -85,23 +92,35 @@ def get_prefs(context=None):
     return addon.preferences if addon else None
 
 
-def get_connection(context=None) -> tuple[str, bytes]:
-    """``(address, key)`` from the preferences.
+def get_connection(context=None) -> dict:
+    """The connection settings from the preferences, as keyword arguments of
+    :func:`session.connect`: ``address``, ``key`` and, with a credentials file, ``user`` and
+    ``curve`` (``(client_public, client_secret, server_public)``).
 
     Raises:
-        ValueError: no key configured, or the key file is invalid.
-        FileNotFoundError: the key file does not exist.
-        PermissionError: the key file is readable by others (``chmod 600`` it).
+        ValueError: no key configured, or the key or credentials file is invalid.
+        FileNotFoundError: the key or credentials file does not exist.
+        PermissionError: the file is readable by others (``chmod 600`` it).
     """
     prefs = get_prefs(context)
     if prefs is None:
         raise ValueError("gen4d preferences are not available")
-    if prefs.key_text.strip():
-        return prefs.address.strip(), prefs.key_text.strip().encode("ascii")
-    if not prefs.key_file:
-        raise ValueError("set the backend key or key file in the gen4d add-on preferences")
     from ._vendor import get_protocol
-    return prefs.address.strip(), get_protocol().load_key(bpy.path.abspath(prefs.key_file))
+    address = prefs.address.strip()
+    if prefs.credentials_file.strip():
+        creds = get_protocol().load_credentials(bpy.path.abspath(prefs.credentials_file.strip()))
+        return {"address": address, "key": creds["key"], "user": creds["user"],
+                "curve": (creds["curve_public"], creds["curve_secret"], creds["server_public"])}
+    return {"address": address, "key": _get_key(prefs)}
+
+
+def _get_key(prefs) -> bytes:
+    if prefs.key_text.strip():
+        return prefs.key_text.strip().encode("ascii")
+    if not prefs.key_file:
+        raise ValueError("set the backend key, key file or credentials file in the gen4d add-on preferences")
+    from ._vendor import get_protocol
+    return get_protocol().load_key(bpy.path.abspath(prefs.key_file))
 
 
 classes = (GEN4D_AddonPreferences, GEN4D_SceneSettings)

@@ -57,10 +57,13 @@ def connection() -> Connection | None:
     return _connection
 
 
-def connect(address: str, key: bytes, timeout_s: float = 5.0) -> Connection:
+def connect(address: str, key: bytes, timeout_s: float = 5.0, user: str | None = None,
+            curve: tuple[bytes, bytes, bytes] | None = None) -> Connection:
     """The running connection to (address, key), (re)starting it if needed, and the timer.
 
-    ``timeout_s`` bounds every request the connection makes (seconds).
+    ``timeout_s`` bounds every request the connection makes (seconds). ``user`` and
+    ``curve`` come from a credentials file (a studio backend; see
+    :class:`protocol.client.BackendClient`).
 
     Raises:
         PermissionError: ``address`` is not loopback and Blender's online access is off.
@@ -70,13 +73,14 @@ def connect(address: str, key: bytes, timeout_s: float = 5.0) -> Connection:
     if not is_loopback(address) and not bpy.app.online_access:
         raise PermissionError(f"{address} is not on this machine and Blender's online access is "
                               "disabled (Preferences > System > Network)")
-    if _connection is not None and _connection.alive and _config == (address, key):
+    config = (address, key, user, curve)
+    if _connection is not None and _connection.alive and _config == config:
         return _connection
     disconnect()
     from ._vendor import get_protocol
     _connection = Connection(address, key, get_protocol(), DISPATCH, timeout_s=timeout_s,
-                             on_reachability=_reachability, on_error=_report).start()
-    _config = (address, key)
+                             on_reachability=_reachability, on_error=_report, user=user, curve=curve).start()
+    _config = config
     timer.start(update)
     return _connection
 

@@ -11,7 +11,7 @@ imported only when the client is first used (``protocol.BackendClient`` or
 from . import formats
 from .errors import BackendUnavailable, ProtocolError, RemoteError
 from .framing import decode_message, encode_message, sign
-from .keys import load_key, load_or_create_key
+from .keys import load_credentials, load_key, load_or_create_key
 from .messages import (CLIENT_TYPES, EVENT_TYPES, PROTOCOL_VERSION, SCHEMAS, SERVER_TYPES, TERMINAL_EVENTS,
                        check_relative_name, make_header, new_msg_id, validate_message)
 
@@ -23,7 +23,7 @@ __all__ = [
     "BackendClient", "collect_footage_files",
     "BackendUnavailable", "ProtocolError", "RemoteError",
     "decode_message", "encode_message", "sign",
-    "load_key", "load_or_create_key",
+    "load_credentials", "load_key", "load_or_create_key",
     "CLIENT_TYPES", "EVENT_TYPES", "PROTOCOL_VERSION", "SCHEMAS", "SERVER_TYPES", "TERMINAL_EVENTS",
     "check_relative_name", "make_header", "new_msg_id", "validate_message",
 ]

@@ -22,7 +22,8 @@ import zmq
 from .errors import BackendUnavailable, ProtocolError, RemoteError
 from .formats.transforms import TRANSFORMS_TEST, TRANSFORMS_TRAIN, TransformsError, resolve_image_path
 from .framing import decode_message, encode_message
-from .messages import EVENT_TYPES, PROTOCOL_VERSION, check_relative_name, make_header, new_msg_id
+from .keys import load_credentials
+from .messages import EVENT_TYPES, PROTOCOL_VERSION, TERMINAL_EVENTS, check_relative_name, make_header, new_msg_id
 
 log = logging.getLogger("gen4d.client")
 
@@ -35,34 +36,59 @@ class BackendClient:
 
     Args:
         address: ZeroMQ endpoint, e.g. ``"tcp://127.0.0.1:5555"``.
-        key: the shared HMAC key (see :func:`protocol.load_key`).
+        key: the HMAC key: the backend's own (``gen4d.key``) or the user's.
         timeout_s: how long any request waits for its reply.
         context: a ``zmq.Context`` to use; if None the client creates (and on
             :meth:`close` terminates) its own.
+        user: the user whose key ``key`` is (None: the backend's own key).
+        curve: ``(client_public, client_secret, server_public)`` z85 keys to connect over
+            CurveZMQ (required by a backend listening off loopback), or None.
+
+    :meth:`from_credentials` builds one from a user's credentials file. Each socket the
+    client opens has a fresh random routing id (the backend refuses a second connection
+    claiming a connected id); after a timeout reopens the socket, the jobs this client
+    submitted or watched and has not seen end are watched again on the next request.
 
     Not thread-safe: use one instance from one thread.
     """
 
-    def __init__(self, address: str, key: bytes, timeout_s: float = 10.0, context=None):
+    def __init__(self, address: str, key: bytes, timeout_s: float = 10.0, context=None,
+                 user: Optional[str] = None, curve: Optional[tuple[bytes, bytes, bytes]] = None):
         if not key:
             raise ValueError("a non-empty key is required (the backend's gen4d.key)")
         self.address = address
         self.key = bytes(key)
+        self.user = user or None
+        self.curve = tuple(curve) if curve else None
         self.timeout_s = float(timeout_s)
         self._own_context = context is None
         self._ctx = context if context is not None else zmq.Context()
-        # A fixed routing id keeps the server's subscriptions valid across TCP reconnects.
-        self._identity = b"gen4d-" + uuid.uuid4().hex.encode("ascii")
         self._events: deque = deque()
+        self._followed: set[str] = set()  # jobs submitted or watched whose end this client has not seen
+        self._rewatch = False
         self._sock = None
         self._open_socket()
+
+    @classmethod
+    def from_credentials(cls, address: str, path, timeout_s: float = 10.0, context=None) -> "BackendClient":
+        """A client that signs as the user of a credentials file and connects over CurveZMQ.
+
+        Raises:
+            FileNotFoundError, PermissionError, ValueError: as
+                :func:`protocol.keys.load_credentials`.
+        """
+        creds = load_credentials(path)
+        return cls(address, creds["key"], timeout_s, context, user=creds["user"],
+                   curve=(creds["curve_public"], creds["curve_secret"], creds["server_public"]))
 
     # -- socket plumbing -------------------------------------------------------------
 
     def _open_socket(self) -> None:
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.ROUTING_ID, self._identity)
+        sock.setsockopt(zmq.ROUTING_ID, b"gen4d-" + uuid.uuid4().hex.encode("ascii"))
+        if self.curve is not None:
+            sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = self.curve
         sock.setsockopt(zmq.SNDTIMEO, max(1, int(self.timeout_s * 1000)))
         sock.connect(self.address)
         self._sock = sock
@@ -72,9 +98,19 @@ class BackendClient:
         if self._sock is not None:
             self._sock.close(linger=0)
         self._open_socket()
+        self._rewatch = bool(self._followed)  # the new routing id has no subscriptions yet
+
+    def _rewatch_followed(self) -> None:
+        """Watch again, after a reconnect, every job this client follows (best effort)."""
+        self._rewatch = False
+        for job_id in sorted(self._followed):
+            try:
+                self._request("watch", job_id=job_id)
+            except RemoteError:
+                self._followed.discard(job_id)
 
     def _send(self, header: dict, buffers=()) -> None:
-        frames = encode_message(header, list(buffers), self.key, "to_server")
+        frames = encode_message(header, list(buffers), self.key, "to_server", user=self.user)
         try:
             self._sock.send_multipart(frames, copy=len(frames) < 4)
         except zmq.Again:
@@ -94,6 +130,8 @@ class BackendClient:
         return decode_message(frames, self.key, "to_client")
 
     def _stash_event(self, header: dict, buffers: list) -> None:
+        if header["type"] in TERMINAL_EVENTS:
+            self._followed.discard(header.get("job_id"))
         event = dict(header)
         if event["type"] == "preview":
             event["png"] = buffers[0]
@@ -110,6 +148,8 @@ class BackendClient:
             RemoteError: the reply is an ``error``.
             ProtocolError: a reply failed signature or schema checks.
         """
+        if self._rewatch and mtype != "watch":
+            self._rewatch_followed()
         msg_id = new_msg_id()
         self._send(make_header(mtype, msg_id=msg_id, **fields), buffers)
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
@@ -127,7 +167,8 @@ class BackendClient:
                 if e.code == "bad_signature":
                     raise ProtocolError("bad_signature",
                                         "the backend's reply failed the signature check: this client's key "
-                                        "does not match the backend's gen4d.key") from None
+                                        "does not match the backend's (gen4d.key, or the user's credentials "
+                                        "file), or the add-on and backend versions differ") from None
                 raise
             if got is None:
                 continue
@@ -197,6 +238,7 @@ class BackendClient:
         total = sum(len(b) for b in bufs)
         header, _ = self._request("submit", bufs, timeout_s=self.timeout_s + total / _UPLOAD_BYTES_PER_S,
                                   spec=spec, files=[{"name": n, "size": len(b)} for n, b in zip(names, bufs)])
+        self._followed.add(header["job_id"])
         return header["job_id"]
 
     def submit_footage(self, folder, spec: dict) -> str:
@@ -260,6 +302,7 @@ class BackendClient:
             BackendUnavailable: no answer within the timeout.
         """
         self._request("watch", job_id=job_id)
+        self._followed.add(job_id)
 
     def poll_event(self, timeout_s: float = 0.0) -> Optional[dict]:
         """Return the next job event, waiting up to ``timeout_s`` seconds.

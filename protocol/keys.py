@@ -1,15 +1,28 @@
-"""The shared HMAC key file: random hex text, readable only by its owner (mode 0600).
+"""Key files: the backend's own HMAC key and a user's credentials file.
 
-The key used for signing is the ASCII bytes of the hex text (as in Jupyter connection
-files), so a user can paste the text into the add-on's preferences and use
+The HMAC key file is random hex text, readable only by its owner (mode 0600). The key
+used for signing is the ASCII bytes of the hex text (as in Jupyter connection files), so a
+user can paste the text into the add-on's preferences and use
 ``text.strip().encode("ascii")``.
+
+A *credentials file* (JSON, mode 0600, made by ``python -m backend users add NAME``) holds
+what one artist needs to reach a studio backend: ``user``, their HMAC ``key`` (hex), their
+CurveZMQ key pair ``curve_public`` / ``curve_secret`` and the server's ``server_public``
+(z85 text, 40 characters each).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import secrets
 from pathlib import Path
+
+#: the credentials file's format tag.
+CREDENTIALS_FORMAT = "gen4d-credentials/1"
+_USER_RE = re.compile(r"^[a-z0-9_][a-z0-9_.-]{0,63}$")
+_Z85_RE = re.compile(r"^[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$")
 
 
 #: shortest accepted key: 64 hex digits, 32 bytes of randomness (what load_or_create_key makes).
@@ -79,3 +92,49 @@ def load_or_create_key(path) -> bytes:
         except OSError:  # pragma: no cover - e.g. Windows
             pass
     return load_key(path)
+
+
+def load_credentials(path) -> dict:
+    """Read a user's credentials file (see the module docstring).
+
+    Args:
+        path: the file, as ``python -m backend users add`` wrote it.
+
+    Returns:
+        ``{"user": str, "key": bytes, "curve_public": bytes, "curve_secret": bytes,
+        "server_public": bytes}`` (the CURVE keys as z85 bytes, as pyzmq takes them).
+
+    Raises:
+        FileNotFoundError: no such file.
+        PermissionError: on POSIX, the file is readable or writable by group or others.
+        ValueError: not a credentials file, or a field is missing or malformed.
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if os.name == "posix" and path.stat().st_mode & 0o077:
+        raise PermissionError(f"credentials file {path} can be read by others; run `chmod 600 {path}`")
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"{path} is not JSON: {e}") from None
+    if not isinstance(data, dict) or data.get("format") != CREDENTIALS_FORMAT:
+        raise ValueError(f"{path} is not a gen4d credentials file (expected format {CREDENTIALS_FORMAT!r})")
+    out = {}
+    user = data.get("user")
+    if not isinstance(user, str) or not _USER_RE.match(user):
+        raise ValueError(f"{path}: 'user' is missing or not a valid user name")
+    out["user"] = user
+    key = data.get("key")
+    try:
+        bytes.fromhex(key)
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: 'key' is not hex text") from None
+    if len(key) < MIN_KEY_HEX_DIGITS:
+        raise ValueError(f"{path}: 'key' is shorter than {MIN_KEY_HEX_DIGITS} hex digits")
+    out["key"] = key.encode("ascii")
+    for name in ("curve_public", "curve_secret", "server_public"):
+        value = data.get(name)
+        if not isinstance(value, str) or not _Z85_RE.match(value):
+            raise ValueError(f"{path}: {name!r} is not a 40-character z85 CurveZMQ key")
+        out[name] = value.encode("ascii")
+    return out

@@ -2,8 +2,13 @@
 
 Every header is a JSON object with ``v`` (int, :data:`PROTOCOL_VERSION`), ``type`` (str)
 and the fields listed for its type in :data:`SCHEMAS`. Requests (client to server) carry
-a client-chosen ``msg_id``; replies carry ``in_reply_to`` with that id. Job events carry
-``job_id``.
+a client-chosen random ``msg_id`` and ``sent_at`` (the sender's clock, Unix seconds; the
+server refuses a request outside its replay window or seen before,
+:class:`backend.replay.ReplayGuard`); replies carry ``in_reply_to`` with that id. Job
+events carry ``job_id``.
+
+Version 2 (this one) signs frame boundaries and the user (:mod:`protocol.framing`) and
+adds ``sent_at``; a version-1 peer fails the signature check.
 
 Field type names used in the schemas: ``str``, ``int`` (not bool), ``float`` (int or
 float, not bool), ``bool``, ``dict``, ``list``, ``files`` (list of ``{name, size}``),
@@ -14,6 +19,7 @@ listed in the schema's ``optional`` set.
 from __future__ import annotations
 
 import math
+import time
 import uuid
 from pathlib import PurePosixPath
 from typing import Optional
@@ -22,7 +28,7 @@ from .errors import ProtocolError
 from .limits import MESSAGE_PART_BYTES, UPLOAD_BYTES, UPLOAD_FILES, describe_bytes
 from .formats.job_states import TERMINAL_STATES
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 #: Requests a client may send to the server.
 CLIENT_TYPES = frozenset({"hello", "submit", "cancel", "list_jobs", "watch", "fetch_result", "ping"})
@@ -33,7 +39,7 @@ EVENT_TYPES = frozenset({"queued", "started", "progress", "preview"}) | TERMINAL
 #: Everything the server may send.
 SERVER_TYPES = frozenset({"welcome", "pong", "jobs", "ack", "error", "result_chunk"}) | EVENT_TYPES
 
-_REQ = {"msg_id": "str"}
+_REQ = {"msg_id": "str", "sent_at": "float"}
 _REPLY = {"in_reply_to": "str?"}
 
 #: type -> {"fields": {name: type}, "optional": set, "buffers": int | "files"}
@@ -80,7 +86,8 @@ def new_msg_id() -> str:
 
 
 def make_header(type_: str, **fields) -> dict:
-    """Build a header dict ``{"v": PROTOCOL_VERSION, "type": type_, **fields}``.
+    """Build a header dict ``{"v": PROTOCOL_VERSION, "type": type_, **fields}``; a request
+    (:data:`CLIENT_TYPES`) gets ``sent_at`` (now, Unix seconds) unless given.
 
     Args:
         type_: message type, one of :data:`SCHEMAS`.
@@ -89,6 +96,8 @@ def make_header(type_: str, **fields) -> dict:
     Returns:
         The header dict (not validated; :func:`protocol.framing.encode_message` validates).
     """
+    if type_ in CLIENT_TYPES:
+        fields.setdefault("sent_at", time.time())
     return {"v": PROTOCOL_VERSION, "type": type_, **fields}
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,9 +135,47 @@ class ResolvedModel:
         return self.path is not None
 
 
+#: a Hugging Face hub id ``owner/name`` (the hub's own character set and length limit).
+HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+
+
+def is_hub_id(source: str) -> bool:
+    """True if ``source`` has the form of a hub id ``owner/name`` (no ``..``)."""
+    return isinstance(source, str) and bool(HUB_ID_RE.match(source)) and ".." not in source
+
+
 def _looks_local(source: str) -> bool:
-    """A folder path, not a hub id (``owner/name``)."""
-    return source.startswith(("/", ".", "~")) or source.count("/") != 1 or Path(source).expanduser().exists()
+    """A folder path, not a hub id. ``owner/name`` is always a hub id, even when a folder
+    of that relative name happens to exist (write ``./owner/name`` for the folder), so
+    what a spec means never depends on the server's working folder."""
+    return not is_hub_id(source)
+
+
+def check_wire_models(models) -> None:
+    """Check ``spec["models"]`` of a job that came over the wire: registry roles mapped to
+    hub ids only. A client never names a server path (server-side folders stay in the
+    server's own configuration: ``<models_dir>/<role>``); the check reads no file, so its
+    answer says nothing about the server's disk.
+
+    Args:
+        models: the spec's ``models`` value (None or a dict).
+
+    Raises:
+        JobError: ``invalid_option`` naming the role or the source form.
+    """
+    if models is None:
+        return
+    if not isinstance(models, dict):
+        raise JobError("invalid_option", "spec 'models' must be an object {role: hub id}")
+    for role, source in models.items():
+        if role not in ROLES:
+            raise JobError("invalid_option", f"spec 'models': unknown model role {str(role)[:64]!r}; roles are "
+                                             f"{sorted(ROLES)}")
+        if not is_hub_id(source):
+            raise JobError("invalid_option", f"spec 'models': {role} must name a hub id 'owner/name'; a submitted "
+                                             f"job cannot name a folder on the backend (install it there with "
+                                             f"`python -m backend models download {role}` or into "
+                                             f"<models dir>/{role})")
 
 
 def _hub_cache_path(repo_id: str) -> Path | None:

@@ -209,3 +209,32 @@ def test_is_loopback():
     assert connection_mod.is_loopback("tcp://localhost:5555")
     assert connection_mod.is_loopback("ipc:///tmp/gen4d")
     assert not connection_mod.is_loopback("tcp://192.168.1.5:5555")
+
+
+def test_the_addon_connects_to_a_studio_backend_over_curve(tmp_path, monkeypatch):
+    """Issue 16: with CurveZMQ keys configured, the add-on's connection (settings from a
+    credentials file, as the preferences pass them) talks to a CURVE-only backend on loopback."""
+    from backend.users import add_user
+    from tests.helpers.backend_proc import server_thread
+
+    monkeypatch.setattr(runner, "run_job", fake_run_job)
+    data = tmp_path / "data"
+    cred = protocol.load_credentials(add_user(data, "alice")["path"])
+    settings = {"key": cred["key"], "user": cred["user"],
+                "curve": (cred["curve_public"], cred["curve_secret"], cred["server_public"])}
+    with server_thread(data, b"own-key-0123456789abcdef", curve=True,
+                       ping_credentials=data / "users" / "alice.credentials.json") as address:
+        main, other = Main(), Main()
+        conn = main.connect(address, timeout_s=5.0, heartbeat_s=0.5, **settings)
+        plain = other.connect(address, cred["key"], timeout_s=1.0, heartbeat_s=0.5, user="alice")
+        try:
+            submitted = conn.submit({"job_type": "footage", "name": "curve"}, {"a.txt": b"a"})
+            events = main.events_of(submitted)
+            main.pump(lambda: events and events[-1]["type"] == "completed", what="completed over CURVE")
+            assert main.reachability and all(r[0] is True for r in main.reachability)
+            # the same user and key without CURVE never gets through to this backend
+            other.pump(lambda: other.reachability, what="the plain connection's heartbeat")
+            assert other.reachability[0][0] is False and "no reply" in other.reachability[0][2]
+        finally:
+            conn.stop()
+            plain.stop()

@@ -4,6 +4,7 @@ thread, which must answer every one with a clear error, keep serving and leak no
 path. The fake pipeline of ``test_server_inprocess`` stands in for ``run_job``."""
 
 import json
+import time
 
 import pytest
 import zmq
@@ -50,7 +51,7 @@ def raw(live):
 
 def _submit(spec_json: str, files=()) -> bytes:
     listed = json.dumps([{"name": n, "size": len(b)} for n, b in files])
-    return f'{{"v":1,"type":"submit","msg_id":"s","spec":{spec_json},"files":{listed}}}'.encode()
+    return f'{{"v":2,"sent_at":{time.time()},"type":"submit","msg_id":"s","spec":{spec_json},"files":{listed}}}'.encode()
 
 
 @pytest.mark.parametrize("depth", [40, 987, 5000])
@@ -74,7 +75,7 @@ def test_non_finite_numbers_are_refused_and_nothing_is_stored(raw, live, number)
 
 
 def test_an_oversized_header_is_refused_before_parsing(raw):
-    reply = raw(b'{"v":1,"type":"ping","msg_id":"' + b"x" * MAX_HEADER_BYTES + b'"}')
+    reply = raw(b'{"v":2,"sent_at":%.6f,"type":"ping","msg_id":"' % time.time() + b"x" * MAX_HEADER_BYTES + b'"}')
     assert reply["code"] == "malformed" and "limit" in reply["message"]
 
 
@@ -98,7 +99,7 @@ def test_a_handler_failure_is_an_error_without_its_text(raw, monkeypatch, live):
         raise OSError(f"[Errno 5] I/O error: '{live[1]}/jobs/secret'")
 
     monkeypatch.setattr(JobStore, "list", broken)
-    reply = raw(b'{"v":1,"type":"list_jobs","msg_id":"l"}')
+    reply = raw(b'{"v":2,"sent_at":%.6f,"type":"list_jobs","msg_id":"l"}' % time.time())
     assert reply["code"] == "internal_error" and reply["in_reply_to"] == "l"
     assert "OSError" in reply["message"] and "ref" in reply["message"] and "secret" not in reply["message"]
 

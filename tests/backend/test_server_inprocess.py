@@ -14,7 +14,7 @@ from backend import server as server_mod
 from backend.errors import BadInputError
 from backend.jobs import JobStore, order_result_files
 from backend.pipeline import runner
-from protocol import (BackendClient, BackendUnavailable, ProtocolError, RemoteError, decode_message,
+from protocol import (PROTOCOL_VERSION, BackendClient, BackendUnavailable, ProtocolError, RemoteError, decode_message,
                       encode_message, make_header, sign)
 from tests.helpers.backend_proc import free_port, server_thread
 from tests.helpers.footage import make_tiny_footage
@@ -71,7 +71,7 @@ def wait_for(client, job_id, types, timeout_s=10.0):
 def test_hello_ping_and_full_job(live, tmp_path):
     address, key, data_dir = live
     with BackendClient(address, key, timeout_s=5) as c:
-        assert c.hello()["version"] == 1
+        assert c.hello()["version"] == PROTOCOL_VERSION
         assert c.ping() < 5
         job = c.submit({"job_type": "footage", "name": "ok"}, {"a.txt": b"hi", "sub/b.bin": b"\0" * 10})
         events = wait_for(c, job, {"completed"})
@@ -105,7 +105,7 @@ def test_failures_map_to_codes(live, mode, code):
         ev = wait_for(c, job, {"failed", "completed"})[-1]
         assert ev["type"] == "failed" and ev["code"] == code
         if mode == "crash":
-            assert ev["message"] == "RuntimeError: boom"  # no traceback on the wire
+            assert "RuntimeError" in ev["message"] and "boom" not in ev["message"]  # exception text only in the log
         with pytest.raises(RemoteError) as ei:
             c.fetch_result(job, data_dir / "x")
         assert ei.value.code == "not_completed"
@@ -186,16 +186,16 @@ def test_bad_messages_get_errors_and_server_keeps_serving(live):
     hj = b"{not json"
     assert exchange([sign(key, [hj]), hj])["code"] == "malformed"
     assert exchange(encode_message(make_header("ping", msg_id="m"), [], b"wrong-key"))["code"] == "bad_signature"
-    hj = json.dumps({"v": 1, "type": "explode", "msg_id": "m2"}).encode()
+    hj = json.dumps({"v": 2, "sent_at": time.time(), "type": "explode", "msg_id": "m2"}).encode()
     err = exchange([sign(key, [hj]), hj])
     assert err["code"] == "unknown_type" and err["in_reply_to"] == "m2"
-    hj = json.dumps({"v": 2, "type": "hello", "msg_id": "m3"}).encode()
+    hj = json.dumps({"v": 3, "sent_at": time.time(), "type": "hello", "msg_id": "m3"}).encode()
     err = exchange([sign(key, [hj]), hj])
     assert err["code"] == "version_mismatch" and err["in_reply_to"] == "m3"
-    hj = json.dumps({"v": 1, "type": "submit", "msg_id": "m4", "spec": {},
+    hj = json.dumps({"v": 2, "sent_at": time.time(), "type": "submit", "msg_id": "m4", "spec": {},
                      "files": [{"name": "../evil", "size": 1}]}).encode()
     assert exchange([sign(key, [hj, b"x"]), hj, b"x"])["code"] == "invalid_field"
-    hj = json.dumps({"v": 1, "type": "fetch_result", "msg_id": "m5", "job_id": "nope", "index": 0}).encode()
+    hj = json.dumps({"v": 2, "sent_at": time.time(), "type": "fetch_result", "msg_id": "m5", "job_id": "nope", "index": 0}).encode()
     assert exchange([sign(key, [hj]), hj])["code"] == "unknown_job"
     assert exchange(encode_message(make_header("ping", msg_id="p"), [], key))["type"] == "pong"
     s.close()

@@ -78,7 +78,7 @@ def test_raw_bad_messages(backend, client):
         assert exchange([b"\xff\x00 not a message"])["code"] == "malformed"
         assert exchange([sign(backend.key, [b"[["]), b"[["])["code"] == "malformed"
         assert exchange(encode_message(make_header("ping", msg_id="a"), [], b"bad"))["code"] == "bad_signature"
-        hj = json.dumps({"v": 1, "type": "no_such_type", "msg_id": "b"}).encode()
+        hj = json.dumps({"v": 2, "sent_at": time.time(), "type": "no_such_type", "msg_id": "b"}).encode()
         err = exchange([sign(backend.key, [hj]), hj])
         assert (err["code"], err["in_reply_to"]) == ("unknown_type", "b")
     finally:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import zmq
 
-from protocol import (BackendClient, BackendUnavailable, ProtocolError, collect_footage_files, decode_message,
+from protocol import (PROTOCOL_VERSION, BackendClient, BackendUnavailable, ProtocolError, collect_footage_files, decode_message,
                       encode_message, make_header)
 from tests.helpers.backend_proc import free_port
 from tests.helpers.footage import make_tiny_footage
@@ -105,7 +105,7 @@ def test_package_works_as_vendored_subpackage(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "1"
+    assert out.stdout.strip() == str(PROTOCOL_VERSION)
 
 
 def test_protocol_and_formats_import_without_pyzmq_until_the_client_is_used():

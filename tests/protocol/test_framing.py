@@ -3,6 +3,7 @@
 import json
 import os
 import stat
+import time
 
 import pytest
 
@@ -66,43 +67,43 @@ def _raw(header: dict, bufs=()):
 
 
 def test_unknown_type_and_direction():
-    assert _codes(lambda: decode_message(_raw({"v": 1, "type": "explode", "msg_id": "x"}), KEY)) == "unknown_type"
+    assert _codes(lambda: decode_message(_raw({"v": 2, "sent_at": time.time(), "type": "explode", "msg_id": "x"}), KEY)) == "unknown_type"
     # a server-only type sent to the server is unknown there
-    frames = _raw({"v": 1, "type": "pong", "in_reply_to": "x"})
+    frames = _raw({"v": 2, "type": "pong", "in_reply_to": "x"})
     assert _codes(lambda: decode_message(frames, KEY, "to_server")) == "unknown_type"
     assert decode_message(frames, KEY, "to_client")[0]["type"] == "pong"
 
 
 def test_missing_field():
     with pytest.raises(ProtocolError) as ei:
-        decode_message(_raw({"v": 1, "type": "cancel", "msg_id": "x"}), KEY)
+        decode_message(_raw({"v": 2, "sent_at": time.time(), "type": "cancel", "msg_id": "x"}), KEY)
     assert ei.value.code == "invalid_field" and "job_id" in ei.value.message
     assert ei.value.header["msg_id"] == "x"  # lets the server set in_reply_to
 
 
 @pytest.mark.parametrize("header", [
-    {"v": 1, "type": "cancel", "msg_id": "x", "job_id": 5},
-    {"v": 1, "type": "fetch_result", "msg_id": "x", "job_id": "j", "index": "0"},
-    {"v": 1, "type": "fetch_result", "msg_id": "x", "job_id": "j", "index": True},
-    {"v": 1, "type": "ping", "msg_id": 7},
-    {"v": 1, "type": "submit", "msg_id": "x", "spec": [], "files": []},
-    {"v": 1, "type": "submit", "msg_id": "x", "spec": {}, "files": [{"name": "a"}]},
-    {"v": 1, "type": "ping", "msg_id": "x", "extra": 1},
+    {"v": 2, "sent_at": time.time(), "type": "cancel", "msg_id": "x", "job_id": 5},
+    {"v": 2, "sent_at": time.time(), "type": "fetch_result", "msg_id": "x", "job_id": "j", "index": "0"},
+    {"v": 2, "sent_at": time.time(), "type": "fetch_result", "msg_id": "x", "job_id": "j", "index": True},
+    {"v": 2, "sent_at": time.time(), "type": "ping", "msg_id": 7},
+    {"v": 2, "sent_at": time.time(), "type": "submit", "msg_id": "x", "spec": [], "files": []},
+    {"v": 2, "sent_at": time.time(), "type": "submit", "msg_id": "x", "spec": {}, "files": [{"name": "a"}]},
+    {"v": 2, "sent_at": time.time(), "type": "ping", "msg_id": "x", "extra": 1},
 ])
 def test_wrong_field_type(header):
     assert _codes(lambda: decode_message(_raw(header), KEY)) == "invalid_field"
 
 
 def test_buffer_count_and_size_must_match_files():
-    h = {"v": 1, "type": "submit", "msg_id": "x", "spec": {}, "files": [{"name": "a.png", "size": 3}]}
+    h = {"v": 2, "sent_at": time.time(), "type": "submit", "msg_id": "x", "spec": {}, "files": [{"name": "a.png", "size": 3}]}
     assert _codes(lambda: decode_message(_raw(h, [b"abc", b"more"]), KEY)) == "invalid_field"
     assert _codes(lambda: decode_message(_raw(h, [b"ab"]), KEY)) == "invalid_field"
-    assert _codes(lambda: decode_message(_raw({"v": 1, "type": "ping", "msg_id": "x"}, [b"z"]), KEY)) == "invalid_field"
+    assert _codes(lambda: decode_message(_raw({"v": 2, "sent_at": time.time(), "type": "ping", "msg_id": "x"}, [b"z"]), KEY)) == "invalid_field"
 
 
 @pytest.mark.parametrize("name", ["/etc/passwd", "../x.png", "a/../../x", "a//b", "C:/x", "a\\b", "", "."])
 def test_unsafe_file_names_refused(name):
-    h = {"v": 1, "type": "submit", "msg_id": "x", "spec": {}, "files": [{"name": name, "size": 1}]}
+    h = {"v": 2, "sent_at": time.time(), "type": "submit", "msg_id": "x", "spec": {}, "files": [{"name": name, "size": 1}]}
     assert _codes(lambda: decode_message(_raw(h, [b"z"]), KEY)) == "invalid_field"
 
 
