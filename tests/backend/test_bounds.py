@@ -11,6 +11,7 @@ frames took 10–13 s.
 import json
 
 import numpy as np
+import torch
 import pytest
 import zmq
 from PIL import Image
@@ -177,3 +178,32 @@ def test_two_pass_decoding_returns_the_frames_a_single_pass_chose(tmp_path):
     idx = np.round(np.linspace(0, len(every) - 1, 3)).astype(int)
     np.testing.assert_array_equal(frames, np.stack([every[i] for i in idx]))
     assert np.all(np.diff(stamps) > 0)
+
+
+def test_cancel_reaches_initialization_within_a_second(tmp_path):
+    """Before: a cancel during the initialization of n_init 1e7 took 45 s to land (carving
+    and the brute-force kNN never checked the flag). Now both check every few hundred ms."""
+    import threading
+    import time
+
+    from backend.errors import JobCancelled
+    from backend.pipeline.context import JobContext
+    from backend.pipeline.reconstruct.initialize import init_model, knn_scale
+    from protocol.presets import reconstruct_config
+    from tests.helpers.footage import make_tiny_footage
+
+    footage = ingest.load_footage(make_tiny_footage(tmp_path / "fp", n_cams=4, n_times=2, size=32))
+    cfg = reconstruct_config("tiny", {"model.n_init": 2_000_000}).model
+    # (init of the tiny footage takes about 0.6 s here; the 2e6-point kNN about 10 s)
+    for after_s, work in ((0.1, lambda ctx: init_model(footage, cfg, torch.Generator().manual_seed(0),
+                                                       ctx.check_cancelled)),
+                          (1.0, lambda ctx: knn_scale(torch.rand(2_000_000, 3), check_cancelled=ctx.check_cancelled))):
+        ctx = JobContext()
+        timer = threading.Timer(after_s, ctx.cancel_event.set)
+        timer.start()
+        t0 = time.monotonic()
+        with pytest.raises(JobCancelled):
+            work(ctx)
+        late = time.monotonic() - t0 - after_s
+        timer.cancel()
+        assert late < 1.0, f"the cancel took {late:.2f} s to land"

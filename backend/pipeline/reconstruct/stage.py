@@ -71,7 +71,7 @@ def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, devic
     gen = torch.Generator().manual_seed(opt.seed)
     torch.manual_seed(opt.seed)
     ctx.progress(stage, 0, iterations, message="initializing Gaussians")
-    model = init_model(footage, cfg.model, gen).to(device)
+    model = init_model(footage, cfg.model, gen, check_cancelled=ctx.check_cancelled).to(device)
     centre, radius = scene_bounds(footage)
     optimizer = ModelOptimizer(model, opt, radius)
     sds = None
