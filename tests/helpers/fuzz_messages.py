@@ -20,11 +20,12 @@ RSS).
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import string
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional
 
@@ -551,6 +552,34 @@ class FuzzStats:
                 "ping_failures": self.ping_failures, "findings": self.findings}
 
 
+def reproducer(messages) -> list[dict]:
+    """Messages as JSON-ready records (family, expectation, base64 frames) that
+    :func:`replay` sends again."""
+    return [{"family": m.family, "expect": m.expect,
+             "frames_b64": [base64.b64encode(bytes(f)).decode("ascii") for f in m.frames]} for m in messages]
+
+
+def replay(address: str, records: list[dict], timeout_s: float = 5.0) -> list[Optional[list]]:
+    """Send recorded messages (:func:`reproducer`) one at a time over a DEALER socket.
+
+    Returns:
+        Per message, the raw reply frames, or None where none came within ``timeout_s``.
+    """
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(address)
+    out = []
+    try:
+        for rec in records:
+            sock.send_multipart([base64.b64decode(f) for f in rec["frames_b64"]])
+            out.append(sock.recv_multipart() if sock.poll(int(timeout_s * 1000)) else None)
+    finally:
+        sock.close(0)
+        ctx.term()
+    return out
+
+
 def describe(frames: list, limit: int = 300) -> str:
     """A short, printable description of a message's frames (for findings and reproducers)."""
     parts = [f"{len(frames)} frame(s)"]
@@ -571,10 +600,14 @@ class FuzzDriver:
         ping_timeout_s: how long the after-batch ``ping`` may take.
         client_factory: makes the liveness client, ``client_factory(address, key, timeout_s)``;
             :class:`protocol.BackendClient` by default.
+        keep: how many of the last messages :attr:`recent` holds (for a reproducer).
+
+    Attributes:
+        recent: the last ``keep`` messages sent, oldest first.
     """
 
     def __init__(self, address: str, key: bytes, forbidden=(), reply_timeout_s: float = 5.0,
-                 ping_timeout_s: float = 5.0, client_factory: Optional[Callable] = None):
+                 ping_timeout_s: float = 5.0, client_factory: Optional[Callable] = None, keep: int = 200):
         self.address = address
         self.key = bytes(key)
         self.forbidden = ["Traceback", *[str(s) for s in forbidden if s]]
@@ -584,6 +617,7 @@ class FuzzDriver:
         self.ctx = zmq.Context()
         self.sock = None
         self._sent_ids: set[str] = set()
+        self.recent: deque = deque(maxlen=keep)
         self._open()
 
     def _open(self) -> None:
@@ -634,6 +668,7 @@ class FuzzDriver:
         """Send one message and wait for (and check) its reply; job events met on the way are counted."""
         stats.sent += 1
         stats.families[msg.family] += 1
+        self.recent.append(msg)
         try:
             self.sock.send_multipart(msg.frames, copy=len(msg.frames) < 50)
         except zmq.Again:
