@@ -7,22 +7,23 @@ thread must be alive; every invalid message must get an ``error`` reply, and no 
 hold a traceback or the server's data path. The long run is ``benchmarks/fuzz_server.py``.
 """
 
+import json
 import logging
 import threading
 
 import pytest
 
 from backend.pipeline import runner
-from protocol import BackendClient
+from protocol import BackendClient, decode_message
 from protocol.errors import InvalidOptionError, RemoteError
 from protocol.job_spec import MAX_SPEC_DEPTH, validate_job_spec
 from protocol.strict_json import json_depth
 from tests.backend.test_server_inprocess import fake_run_job
 from tests.helpers.backend_proc import server_thread
-from tests.helpers.fuzz_messages import FuzzDriver, FuzzGenerator
+from tests.helpers.fuzz_messages import FuzzDriver, FuzzGenerator, replay, reproducer
 
 KEY = b"test-key-0123456789abcdef-fuzz"
-MESSAGES = 3000
+MESSAGES = 5000
 BATCH = 200
 
 
@@ -122,3 +123,19 @@ def test_a_spec_too_deep_for_a_jobs_reply_is_refused(tmp_path, monkeypatch):
                 ok = ok["a"]
             c.submit({"job_type": "footage", "name": "ok", "multiview": ok}, {})
             assert len(c.list_jobs()) == 1  # the deepest accepted spec still lists
+
+
+def test_a_recorded_batch_replays(tmp_path, monkeypatch, quiet_server_log):
+    # the benchmark's reproducer file: recorded messages sent again get the same kind of reply
+    monkeypatch.setattr(runner, "run_job", fake_run_job)
+    with server_thread(tmp_path / "data", KEY) as address:
+        driver = FuzzDriver(address, KEY, keep=30)
+        try:
+            driver.run(FuzzGenerator(KEY, seed=3, valid_submit_every=0), 30, batch=30)
+            records = reproducer(driver.recent)
+        finally:
+            driver.close()
+        replies = replay(address, json.loads(json.dumps(records)))
+    assert len(replies) == 30 and all(r is not None for r in replies)
+    types = [decode_message(r, KEY, "to_client")[0]["type"] for r in replies]
+    assert all(t == "error" for t, rec in zip(types, records) if rec["expect"] == "error")
