@@ -34,6 +34,7 @@ An optional field (annotated ``X | None``) also takes null (JSON ``null``,
 from __future__ import annotations
 
 import math
+import sys
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
@@ -428,7 +429,7 @@ def _flatten(options: dict, prefix: str = "") -> list[tuple[str, Any]]:
         if not isinstance(key, str) or not key:
             raise InvalidOptionError(f"option names must be non-empty strings, got {key!r}")
         path = f"{prefix}{key}"
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value:
             items += _flatten(value, path + ".")
         else:
             items.append((path, value))
@@ -483,8 +484,9 @@ def _coerce(path: str, value: Any, f, tp) -> Any:
             raise InvalidOptionError(f"option {path!r} must be a whole number, got {value!r}")
         out = int(value)
     elif tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise InvalidOptionError(f"option {path!r} must be a finite number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                isinstance(value, int) and abs(value) > sys.float_info.max) or not math.isfinite(value):
+            raise InvalidOptionError(f"option {path!r} must be a finite number, got {value!r:.80}")
         out = float(value)
     elif tp is str:
         if not isinstance(value, str):
@@ -537,6 +539,10 @@ def apply_options(cfg, options: dict | None):
     paths = field_paths(type(cfg))
     seen: dict[str, str] = {}
     for name, value in _flatten(options):
+        if isinstance(value, dict):  # an empty section: it must still be one this config has
+            if not any(p.startswith(name + ".") for p in paths):
+                raise InvalidOptionError(f"unknown option section {name!r}")
+            continue
         path = _resolve_path(type(cfg), paths, name)
         if path in seen:
             raise InvalidOptionError(f"option {path!r} is given twice (as {seen[path]!r} and {name!r})")

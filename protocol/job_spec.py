@@ -28,6 +28,7 @@ from .config import OrbitConfig, ReconstructConfig, apply_options
 from .errors import InvalidOptionError
 from .limits import SPEC_FPS, SPEC_FRAMES
 from .presets import DEFAULT_PRESET, reconstruct_config
+from .strict_json import MAX_JSON_DEPTH, json_depth
 
 #: Job types the backend runs.
 JOB_TYPES = ("footage", "video", "image", "prompt", "orbital")
@@ -39,6 +40,19 @@ SPEC_FIELDS: dict[str, tuple] = {
     "video": (str,), "image": (str,), "prompt": (str,), "orbit": (dict, type(None)),
     "video_fps": (int, float, type(None)), "max_frames": (int, type(None)), "mask_prompt": (str, type(None)),
 }
+
+#: deepest job spec accepted (a spec needs 4). A ``jobs`` reply nests each stored spec three
+#: levels down (header, list, job), so a deeper spec would make every later ``list_jobs``
+#: reply too deep for clients to read (:data:`protocol.strict_json.MAX_JSON_DEPTH`).
+MAX_SPEC_DEPTH = MAX_JSON_DEPTH - 4
+
+
+def _finite(value) -> bool:
+    """Whether a JSON number is finite as a double (an int too large for one is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def validate_job_spec(spec: dict) -> ReconstructConfig:
@@ -56,10 +70,13 @@ def validate_job_spec(spec: dict) -> ReconstructConfig:
             ``invalid_option`` for the rest: not a dict; an unknown top-level key; a
             key of the wrong JSON type; a non-finite, non-positive or too large ``fps`` /
             ``video_fps`` / ``frame_count`` / ``max_frames`` (:mod:`protocol.limits`); an
-            unknown, ill-typed or out-of-range option or orbit setting.
+            unknown, ill-typed or out-of-range option or orbit setting; a spec nested deeper
+            than :data:`MAX_SPEC_DEPTH`.
     """
     if not isinstance(spec, dict):
         raise InvalidOptionError(f"a job spec must be a JSON object, got {type(spec).__name__}")
+    if json_depth(spec) > MAX_SPEC_DEPTH:
+        raise InvalidOptionError(f"a job spec may be nested at most {MAX_SPEC_DEPTH} deep")
     for key, value in spec.items():
         if key not in SPEC_FIELDS:
             raise InvalidOptionError(f"unknown job spec key {key!r}; known keys: {sorted(SPEC_FIELDS)}")
@@ -73,7 +90,7 @@ def validate_job_spec(spec: dict) -> ReconstructConfig:
                                  "unknown_job_type")
     for key in ("frame_count", "max_frames", "fps", "video_fps"):
         value = spec.get(key)
-        if value is not None and (not math.isfinite(value) or value <= 0):
+        if value is not None and (not _finite(value) or value <= 0):
             raise InvalidOptionError(f"job spec key {key!r} must be a positive finite number, got {value!r}")
         high = SPEC_FRAMES if key in ("frame_count", "max_frames") else SPEC_FPS
         if value is not None and value > high:
