@@ -96,7 +96,7 @@ def make_users(data_dir: Path, count: int) -> list[dict]:
     made = []
     for i in range(count):
         u = users.add_user(data_dir, f"load{i}")
-        made.append({"user": u["user"], "key": u["key"]})
+        made.append({"user": u["user"], "key": u["key"].encode("ascii")})
     return made
 
 

@@ -298,7 +298,7 @@ class FuzzGenerator:
         """A key twice, the last value invalid (JSON's last-wins rule would keep it)."""
         rng = self.rng
         header, msg_id = self._header()
-        key, bad = rng.choice([("v", b"2"), ("v", b'"1"'), ("type", b'"nope"'), ("type", b"1"), ("msg_id", b"5"),
+        key, bad = rng.choice([("v", str(PROTOCOL_VERSION + 1).encode()), ("v", b'"1"'), ("type", b'"nope"'), ("type", b"1"), ("msg_id", b"5"),
                                ("msg_id", b"null"), ("v", b"true")])
         hjson = _json(header)[:-1] + b',"' + key.encode() + b'":' + bad + b"}"
         return self._signed("duplicate_keys", hjson, msg_ids=(msg_id,))
@@ -365,7 +365,8 @@ class FuzzGenerator:
     def wrong_version(self) -> FuzzMessage:
         """``v`` other than :data:`~protocol.PROTOCOL_VERSION`, of int or other type."""
         header, msg_id = self._header()
-        header["v"] = self.rng.choice([0, 2, -1, 10**20, 2**63, PROTOCOL_VERSION + 1, "1", 1.0, 1.5, True, None,
+        header["v"] = self.rng.choice([0, PROTOCOL_VERSION - 1, -1, 10**20, 2**63, PROTOCOL_VERSION + 1, "1", 1.0, 1.5,
+                                       True, None,
                                        [1], {"v": 1}])
         return self._signed("wrong_version", _json(header), msg_ids=(msg_id,))
 
