@@ -123,6 +123,7 @@ class FuzzGenerator:
             ("random_frames", self.random_frames, 4),
             ("frame_count", self.frame_count, 3),
             ("bad_signature", self.bad_signature, 4),
+            ("user_signature", self.user_signature, 3),
             ("unsigned_json", self.unsigned_json, 2),
             ("non_object", self.non_object, 3),
             ("deep_nesting", self.deep_nesting, 2),
@@ -231,6 +232,23 @@ class FuzzGenerator:
                good[:-1] + bytes([good[-1] ^ 1]), _rand_bytes(rng, 1, 100), sign(self.key + b"x", [hjson]),
                good + b"0"][choice]
         return FuzzMessage("bad_signature", [sig, hjson], "error", (msg_id,))
+
+    def user_signature(self) -> FuzzMessage:
+        """A signature frame naming a user: unknown names, invalid names, the right digest
+        under the wrong name, a replayed pair of frames, a stale ``sent_at``."""
+        rng = self.rng
+        header, msg_id = self._header()
+        choice = rng.randrange(6)
+        if choice == 5:  # a request from long ago, correctly signed with the server's key
+            header["sent_at"] = rng.choice([0.0, 1e9, header["sent_at"] - 3600, header["sent_at"] + 3600])
+            hjson = _json(header)
+            return FuzzMessage("user_signature", [sign(self.key, [hjson]), hjson], "error", (msg_id,))
+        hjson = _json(header)
+        name = rng.choice([b"alice", b"nobody", b"Admin", b"a" * 65, b"", b"../x", b"\xff\xfe", b"a:b",
+                           _rand_bytes(rng, 1, 30)])
+        digest = rng.choice([sign(self.key, [hjson]), sign(self.key, [hjson], "alice"), b"0" * 64,
+                             _rand_bytes(rng, 0, 70)])
+        return FuzzMessage("user_signature", [name + b":" + digest, hjson], "error", (msg_id,))
 
     def unsigned_json(self) -> FuzzMessage:
         """A (possibly malformed) JSON header with no valid signature."""
