@@ -43,3 +43,8 @@ def test_cancel_reaches_the_backend_and_the_panel(res):
     assert [r for r in res["requests"] if r != "fetch_result"] == ["submit", "submit", "cancel"]
     assert len(res["jobs_listed"]) == 2 and res["jobs_listed"][1] == res["job_id"]  # newest first
     assert res["timer_after_disable"] is False
+
+
+def test_a_credentials_file_in_the_preferences_gives_user_and_curve_keys(res):
+    assert res["credentials_settings"] == res["credentials_expected"]
+    assert "chmod 600" in res["open_credentials_error"]  # a file others can read is refused

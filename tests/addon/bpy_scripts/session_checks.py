@@ -113,6 +113,26 @@ res["cancel_record"] = dict(session.JOBS.find(panel_state.STATE.job_id) or {})
 res["requests"] = list(requests)
 res["jobs_listed"] = [r["job_id"] for r in session.JOBS.records()]
 
+# A studio backend's credentials file in the preferences: the connection signs as its user
+# over CurveZMQ (tests/addon/test_addon_connection.py connects with such settings).
+from backend.users import add_user  # noqa: E402
+from blender_addon.preferences import get_connection  # noqa: E402
+
+cred = add_user(work / "studio", "alice")
+prefs.credentials_file = cred["path"]
+settings = get_connection()
+res["credentials_settings"] = {"address": settings["address"], "user": settings["user"],
+                               "key": settings["key"].decode(), "curve": [k.decode() for k in settings["curve"]]}
+res["credentials_expected"] = {"address": address, "user": "alice", "key": cred["key"],
+                               "curve": [cred["curve_public"], cred["curve_secret"], cred["server_public"]]}
+Path(cred["path"]).chmod(0o644)
+try:
+    get_connection()
+    res["open_credentials_error"] = None
+except PermissionError as exc:
+    res["open_credentials_error"] = str(exc)
+prefs.credentials_file = ""
+
 addon_utils.disable("blender_addon")
 res["timer_after_disable"] = timer.running()
 stop.set()
