@@ -89,6 +89,11 @@ class JobStoreError(Exception):
         self.message = message
 
 
+class JobDatabaseError(OSError):
+    """``<data_dir>/jobs.sqlite3`` exists but cannot be opened as a job database. An
+    :class:`OSError`, so ``python -m backend serve`` reports it in one line and exits 2."""
+
+
 def _natural_key(name: str):
     return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", name)]
 
@@ -123,7 +128,7 @@ class JobStore:
             order; the server hands them to the worker.
 
     Raises:
-        sqlite3.DatabaseError: the database file exists but is not a SQLite database.
+        JobDatabaseError: the database file exists but is not a readable SQLite database.
     """
 
     def __init__(self, data_dir):
@@ -135,11 +140,15 @@ class JobStore:
         self._specs: dict[str, dict] = {}
         self._next_seq = 1
         self.pending: list[str] = []
-        self._db = sqlite3.connect(self.db_path, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        self._load()
+        try:
+            self._db = sqlite3.connect(self.db_path, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            self._load()
+        except sqlite3.DatabaseError as e:
+            raise JobDatabaseError(f"the job database {self.db_path} cannot be read ({e}); move it away to start "
+                                   f"with an empty job list (the job folders under {self.root} stay)") from None
 
     def close(self) -> None:
         """Close the database connection (the store is unusable afterwards)."""

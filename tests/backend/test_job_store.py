@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from backend.jobs import JobStore
+from backend.jobs import JobDatabaseError, JobStore
 
 
 def _db(tmp_path):
@@ -137,5 +137,5 @@ def test_running_job_with_checkpoint_is_requeued_ahead_of_newer_jobs(tmp_path):
 
 def test_not_a_database_is_a_clear_error(tmp_path):
     (tmp_path / "jobs.sqlite3").write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(sqlite3.DatabaseError):
+    with pytest.raises(JobDatabaseError, match="move it away"):
         JobStore(tmp_path)

@@ -81,7 +81,7 @@ def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, devic
                                    fit_fingerprint(footage, cfg, stage))
         saved = checkpoint.load()
     if saved is not None:
-        ctx.progress(stage, 0, iterations, message="loading the checkpoint")
+        ctx.progress(stage, min(int(saved["loop"]["step"]), iterations), iterations, message="loading the checkpoint")
         model = load_gaussians4d(saved["model"]).to(device)
     else:
         ctx.progress(stage, 0, iterations, message="initializing Gaussians")
