@@ -64,15 +64,17 @@ class JobContext:
 
     def progress(self, stage: str, step: int, total: int, loss: Optional[float] = None,
                  message: Optional[str] = None) -> None:
-        """Report progress; computes the ETA from the stage's elapsed time. Rate-limited."""
+        """Report progress; computes the ETA from the stage's elapsed time and the steps
+        taken since its first report (a fit resumed from a checkpoint starts at a later
+        step). Rate-limited."""
         now = time.monotonic()
-        start = self._stage_start.setdefault(stage, now)
+        start, first_step = self._stage_start.setdefault(stage, (now, step))
         if step not in (0, total) and now - self._last_emit < self.min_interval_s:
             return
         self._last_emit = now
         eta = None
-        if 0 < step < total:
-            eta = (now - start) / step * (total - step)
+        if first_step < step < total:  # a stage resumed at a later step counts from there
+            eta = (now - start) / (step - first_step) * (total - step)
         self.on_progress(ProgressEvent(stage, int(step), int(total), None if loss is None else float(loss),
                                        eta, message))
 
