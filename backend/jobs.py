@@ -180,7 +180,7 @@ class JobStore:
             for d, state, spec in found:
                 # stored as read; the checks and repairs of _load apply to every row alike
                 self._db.execute("INSERT OR IGNORE INTO jobs (job_id, seq, state, record, spec) VALUES (?,?,?,?,?)",
-                                 (d.name, int(state.get("seq") or 0) if isinstance(state.get("seq"), int) else 0,
+                                 (d.name, state["seq"] if isinstance(state.get("seq"), int) else 0,
                                   str(state.get("state")), json.dumps(state), json.dumps(spec)))
         for d, _, _ in found:
             for name in ("state.json", "spec.json"):

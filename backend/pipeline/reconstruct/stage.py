@@ -59,7 +59,19 @@ def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, devic
         ``planned_iterations`` when ``optimization.time_limit_s`` stopped the fit or
         ``optimization.time_budget_s`` was spent first, :mod:`.schedule`), ``seconds``, ``it_per_s``,
         ``n_gaussians``, ``final_loss`` (the loss EMA, factor 0.9), ``loss_curve`` (list of
-        [step, EMA] every 10 steps and at the last) and ``sds_steps``.
+        [step, EMA] every 10 steps and at the last) and ``sds_steps``; with a checkpoint
+        folder also ``resumed_from_step`` (the step a checkpoint resumed the fit at, or None),
+        ``checkpoints`` (written by this run, the final one included), ``checkpoint_seconds``
+        (their total write time, the final one excluded) and ``checkpoint_bytes`` (size of the
+        last periodic one; 0 if none).
+
+    Checkpoints (:mod:`.checkpoint`): with ``ctx.checkpoint_dir`` set, the fit saves its state
+    every ``optimization.checkpoint_every_s`` seconds, when cancelled between steps, and when
+    it ends, to ``<checkpoint_dir>/<stage>.pt``; a matching checkpoint found there at the
+    start resumes the fit from it (a ``finished`` one returns its model and stats at once),
+    continuing the same random draws: the resumed fit equals the uninterrupted one. The
+    time budget and limit count the seconds spent before the checkpoint (not the re-run
+    of the stages before the fit nor the steps lost after the checkpoint).
 
     Raises:
         JobCancelled: when cancelled between steps.
@@ -164,9 +176,9 @@ def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, devic
     stats = {"iterations": done, "planned_iterations": iterations, "seconds": seconds,
              "it_per_s": done / max(seconds, 1e-9),
              "n_gaussians": model.num_gaussians, "final_loss": ema, "loss_curve": curve,
-             "sds_steps": 0 if sds is None else sds.calls, "resumed_from_step": resumed_from}
+             "sds_steps": 0 if sds is None else sds.calls}
     if checkpoint is not None:
-        stats.update(checkpoints=checkpoint.saves + 1, checkpoint_seconds=checkpoint.save_seconds,
+        stats.update(resumed_from_step=resumed_from, checkpoints=checkpoint.saves + 1, checkpoint_seconds=checkpoint.save_seconds,
                      checkpoint_bytes=checkpoint.last_bytes)
         save(finished=True, stats=stats)  # a crash in a later stage does not redo the fit
     return model, stats
