@@ -111,6 +111,7 @@ class Worker:
             if ev is not None:
                 ev.set()
         if self.store.transition(job_id, {"queued"}, "cancelled"):
+            shutil.rmtree(self.store.checkpoint_dir(job_id), ignore_errors=True)  # a re-queued job has one
             log.info("job %s cancelled while queued", job_id)
             self.emit(make_header("cancelled", job_id=job_id), [])
             return "cancelled"

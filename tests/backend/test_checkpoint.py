@@ -124,3 +124,12 @@ def test_time_budget_counts_the_time_spent_before_the_checkpoint(footage, tmp_pa
     took = time.monotonic() - t0
     assert stats["resumed_from_step"] == saved_step and stats["iterations"] < 10_000
     assert took < 4.0 - spent + 2.0  # the resumed run spends only what is left of the budget (+ setup)
+
+
+def test_a_checkpoint_that_cannot_be_written_does_not_fail_the_fit(footage, tmp_path, caplog):
+    blocker = tmp_path / "checkpoint"
+    blocker.write_text("a file where the folder should be")
+    with caplog.at_level("WARNING", logger="gen4d.reconstruct"):
+        _, stats = reconstruct(footage, _cfg({"iterations": 5}), JobContext(checkpoint_dir=blocker))
+    assert stats["iterations"] == 5
+    assert any("could not write the checkpoint" in r.getMessage() for r in caplog.records)

@@ -139,3 +139,46 @@ def test_not_a_database_is_a_clear_error(tmp_path):
     (tmp_path / "jobs.sqlite3").write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(JobDatabaseError, match="move it away"):
         JobStore(tmp_path)
+
+
+def test_worker_keeps_the_checkpoint_only_for_a_shutdown(tmp_path, monkeypatch):
+    """Cancel and completion delete ``checkpoint/``; a shutdown keeps it and re-queues the job."""
+    from backend.errors import JobCancelled
+    from backend.pipeline import runner
+    from backend.worker import Worker
+
+    def fake_run_job(spec, input_dir, out_dir, ctx):
+        ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        (ctx.checkpoint_dir / "reconstruct.pt").write_bytes(b"state")
+        if spec.get("name") == "quick":
+            (out_dir / "manifest.json").write_text("{}")
+            return {"frame_count": 1}
+        while not ctx.cancel_event.wait(0.01):
+            pass
+        raise JobCancelled()
+
+    monkeypatch.setattr(runner, "run_job", fake_run_job)
+    store = JobStore(tmp_path)
+    events = []
+    worker = Worker(store, lambda header, bufs: events.append(header))
+    quick = store.create({"job_type": "footage", "name": "quick"}, [])["job_id"]
+    cancelled = store.create({"job_type": "footage"}, [])["job_id"]
+    stopped = store.create({"job_type": "footage"}, [])["job_id"]
+    worker.start([quick, cancelled, stopped])
+
+    def wait_state(job, state):
+        for _ in range(500):
+            if store.get(job)["state"] == state and store.has_checkpoint(job) == (state == "running"):
+                return
+            threading.Event().wait(0.01)
+        raise AssertionError(f"{job} never {state}: {store.get(job)['state']}")
+
+    wait_state(cancelled, "running")
+    assert store.get(quick)["state"] == "completed" and not store.checkpoint_dir(quick).exists()
+    assert worker.cancel(cancelled) == "requested"
+    wait_state(stopped, "running")
+    assert store.get(cancelled)["state"] == "cancelled" and not store.checkpoint_dir(cancelled).exists()
+    worker.stop()
+    assert store.get(stopped)["state"] == "queued" and store.has_checkpoint(stopped)
+    store.close()
+    assert JobStore(tmp_path).pending == [stopped]

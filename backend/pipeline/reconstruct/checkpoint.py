@@ -128,11 +128,15 @@ class FitCheckpoint:
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         payload = {"format": FORMAT, "stage": self.stage, "fingerprint": self.fingerprint, **_to_cpu(state)}
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(payload, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         try:  # make the rename itself durable
             fd = os.open(self.directory, os.O_RDONLY)
             try:

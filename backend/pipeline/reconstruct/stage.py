@@ -130,9 +130,13 @@ def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, devic
 
     def save(finished: bool = False, stats: dict | None = None) -> None:
         now = time.monotonic()
-        checkpoint.save(capture_fit(trainer, sds, {
-            "step": step, "ema": ema, "curve": curve, "step_seconds": step_seconds, "fit_seconds": now - start,
-            "elapsed_s": now - entered, "finished": finished, "stats": stats}))
+        try:
+            checkpoint.save(capture_fit(trainer, sds, {
+                "step": step, "ema": ema, "curve": curve, "step_seconds": step_seconds, "fit_seconds": now - start,
+                "elapsed_s": now - entered, "finished": finished, "stats": stats}))
+        except OSError as e:  # a full disk costs the job its resumability, not its result
+            checkpoint.last_save = checkpoint.clock()
+            log.warning("%s: could not write the checkpoint at step %d (%s); the fit goes on", stage, step, e)
 
     while True:
         try:
