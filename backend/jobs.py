@@ -1,20 +1,40 @@
-"""The job store: one folder per job under ``<data_dir>/jobs/<job_id>/``.
+"""The job store: a SQLite database ``<data_dir>/jobs.sqlite3`` and one folder per job under
+``<data_dir>/jobs/<job_id>/``.
 
-Layout of a job folder::
+The database (standard library :mod:`sqlite3`) holds one row per job: ``job_id``, ``seq``
+(submission order), ``state``, ``record`` (the state dict of :data:`_STATE_KEYS` as JSON:
+timestamps, error code/message, last progress, result file list, owner) and ``spec`` (the
+submitted spec as JSON). A job folder holds the files::
 
-    spec.json     the submitted spec
     input/        the uploaded files (relative names, sanitized)
-    state.json    state, timestamps, error code/message, last progress, result file list
     result/       what the pipeline wrote (manifest.json, frames/frame_0000.ply, ...)
+    checkpoint/   the running fit's checkpoints (:mod:`backend.pipeline.reconstruct.checkpoint`),
+                  deleted by the worker when the job ends
+
+Durability: WAL journal (readers never block the writer; a crash never leaves a torn
+database) with ``synchronous=FULL``: every commit is fsynced, so a state change that was
+reported to a client survives a power cut too, not only a killed process. State changes
+are rare (a few per second at most: progress is rate-limited), so the fsync per commit
+costs nothing measurable. One connection (``check_same_thread=False``) guarded by the
+store's RLock; one transaction per state change.
 
 States (:mod:`protocol.formats.job_states`): ``queued`` -> ``running`` -> ``completed`` |
-``failed`` | ``cancelled`` (and ``queued`` -> ``cancelled``). The store survives a restart: on load, jobs left ``running``
-become ``failed`` with code ``interrupted``, and ``queued`` jobs are handed back (in
-submission order) through :attr:`JobStore.pending` to be re-queued.
+``failed`` | ``cancelled`` (and ``queued`` -> ``cancelled``; ``running`` -> ``queued`` when
+a job with a checkpoint is put back for a restart). The store survives a restart: on load,
+a job left ``running`` whose ``checkpoint/`` holds a checkpoint goes back to ``queued`` (its
+fit resumes from the checkpoint); one without becomes ``failed`` with code
+``interrupted``. ``queued`` jobs, resumed ones included, are handed back in submission
+order through :attr:`JobStore.pending` to be re-queued.
 
 A job's state is saved with every non-finite number (a diverged loss) as null, and on load
-non-finite numbers in old records are replaced the same way, so every stored job can be
-encoded in a reply; a folder that cannot be read is skipped with a warning.
+non-finite numbers in stored records are replaced the same way, so every stored job can be
+encoded in a reply; a row that cannot be read is skipped with a warning.
+
+Migration: stores written before the database kept ``state.json`` and ``spec.json`` in each
+job folder. On open, every folder that still has them is imported into the database in one
+transaction, then the files are renamed ``state.json.migrated`` / ``spec.json.migrated``
+so the next open does not import them again (a folder already in the database is only
+renamed); a folder that cannot be read is skipped with a warning and left as it is.
 
 All methods are thread-safe (the server loop and the worker thread both use the store).
 """
@@ -26,6 +46,7 @@ import logging
 import os
 import re
 import shutil
+import sqlite3
 import threading
 import time
 import uuid
@@ -41,6 +62,17 @@ log = logging.getLogger("gen4d.jobs")
 _JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _STATE_KEYS = ("job_id", "seq", "state", "created_at", "started_at", "finished_at", "error_code",
                "error_message", "progress", "frame_count", "files", "owner")
+DB_NAME = "jobs.sqlite3"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    seq    INTEGER NOT NULL,
+    state  TEXT NOT NULL,
+    record TEXT NOT NULL,
+    spec   TEXT NOT NULL
+);
+"""
+INTERRUPTED_MESSAGE = "the backend stopped while this job was running; resubmit it"
 
 
 class JobStoreError(Exception):
@@ -57,10 +89,9 @@ class JobStoreError(Exception):
         self.message = message
 
 
-def _write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
+class JobDatabaseError(OSError):
+    """``<data_dir>/jobs.sqlite3`` exists but cannot be opened as a job database. An
+    :class:`OSError`, so ``python -m backend serve`` reports it in one line and exits 2."""
 
 
 def _natural_key(name: str):
@@ -85,73 +116,137 @@ def order_result_files(names: Iterable[str]) -> list[str]:
 
 
 class JobStore:
-    """Persistent jobs under ``<data_dir>/jobs``.
+    """Persistent jobs: rows in ``<data_dir>/jobs.sqlite3``, files under ``<data_dir>/jobs``.
 
     Args:
         data_dir: the backend's data folder (created if needed).
 
     Attributes:
-        pending: ids of jobs found ``queued`` on load, in submission order; the server
-            hands them to the worker.
+        root: ``<data_dir>/jobs``.
+        db_path: ``<data_dir>/jobs.sqlite3``.
+        pending: ids of jobs found ``queued`` on load (resumed ones included), in submission
+            order; the server hands them to the worker.
+
+    Raises:
+        JobDatabaseError: the database file exists but is not a readable SQLite database.
     """
 
     def __init__(self, data_dir):
         self.root = Path(data_dir) / "jobs"
         self.root.mkdir(parents=True, exist_ok=True)
+        self.db_path = Path(data_dir) / DB_NAME
         self._lock = threading.RLock()
         self._jobs: dict[str, dict] = {}
         self._specs: dict[str, dict] = {}
         self._next_seq = 1
         self.pending: list[str] = []
-        self._load()
+        try:
+            self._db = sqlite3.connect(self.db_path, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            self._load()
+        except sqlite3.DatabaseError as e:
+            raise JobDatabaseError(f"the job database {self.db_path} cannot be read ({e}); move it away to start "
+                                   f"with an empty job list (the job folders under {self.root} stay)") from None
+
+    def close(self) -> None:
+        """Close the database connection (the store is unusable afterwards)."""
+        with self._lock:
+            self._db.close()
 
     # -- loading and recovery -------------------------------------------------------
 
-    def _load(self) -> None:
-        for tmp in self.root.glob(".tmp-*"):
-            shutil.rmtree(tmp, ignore_errors=True)
-        for d in self.root.iterdir():
-            if not d.is_dir() or not _JOB_ID_RE.match(d.name):
+    def _migrate_json_folders(self) -> None:
+        """Import job folders of the JSON layout (state.json + spec.json) in one transaction."""
+        found = []
+        for d in sorted(self.root.iterdir()):
+            if not d.is_dir() or not _JOB_ID_RE.match(d.name) or not (d / "state.json").exists():
                 continue
             try:
                 state = json.loads((d / "state.json").read_text(encoding="utf-8"))
                 spec = json.loads((d / "spec.json").read_text(encoding="utf-8"))
                 if not isinstance(state, dict) or not isinstance(spec, dict):
                     raise ValueError("state or spec is not a JSON object")
-                if state.get("state") not in JOB_STATES or state.get("job_id") != d.name:
+                if state.get("job_id") != d.name:
+                    raise ValueError(f"job_id {state.get('job_id')!r} differs from the folder name")
+                found.append((d, state, spec))
+            except (OSError, ValueError, RecursionError) as e:
+                log.warning("skipping unreadable job folder %s (not migrated): %s", d, e)
+        if not found:
+            return
+        with self._db:  # one transaction
+            self._db.execute("BEGIN IMMEDIATE")
+            for d, state, spec in found:
+                # stored as read; the checks and repairs of _load apply to every row alike
+                self._db.execute("INSERT OR IGNORE INTO jobs (job_id, seq, state, record, spec) VALUES (?,?,?,?,?)",
+                                 (d.name, state["seq"] if isinstance(state.get("seq"), int) else 0,
+                                  str(state.get("state")), json.dumps(state), json.dumps(spec)))
+        for d, _, _ in found:
+            for name in ("state.json", "spec.json"):
+                try:
+                    os.replace(d / name, d / (name + ".migrated"))
+                except OSError as e:
+                    log.warning("job %s: could not rename %s after migrating it: %s", d.name, name, e)
+        log.info("migrated %d job folder(s) from state.json/spec.json into %s", len(found), self.db_path)
+
+    def _load(self) -> None:
+        for tmp in self.root.glob(".tmp-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+        self._migrate_json_folders()
+        for job_id, record, spec_text in self._db.execute("SELECT job_id, record, spec FROM jobs ORDER BY seq").fetchall():
+            try:
+                state, spec = json.loads(record), json.loads(spec_text)
+                if not isinstance(state, dict) or not isinstance(spec, dict):
+                    raise ValueError("state or spec is not a JSON object")
+                if state.get("state") not in JOB_STATES or state.get("job_id") != job_id:
                     raise ValueError(f"bad state {state.get('state')!r}")
+                if not _JOB_ID_RE.match(str(job_id)):
+                    raise ValueError("bad job id")
                 if max(json_depth(state), json_depth(spec)) > MAX_JSON_DEPTH:
                     raise ValueError(f"nested deeper than {MAX_JSON_DEPTH}")
-            except (OSError, ValueError, RecursionError) as e:
-                log.warning("skipping unreadable job folder %s: %s", d, e)
+                int(state.get("seq") or 0)
+            except (TypeError, ValueError, RecursionError) as e:
+                log.warning("skipping unreadable job record %r: %s", job_id, e)
                 continue
             # repair what a reply could not encode (NaN or infinity written by older versions)
             clean_state, clean_spec = finite_or_none(state), finite_or_none(spec)
-            if json.dumps(clean_spec) != json.dumps(spec):
-                log.warning("job %s: non-finite numbers in its spec replaced by null", d.name)
-                _write_json_atomic(d / "spec.json", clean_spec)
+            repaired_spec = json.dumps(clean_spec) != json.dumps(spec)
             repaired_state = json.dumps(clean_state) != json.dumps(state)
-            state, spec = clean_state, clean_spec
-            state = {k: state.get(k) for k in _STATE_KEYS}
-            self._jobs[d.name] = state
+            state = {k: clean_state.get(k) for k in _STATE_KEYS}
+            self._jobs[job_id], self._specs[job_id] = state, clean_spec
+            if repaired_spec:
+                log.warning("job %s: non-finite numbers in its spec replaced by null", job_id)
+                self._save(job_id, spec=True)
             if repaired_state:
-                log.warning("job %s: non-finite numbers in its state replaced by null", d.name)
-                self._save(d.name)
-            self._specs[d.name] = spec
+                log.warning("job %s: non-finite numbers in its state replaced by null", job_id)
+                self._save(job_id)
             self._next_seq = max(self._next_seq, int(state.get("seq") or 0) + 1)
             if state["state"] == "running":
-                state.update(state="failed", finished_at=time.time(), error_code="interrupted",
-                             error_message="the backend stopped while this job was running; resubmit it")
-                self._save(d.name)
-                log.info("job %s was running when the backend stopped: marked failed (interrupted)", d.name)
+                if self.has_checkpoint(job_id):
+                    state.update(state="queued", error_code=None, error_message=None, finished_at=None)
+                    self._save(job_id)
+                    log.info("job %s was running when the backend stopped: re-queued to resume from its "
+                             "checkpoint", job_id)
+                else:
+                    state.update(state="failed", finished_at=time.time(), error_code="interrupted",
+                                 error_message=INTERRUPTED_MESSAGE)
+                    self._save(job_id)
+                    log.info("job %s was running when the backend stopped: marked failed (interrupted)", job_id)
         self.pending = [j["job_id"] for j in sorted(self._jobs.values(), key=lambda j: j["seq"] or 0)
                         if j["state"] == "queued"]
         if self._jobs:
             log.info("loaded %d job(s), %d to re-queue", len(self._jobs), len(self.pending))
 
-    def _save(self, job_id: str) -> None:
-        self._jobs[job_id] = finite_or_none(self._jobs[job_id])  # a NaN loss must not make the job unencodable
-        _write_json_atomic(self.root / job_id / "state.json", self._jobs[job_id])
+    def _save(self, job_id: str, spec: bool = False) -> None:
+        """Write the job's row (one transaction); with ``spec`` its spec too."""
+        self._jobs[job_id] = job = finite_or_none(self._jobs[job_id])  # a NaN loss must not make the job unencodable
+        with self._db:
+            if spec:
+                self._db.execute("UPDATE jobs SET spec=? WHERE job_id=?",
+                                 (json.dumps(self._specs[job_id], allow_nan=False), job_id))
+            self._db.execute("UPDATE jobs SET seq=?, state=?, record=? WHERE job_id=?",
+                             (int(job["seq"] or 0), job["state"], json.dumps(job, allow_nan=False), job_id))
 
     # -- paths ----------------------------------------------------------------------
 
@@ -167,6 +262,15 @@ class JobStore:
     def result_dir(self, job_id: str) -> Path:
         """Return the job's ``result/`` folder. Raises :class:`JobStoreError` (``unknown_job``)."""
         return self.job_dir(job_id) / "result"
+
+    def checkpoint_dir(self, job_id: str) -> Path:
+        """Return the job's ``checkpoint/`` folder (may not exist). Raises :class:`JobStoreError` (``unknown_job``)."""
+        return self.job_dir(job_id) / "checkpoint"
+
+    def has_checkpoint(self, job_id: str) -> bool:
+        """Whether the job's ``checkpoint/`` holds a fit checkpoint (``*.pt``)."""
+        d = self.root / job_id / "checkpoint"
+        return d.is_dir() and any(d.glob("*.pt"))
 
     def _check(self, job_id) -> None:
         if not isinstance(job_id, str) or not _JOB_ID_RE.match(job_id) or job_id not in self._jobs:
@@ -208,17 +312,21 @@ class JobStore:
                 path = tmp / "input" / check_relative_name(name)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(data)
-            _write_json_atomic(tmp / "spec.json", spec)
+            spec_text = json.dumps(finite_or_none(spec), allow_nan=False)
             with self._lock:
                 state = {k: None for k in _STATE_KEYS}
                 state.update(job_id=job_id, seq=self._next_seq, state="queued", created_at=time.time(), owner=owner)
                 self._next_seq += 1
-                _write_json_atomic(tmp / "state.json", state)
-                os.replace(tmp, self.root / job_id)
+                os.replace(tmp, self.root / job_id)  # a folder without a row (crash here) is ignored
+                with self._db:
+                    self._db.execute("INSERT INTO jobs (job_id, seq, state, record, spec) VALUES (?,?,?,?,?)",
+                                     (job_id, state["seq"], "queued", json.dumps(state, allow_nan=False), spec_text))
                 self._jobs[job_id] = state
-                self._specs[job_id] = spec
+                self._specs[job_id] = json.loads(spec_text)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
+            if job_id not in self._jobs:
+                shutil.rmtree(self.root / job_id, ignore_errors=True)
             raise
         log.info("job %s queued (%d file(s), spec %s)", job_id, len(files), json.dumps(spec)[:200])
         return self.get(job_id)

@@ -5,11 +5,16 @@ It calls :func:`backend.pipeline.runner.run_job` with a
 Events are handed to the server loop through ``emit`` (which must be thread-safe, e.g.
 ``queue.Queue.put``); the worker never touches a socket.
 
-Outcome mapping: return -> ``completed``; ``JobCancelled`` -> ``cancelled`` (``failed``
-with code ``interrupted`` when the backend is shutting down); ``JobError`` -> ``failed``
+Outcome mapping: return -> ``completed``; ``JobCancelled`` -> ``cancelled`` (when the backend
+is shutting down: back to ``queued`` if the job has a fit checkpoint, so it resumes on the
+next start, else ``failed`` with code ``interrupted``); ``JobError`` -> ``failed``
 with its code; ``torch.cuda.OutOfMemoryError`` / ``MemoryError`` -> ``failed``
 ``out_of_memory``; anything else -> ``failed`` ``internal_error`` with a log reference
 (the exception's text and traceback only in the server log: they may hold server paths). Partial results of a failed job stay in ``result/``.
+
+Checkpoints: the worker hands the fit ``<job_dir>/checkpoint`` through
+:attr:`JobContext.checkpoint_dir` and deletes that folder when the job ends (completed,
+failed or cancelled); it keeps it only when a shutdown interrupts the job.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import queue
+import shutil
 import sys
 import threading
 import uuid
@@ -106,6 +112,7 @@ class Worker:
             if ev is not None:
                 ev.set()
         if self.store.transition(job_id, {"queued"}, "cancelled"):
+            shutil.rmtree(self.store.checkpoint_dir(job_id), ignore_errors=True)  # a re-queued job has one
             log.info("job %s cancelled while queued", job_id)
             self.emit(make_header("cancelled", job_id=job_id), [])
             return "cancelled"
@@ -115,7 +122,9 @@ class Worker:
         return "finished"
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Ask the running job to stop (it will be marked ``interrupted``) and join the thread."""
+        """Ask the running job to stop and join the thread. A fit saves a checkpoint when
+        it stops, and the job goes back to ``queued`` to resume on the next start; a job
+        stopped before its fit has no checkpoint and is marked ``failed`` (``interrupted``)."""
         self._shutting_down = True
         with self._lock:
             for ev in self._cancel_events.values():
@@ -146,6 +155,7 @@ class Worker:
         elif state == "completed":
             updates = {"frame_count": fields["frame_count"], "files": fields["files"]}
         self.store.transition(job_id, {"running"}, state, **updates)
+        shutil.rmtree(self.store.checkpoint_dir(job_id), ignore_errors=True)  # the job is over
         self.emit(make_header(state, job_id=job_id, **fields), [])
 
     def _run_one(self, job_id: str) -> None:
@@ -168,7 +178,8 @@ class Worker:
             def on_preview(png: bytes) -> None:
                 self.emit(make_header("preview", job_id=job_id, stage=stage["name"]), [bytes(png)])
 
-            ctx = JobContext(on_progress=on_progress, on_preview=on_preview, cancel_event=ev)
+            ctx = JobContext(on_progress=on_progress, on_preview=on_preview, cancel_event=ev,
+                             checkpoint_dir=self.store.checkpoint_dir(job_id))
             self._execute(job_id, ctx)
         finally:
             with self._lock:
@@ -182,7 +193,11 @@ class Worker:
             from backend.pipeline import runner  # imported late: the server starts fast
             manifest = runner.run_job(self.store.spec(job_id), self.store.input_dir(job_id), out_dir, ctx)
         except JobCancelled:
-            if self._shutting_down:
+            if self._shutting_down and self.store.has_checkpoint(job_id) \
+                    and self.store.transition(job_id, {"running"}, "queued"):
+                log.info("job %s interrupted by shutdown: queued again, it resumes from its checkpoint on the "
+                         "next start", job_id)
+            elif self._shutting_down:
                 log.info("job %s interrupted by shutdown", job_id)
                 self._finish(job_id, "failed", code="interrupted",
                              message="the backend stopped while this job was running; resubmit it")

@@ -260,6 +260,10 @@ class OptimizationConfig:
             the time's fraction, so the fit ends at the budget with its schedule complete,
             or at ``iterations`` steps if those come first
             (:mod:`backend.pipeline.reconstruct.schedule`). 0 = schedule by steps only.
+        checkpoint_every_s: seconds between checkpoints of the fit when the job runs under
+            the server (``<job_dir>/checkpoint/``, :mod:`backend.pipeline.reconstruct.checkpoint`),
+            so a job left running by a crash resumes from its last checkpoint; 0 = off. The
+            CLI never checkpoints.
     """
 
     iterations: int = field(default=1500, metadata=_between(1, 1_000_000))
@@ -278,6 +282,7 @@ class OptimizationConfig:
     lr_deform: float = field(default=8e-4, metadata=_at_least(0.0))
     time_limit_s: float = field(default=0.0, metadata={"min": 0.0, "max": 7 * 24 * 3600.0})
     time_budget_s: float = field(default=0.0, metadata={"min": 0.0, "max": 7 * 24 * 3600.0})
+    checkpoint_every_s: float = field(default=60.0, metadata={"min": 0.0, "max": 24 * 3600.0})
 
 
 @dataclass

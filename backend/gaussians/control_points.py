@@ -199,6 +199,17 @@ class ControlPointGaussians4D(Gaussians4D):
         if step % self.config.knn_every == 0:
             self._knn_stale = True
 
+    def fit_state(self) -> dict:
+        """The skinning-neighbour cache (``knn``: ``[N, K]`` int64 or None) and whether it
+        is stale, so a resumed fit rebuilds it at the same steps as an uninterrupted one."""
+        return {"knn": None if self._knn is None else self._knn.detach().cpu(), "knn_stale": bool(self._knn_stale)}
+
+    def load_fit_state(self, state: dict) -> None:
+        """Restore :meth:`fit_state` (the cache moves to the model's device)."""
+        knn = state.get("knn")
+        self._knn = None if knn is None else knn.to(self.params["means"].device)
+        self._knn_stale = bool(state.get("knn_stale", True))
+
     def _neighbours(self) -> Tensor:
         """``[N, K]`` indices of each Gaussian's nearest control points (no gradient)."""
         means = self.params["means"]

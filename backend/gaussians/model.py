@@ -142,6 +142,16 @@ class Gaussians4D(nn.Module, ABC):
         (in [0, 1]) places the model's phases instead of ``step / total_steps``. The
         default does nothing."""
 
+    def fit_state(self) -> dict:
+        """Run-time state of a fit that is not in :meth:`state` but that the next steps
+        depend on (caches rebuilt on a schedule), for a fit checkpoint
+        (:mod:`backend.pipeline.reconstruct.checkpoint`): tensors and plain values,
+        ``torch.load(weights_only=True)`` safe. The default has none: ``{}``."""
+        return {}
+
+    def load_fit_state(self, state: dict) -> None:
+        """Restore what :meth:`fit_state` returned (the default ignores it)."""
+
     @abstractmethod
     def state(self) -> dict:
         """Serializable state (CPU tensors, ``torch.load(weights_only=True)`` safe) with

@@ -95,6 +95,18 @@ class LocalRigidity:
         """Drop the cached neighbours; the next call recomputes them."""
         self._cache = None
 
+    def cache_state(self) -> dict:
+        """The neighbour cache (CPU tensors, or ``{}`` when empty) and the rebuild count, for
+        a fit checkpoint: a resumed fit rebuilds at the same steps as an uninterrupted one."""
+        cache = {} if self._cache is None else {k: v.detach().cpu() for k, v in self._cache.items()}
+        return {"cache": cache, "rebuilds": self.rebuilds}
+
+    def load_cache_state(self, state: dict, device) -> None:
+        """Restore :meth:`cache_state` onto ``device``."""
+        cache = state.get("cache") or {}
+        self._cache = {k: v.to(device) for k, v in cache.items()} or None
+        self.rebuilds = int(state.get("rebuilds", 0))
+
     def neighbours(self, canonical: Tensor) -> tuple[Tensor, Tensor]:
         """Cached ``(idx [N, k] int64, weights [N, k])`` for these canonical means,
         rebuilt when N, the device, or the positions (beyond the median neighbour

@@ -2,7 +2,9 @@
 the clients.
 
 A job goes ``queued`` → ``running`` → ``completed`` | ``failed`` | ``cancelled`` (and
-``queued`` → ``cancelled``). The terminal states are also the names of the job events
+``queued`` → ``cancelled``; ``running`` → ``queued`` when the backend stops or restarts
+while a fit with a checkpoint runs: the job resumes from it). The terminal states are also
+the names of the job events
 that end a job (:data:`protocol.messages.TERMINAL_EVENTS`).
 """
 

@@ -4,6 +4,7 @@ thread, which must answer every one with a clear error, keep serving and leak no
 path. The fake pipeline of ``test_server_inprocess`` stands in for ``run_job``."""
 
 import json
+import sqlite3
 import time
 
 import pytest
@@ -108,21 +109,26 @@ def test_a_stored_job_with_nan_is_repaired_on_load_and_listed(tmp_path, monkeypa
     # an older version stored NaN (in a spec or as a diverged loss); the list must still encode
     store = JobStore(tmp_path / "data")
     job = store.create({"job_type": "footage", "name": "ok"}, [])["job_id"]
-    folder = tmp_path / "data" / "jobs" / job
-    (folder / "spec.json").write_text('{"job_type": "footage", "options": {"x": NaN, "y": [Infinity, 1.5]}}')
-    state = json.loads((folder / "state.json").read_text())
+    store.close()
+    db = sqlite3.connect(tmp_path / "data" / "jobs.sqlite3")
+    state = json.loads(db.execute("SELECT record FROM jobs WHERE job_id=?", (job,)).fetchone()[0])
     state.update(state="failed", progress={"stage": "reconstruct", "step": 1, "total": 2, "loss": float("nan")})
-    (folder / "state.json").write_text(json.dumps(state))
+    with db:
+        db.execute("UPDATE jobs SET spec=?, record=? WHERE job_id=?",
+                   ('{"job_type": "footage", "options": {"x": NaN, "y": [Infinity, 1.5]}}', json.dumps(state), job))
     monkeypatch.setattr(runner, "run_job", fake_run_job)
     with server_thread(tmp_path / "data", KEY) as address:
         with BackendClient(address, KEY, timeout_s=5) as c:
             [listed] = c.list_jobs()
     assert listed["spec"]["options"] == {"x": None, "y": [None, 1.5]}
     assert listed["progress"]["loss"] is None
-    assert "NaN" not in (folder / "spec.json").read_text() and "NaN" not in (folder / "state.json").read_text()
+    spec_text, record = db.execute("SELECT spec, record FROM jobs WHERE job_id=?", (job,)).fetchone()
+    assert "NaN" not in spec_text and "NaN" not in record and "Infinity" not in spec_text
     store = JobStore(tmp_path / "data")
     store.set_progress(job, {"stage": "reconstruct", "step": 2, "total": 2, "loss": float("inf")})
-    assert store.get(job)["progress"]["loss"] is None and "Infinity" not in (folder / "state.json").read_text()
+    record = db.execute("SELECT record FROM jobs WHERE job_id=?", (job,)).fetchone()[0]
+    assert store.get(job)["progress"]["loss"] is None and "Infinity" not in record
+    db.close()
 
 
 def test_strict_json_limits():
