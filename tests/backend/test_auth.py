@@ -42,6 +42,14 @@ def studio(tmp_path, monkeypatch):
         yield address, data, creds
 
 
+@pytest.fixture
+def ctx():
+    """A ZeroMQ context for raw sockets, destroyed (LINGER 0) after the test."""
+    context = zmq.Context()
+    yield context
+    context.destroy(linger=0)
+
+
 def _client(address, cred, **kw) -> BackendClient:
     return BackendClient(address, cred["key"].encode(), user=cred["user"], timeout_s=kw.pop("timeout_s", 5), **kw)
 
@@ -112,67 +120,55 @@ def test_replay_guard_window_and_bounded_history():
     assert len(guard) == 1  # entries older than the window are dropped
 
 
-def test_a_captured_submit_replayed_makes_no_second_job(studio):
+def test_a_captured_submit_replayed_makes_no_second_job(studio, ctx):
     address, data, creds = studio
-    ctx = zmq.Context()
-    try:
-        s = _dealer(ctx, address)
-        frames = encode_message(make_header("submit", msg_id="s1", spec={"name": "ok"}, files=[]), [], KEY)
-        first = _exchange(s, frames)
-        assert first["type"] == "queued"
-        for _ in range(4):  # before: 4 replays of one submit made 4 jobs
-            replay = _exchange(s, frames)
-            assert replay["type"] == "error" and replay["code"] == "replayed"
-        stale = encode_message(make_header("ping", msg_id="p", sent_at=time.time() - 3600), [], KEY)
-        assert _exchange(s, stale)["code"] == "stale_message"
-        other = _dealer(ctx, address)  # a replay from another connection is refused too
-        assert _exchange(other, frames)["code"] == "replayed"
-        jobs = _exchange(s, encode_message(make_header("list_jobs", msg_id="l"), [], KEY))["jobs"]
-        assert len(jobs) == 1
-    finally:
-        ctx.destroy(linger=0)
+    s = _dealer(ctx, address)
+    frames = encode_message(make_header("submit", msg_id="s1", spec={"name": "ok"}, files=[]), [], KEY)
+    first = _exchange(s, frames)
+    assert first["type"] == "queued"
+    for _ in range(4):  # before: 4 replays of one submit made 4 jobs
+        replay = _exchange(s, frames)
+        assert replay["type"] == "error" and replay["code"] == "replayed"
+    stale = encode_message(make_header("ping", msg_id="p", sent_at=time.time() - 3600), [], KEY)
+    assert _exchange(s, stale)["code"] == "stale_message"
+    other = _dealer(ctx, address)  # a replay from another connection is refused too
+    assert _exchange(other, frames)["code"] == "replayed"
+    jobs = _exchange(s, encode_message(make_header("list_jobs", msg_id="l"), [], KEY))["jobs"]
+    assert len(jobs) == 1
 
 
 # -- routing-id takeover and session binding ----------------------------------------------
 
-def test_a_peer_without_the_key_cannot_take_over_a_routing_id(studio):
+def test_a_peer_without_the_key_cannot_take_over_a_routing_id(studio, ctx):
     address, data, creds = studio
-    ctx = zmq.Context()
-    try:
-        victim = _dealer(ctx, address, b"victim-id")
-        queued = _exchange(victim, encode_message(make_header("submit", msg_id="s", spec={"name": "slow"}, files=[]),
-                                                  [], KEY))
-        job_id = queued["job_id"]
-        attacker = _dealer(ctx, address, b"victim-id")
-        time.sleep(0.3)
-        # before: the attacker received the victim's progress and previews, the victim's ping timed out
-        pong = _exchange(victim, encode_message(make_header("ping", msg_id="p2"), [], KEY))
-        assert pong["type"] == "pong"
-        got_progress = False
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline:
-            if victim.poll(100):
-                got_progress |= decode_message(victim.recv_multipart(), KEY, "to_client")[0]["type"] == "progress"
-        assert got_progress, "the victim no longer gets its job's events"
-        assert attacker.poll(500) == 0, "the peer with the stolen routing id received something"
-        _exchange(victim, encode_message(make_header("cancel", msg_id="c", job_id=job_id), [], KEY))
-    finally:
-        ctx.destroy(linger=0)
+    victim = _dealer(ctx, address, b"victim-id")
+    queued = _exchange(victim, encode_message(make_header("submit", msg_id="s", spec={"name": "slow"}, files=[]),
+                                              [], KEY))
+    job_id = queued["job_id"]
+    attacker = _dealer(ctx, address, b"victim-id")
+    time.sleep(0.3)
+    # before: the attacker received the victim's progress and previews, the victim's ping timed out
+    pong = _exchange(victim, encode_message(make_header("ping", msg_id="p2"), [], KEY))
+    assert pong["type"] == "pong"
+    got_progress = False
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        if victim.poll(100):
+            got_progress |= decode_message(victim.recv_multipart(), KEY, "to_client")[0]["type"] == "progress"
+    assert got_progress, "the victim no longer gets its job's events"
+    assert attacker.poll(500) == 0, "the peer with the stolen routing id received something"
+    _exchange(victim, encode_message(make_header("cancel", msg_id="c", job_id=job_id), [], KEY))
 
 
-def test_a_connection_belongs_to_the_user_who_first_signed_on_it(studio):
+def test_a_connection_belongs_to_the_user_who_first_signed_on_it(studio, ctx):
     address, data, creds = studio
-    ctx = zmq.Context()
-    try:
-        s = _dealer(ctx, address)
-        alice_key, bob_key = creds["alice"]["key"].encode(), creds["bob"]["key"].encode()
-        hello = encode_message(make_header("hello", msg_id="h"), [], alice_key, user="alice")
-        assert _exchange(s, hello, alice_key)["type"] == "welcome"
-        as_bob = encode_message(make_header("list_jobs", msg_id="l"), [], bob_key, user="bob")
-        err = _exchange(s, as_bob, alice_key)
-        assert err["code"] == "forbidden"
-    finally:
-        ctx.destroy(linger=0)
+    s = _dealer(ctx, address)
+    alice_key, bob_key = creds["alice"]["key"].encode(), creds["bob"]["key"].encode()
+    hello = encode_message(make_header("hello", msg_id="h"), [], alice_key, user="alice")
+    assert _exchange(s, hello, alice_key)["type"] == "welcome"
+    as_bob = encode_message(make_header("list_jobs", msg_id="l"), [], bob_key, user="bob")
+    err = _exchange(s, as_bob, alice_key)
+    assert err["code"] == "forbidden"
 
 
 # -- per-user jobs ------------------------------------------------------------------------
