@@ -36,6 +36,15 @@ from protocol import BackendClient  # noqa: E402
 from tests.helpers.backend_proc import BackendProcess  # noqa: E402
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (reports do not name this machine's folders)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        return Path(path).resolve().relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def score(result_dir: Path, footage: Path) -> dict:
     """Held-out scores of a result folder (the demo's :func:`score_result` measure)."""
     from backend.eval.metrics import score_images, summarize
@@ -154,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     stat_keys = ("iterations", "seconds", "it_per_s", "n_gaussians", "final_loss", "resumed_from_step", "checkpoints",
                  "checkpoint_seconds", "checkpoint_bytes")
     result = {
-        "footage": str(footage), "spec": spec, "threads": args.threads,
+        "footage": _shown(footage), "spec": spec, "threads": args.threads,
         "heldout": "test cameras (transforms_test.json), all times, composited on white",
         "uninterrupted": {"psnr": sa["psnr"], "ssim": sa["ssim"], **base, "stats": {k: ma.get(k) for k in stat_keys}},
         "killed_and_resumed": {"psnr": sb["psnr"], "ssim": sb["ssim"], **killed,
