@@ -23,6 +23,8 @@ and the image loss becomes ``mean(conf · (0.8·L1 + 0.2·(1 − SSIM)))`` per p
 
 from __future__ import annotations
 
+from typing import Callable, Optional
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -75,7 +77,8 @@ def _flow_fn(method: str):
     return flow
 
 
-def neighbour_errors(rgb: np.ndarray, method: str = "dis", reduce: str = "mean") -> np.ndarray:
+def neighbour_errors(rgb: np.ndarray, method: str = "dis", reduce: str = "mean",
+                     check_cancelled: Optional[Callable[[], None]] = None) -> np.ndarray:
     """Prediction error of each interior frame of ONE view, interpolated from its
     neighbours without looking at the frame itself.
 
@@ -90,6 +93,7 @@ def neighbour_errors(rgb: np.ndarray, method: str = "dis", reduce: str = "mean")
         rgb: ``[T, H, W, 3]`` float32 in [0, 1].
         method: ``"dis"`` (OpenCV DIS, medium preset; default) or ``"farneback"``.
         reduce: how the per-pair errors combine, ``"mean"`` or ``"min"``.
+        check_cancelled: called before each frame's flows; raises to stop (a job's cancel).
 
     Returns:
         ``[T, H, W]`` float32 error in [0, 1] (see the module docstring); rows 0 and T−1
@@ -110,6 +114,8 @@ def neighbour_errors(rgb: np.ndarray, method: str = "dis", reduce: str = "mean")
                          borderMode=cv2.BORDER_REPLICATE)
 
     for t in range(1, T - 1):
+        if check_cancelled is not None:
+            check_cancelled()
         errs = []
         for k in (1, 2):
             a, b = t - k, t + k
@@ -123,7 +129,7 @@ def neighbour_errors(rgb: np.ndarray, method: str = "dis", reduce: str = "mean")
 
 
 def confidence_maps(images: Tensor, method: str = "dis", min_max_error: float = 0.25,
-                    reduce: str = "mean") -> Tensor:
+                    reduce: str = "mean", check_cancelled: Optional[Callable[[], None]] = None) -> Tensor:
     """Efficient4D per-pixel confidence of multi-view video frames.
 
     For each view v and time t with 0 < t < T−1, frame t is interpolated from each
@@ -154,6 +160,8 @@ def confidence_maps(images: Tensor, method: str = "dis", min_max_error: float = 
             corrupted frame also lowers the confidence of the same region in the frames
             that use it as a neighbour; ``"min"`` keeps the best pair's error, which leaves
             those frames confident where the other pair is clean.
+        check_cancelled: called before each frame's flows (:func:`neighbour_errors`);
+            raises to stop.
 
     Returns:
         ``[V, T, H, W]`` float32 in [0, 1] on the device of ``images``; no gradient.
@@ -172,7 +180,7 @@ def confidence_maps(images: Tensor, method: str = "dis", min_max_error: float = 
     arr = images.detach().float().cpu().numpy()
     conf = np.ones((V, T, H, W), np.float32)
     for v in range(V):
-        err = neighbour_errors(_to_rgb(arr[v]), method, reduce)
+        err = neighbour_errors(_to_rgb(arr[v]), method, reduce, check_cancelled)
         for t in range(1, T - 1):
             m = max(float(err[1:T - 1].max()), min_max_error)
             conf[v, t] = np.clip(1.0 - err[t] / m, 0.0, 1.0)

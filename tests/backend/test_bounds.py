@@ -207,3 +207,27 @@ def test_cancel_reaches_initialization_within_a_second(tmp_path):
         late = time.monotonic() - t0 - after_s
         timer.cancel()
         assert late < 1.0, f"the cancel took {late:.2f} s to land"
+
+
+def test_cancel_reaches_the_confidence_maps_between_frames():
+    """The Efficient4D confidence stage (optical flow per frame) checks the cancel flag before
+    each frame, so even 4096-pixel footage stops within one frame's flows."""
+    from backend.optim.confidence import confidence_maps
+
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def check():
+        calls.append(1)
+        if len(calls) == 4:
+            raise Stop
+
+    images = torch.rand(2, 8, 24, 24, 3)
+    with pytest.raises(Stop):
+        confidence_maps(images, check_cancelled=check)
+    assert len(calls) == 4  # stopped at the fourth frame of the first view, not after all 12
+    calls.clear()
+    confidence_maps(images[:, :5], check_cancelled=lambda: calls.append(1))
+    assert len(calls) == 2 * 3  # once per interior frame of every view

@@ -106,7 +106,7 @@ def reconstruct(footage: Footage, cfg: ReconstructConfig, ctx: JobContext, devic
     confidence = None
     if cfg.losses.confidence_weighting:
         ctx.progress(stage, 0, iterations, message="confidence maps (optical flow)")
-        confidence = footage_confidence(footage).to(device)
+        confidence = footage_confidence(footage, ctx.check_cancelled).to(device)
     data = TrainingData(footage, cfg.data, iterations, device, confidence)
     trainer = Trainer(model, data, make_loss_terms(cfg, gen, sds), optimizer,
                       make_densifier(cfg.densification, iterations, radius), gen, iterations, opt.batch_size,
