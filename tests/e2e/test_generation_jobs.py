@@ -38,6 +38,7 @@ def backend(tmp_path_factory):
     save_tiny_text_to_image(models / "text_to_image")
     save_tiny_zero123_guidance(models / "sds_guidance")
     proc = BackendProcess(tmp_path_factory.mktemp("data"), extra_env={"GEN4D_MODELS_DIR": str(models)})
+    proc.models_dir = models
     yield proc
     assert proc.stop() == 0, proc.log_text()
 
@@ -74,15 +75,23 @@ def test_video_job(backend, video, tmp_path):
 
 
 def test_video_job_with_the_background_removal_model(backend, video, tmp_path):
-    """The optional background-removal model, given per job, masks the video instead of
-    the OpenCV fallback, and the job says so."""
+    """The optional background-removal model, installed in the backend's models folder (a
+    submitted job may not name a server folder), masks the video instead of the OpenCV
+    fallback, and the job says so."""
     from tests.helpers.tiny_models import save_tiny_background_removal
 
-    remover = save_tiny_background_removal(tmp_path / "clipseg")
-    spec = {"job_type": "video", "video": video.name, "preset": "tiny", "mask_prompt": "an orange disc",
-            "models": {"background_removal": str(remover)}}
-    events, footage, _ = _run(backend, spec, {video.name: video.read_bytes()}, tmp_path,
-                              ("video_ingest", "multiview", "reconstruct"))
+    models = tmp_path / "models"
+    models.mkdir()
+    for role in backend.models_dir.iterdir():
+        (models / role.name).symlink_to(role, target_is_directory=True)
+    save_tiny_background_removal(models / "background_removal")
+    with_remover = BackendProcess(tmp_path / "data", extra_env={"GEN4D_MODELS_DIR": str(models)})
+    try:
+        spec = {"job_type": "video", "video": video.name, "preset": "tiny", "mask_prompt": "an orange disc"}
+        events, footage, _ = _run(with_remover, spec, {video.name: video.read_bytes()}, tmp_path,
+                                  ("video_ingest", "multiview", "reconstruct"))
+    finally:
+        assert with_remover.stop() == 0, with_remover.log_text()
     assert footage["gen4d"]["mask_source"] == "background_removal"
     assert any("masks from background_removal" in e.get("message", "") for e in events if e["type"] == "progress")
 
