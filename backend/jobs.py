@@ -61,7 +61,7 @@ log = logging.getLogger("gen4d.jobs")
 
 _JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _STATE_KEYS = ("job_id", "seq", "state", "created_at", "started_at", "finished_at", "error_code",
-               "error_message", "progress", "frame_count", "files", "owner")
+               "error_message", "progress", "frame_count", "files", "owner", "request_digest")
 DB_NAME = "jobs.sqlite3"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -278,7 +278,8 @@ class JobStore:
 
     # -- creating and reading -------------------------------------------------------
 
-    def create(self, spec: dict, files: Iterable[tuple[str, bytes]], owner: str | None = None) -> dict:
+    def create(self, spec: dict, files: Iterable[tuple[str, bytes]], owner: str | None = None,
+               request_digest: str | None = None) -> dict:
         """Store a new ``queued`` job with its uploaded files.
 
         Args:
@@ -286,6 +287,9 @@ class JobStore:
             files: ``(relative name, bytes)`` pairs.
             owner: the user who submitted it (:mod:`backend.users`); None for jobs of a
                 store used without users (the CLI, older records), which only an admin sees.
+            request_digest: the signature of the ``submit`` that made it, kept so that a
+                restarted server still refuses that request replayed
+                (:meth:`backend.replay.ReplayGuard.remember`).
 
         Returns:
             A copy of the new job's state dict (with ``spec``).
@@ -315,7 +319,8 @@ class JobStore:
             spec_text = json.dumps(finite_or_none(spec), allow_nan=False)
             with self._lock:
                 state = {k: None for k in _STATE_KEYS}
-                state.update(job_id=job_id, seq=self._next_seq, state="queued", created_at=time.time(), owner=owner)
+                state.update(job_id=job_id, seq=self._next_seq, state="queued", created_at=time.time(), owner=owner,
+                             request_digest=request_digest)
                 self._next_seq += 1
                 os.replace(tmp, self.root / job_id)  # a folder without a row (crash here) is ignored
                 with self._db:

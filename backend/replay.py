@@ -76,6 +76,15 @@ class ReplayGuard:
             self._seen.pop(old, None)
             self._floor = max(self._floor, old_sent)
 
+    def remember(self, digest: bytes, sent_at: float) -> None:
+        """Record a signature accepted earlier (e.g. by this server before a restart: the
+        ``submit`` signatures the job store keeps), so it is refused if it comes again.
+        Ignored when already outside the window."""
+        if sent_at < self.clock() - self.window_s or digest in self._seen:
+            return
+        self._seen[digest] = sent_at
+        heapq.heappush(self._expiry, (sent_at, digest))
+
     def _forget(self, before: float) -> None:
         while self._expiry and self._expiry[0][0] < before:
             _, old = heapq.heappop(self._expiry)

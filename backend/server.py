@@ -113,6 +113,9 @@ class Server:
         self.replay = ReplayGuard(window_s=replay_window_s)
         self.max_message_part_bytes = int(max_message_part_bytes or MESSAGE_PART_BYTES)
         self.store = JobStore(data_dir)
+        for job in self.store.list():  # a submit accepted before a restart stays refused when replayed
+            if job.get("request_digest") and job.get("created_at"):
+                self.replay.remember(job["request_digest"].encode("ascii", "replace"), float(job["created_at"]))
         self.outbox: "queue.Queue[tuple[dict, list]]" = queue.Queue()
         self.worker = Worker(self.store, lambda h, b: self.outbox.put((h, b)))
         self.subscribers: dict[str, set[bytes]] = defaultdict(set)
@@ -207,6 +210,7 @@ class Server:
             return
         session = self.sessions.setdefault(rid, {"since": time.time(), "user": user})
         session["last_seen"] = time.time()
+        session["request_digest"] = _frame_bytes(rest[0]).decode("ascii", "replace")  # of the request being handled
         try:
             getattr(self, "_on_" + header["type"])(rid, header, buffers)
         except (JobStoreError, ProtocolError, InvalidOptionError, JobError) as e:
@@ -265,7 +269,7 @@ class Server:
         check_wire_models(req["spec"].get("models"))  # roles and hub ids only, never a server path
         user = self._user(rid)
         job = self.store.create(req["spec"], [(f["name"], b) for f, b in zip(req["files"], bufs)],
-                                owner=user or None)
+                                owner=user or None, request_digest=self.sessions[rid].get("request_digest"))
         job_id = job["job_id"]
         self.subscribers[job_id].add(rid)
         self.worker.enqueue(job_id)
@@ -281,7 +285,7 @@ class Server:
         jobs = self.store.list()
         if not self.users.is_admin(user):
             jobs = [j for j in jobs if j.get("owner") == user]
-        self._reply(rid, req, "jobs", jobs=jobs)
+        self._reply(rid, req, "jobs", jobs=[{k: v for k, v in j.items() if k != "request_digest"} for j in jobs])
 
     def _on_watch(self, rid, req, _bufs) -> None:
         job = self._visible_job(rid, req["job_id"])

@@ -137,6 +137,19 @@ def test_a_captured_submit_replayed_makes_no_second_job(studio, ctx):
     assert len(jobs) == 1
 
 
+def test_a_submit_replayed_after_a_restart_is_still_refused(tmp_path, monkeypatch, ctx):
+    monkeypatch.setattr(runner, "run_job", fake_run_job)
+    data = tmp_path / "data"
+    frames = encode_message(make_header("submit", msg_id="s1", spec={"name": "ok"}, files=[]), [], KEY)
+    with server_thread(data, KEY) as address:
+        assert _exchange(_dealer(ctx, address), frames)["type"] == "queued"
+    with server_thread(data, KEY) as address:  # the digest history in memory is gone; the store remembers
+        s = _dealer(ctx, address)
+        assert _exchange(s, frames)["code"] == "replayed"
+        jobs = _exchange(s, encode_message(make_header("list_jobs", msg_id="l"), [], KEY))["jobs"]
+        assert len(jobs) == 1 and "request_digest" not in jobs[0]
+
+
 # -- routing-id takeover and session binding ----------------------------------------------
 
 def test_a_peer_without_the_key_cannot_take_over_a_routing_id(studio, ctx):
