@@ -39,9 +39,14 @@ def _options(pairs) -> dict:
 def cmd_serve(args: argparse.Namespace) -> int:
     from backend.server import ServeRefused, serve
 
+    options = {"address": args.ray_address} if args.executor == "ray" else {}
+    if args.ray_address and args.executor != "ray":
+        print("gen4d backend: --ray-address needs --executor ray", file=sys.stderr)
+        return 2
     try:
-        serve(address=args.address, data_dir=args.data_dir, curve=args.curve)
-    except (OSError, ServeRefused) as exc:
+        serve(address=args.address, data_dir=args.data_dir, curve=args.curve, executor=args.executor,
+              executor_options=options)
+    except (OSError, ServeRefused, ImportError, ValueError) as exc:
         print(f"gen4d backend: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -235,6 +240,7 @@ def _download_roles(roles: list[str], overrides: dict[str, str]) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser for all subcommands."""
+    from backend.executors import EXECUTORS
     from backend.server import default_data_dir
     from protocol.config import OrbitConfig
     from protocol.presets import DEFAULT_PRESET, PRESETS
@@ -251,6 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="require CurveZMQ also on loopback (always required off loopback)")
     curve.add_argument("--no-curve", dest="curve", action="store_false",
                        help="plain TCP; refused off loopback")
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="what runs the jobs: local (one at a time in this process; default) or ray (a Ray cluster)")
+    p.add_argument("--ray-address", default=None,
+                   help="with --executor ray: the cluster, 'auto' (a running local head) or ray://host:10001")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("users", help="add, list or remove the users (keys) a studio backend accepts")

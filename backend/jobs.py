@@ -61,7 +61,7 @@ log = logging.getLogger("gen4d.jobs")
 
 _JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _STATE_KEYS = ("job_id", "seq", "state", "created_at", "started_at", "finished_at", "error_code",
-               "error_message", "progress", "frame_count", "files", "owner", "request_digest")
+               "error_message", "progress", "frame_count", "files", "owner", "request_digest", "node")
 DB_NAME = "jobs.sqlite3"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (

@@ -44,7 +44,7 @@ from backend.errors import JobError
 from backend.jobs import JobStore, JobStoreError
 from backend.replay import DEFAULT_WINDOW_S, ReplayGuard
 from backend.users import UserError, Users, server_curve_keys
-from backend.worker import Worker
+from backend.executors import make_executor
 from protocol import PROTOCOL_VERSION, TERMINAL_EVENTS, ProtocolError, encode_message, load_or_create_key, make_header
 from protocol.errors import InvalidOptionError
 from protocol.framing import decode_signed, split_signature
@@ -103,10 +103,13 @@ class Server:
         curve_keys: the server's CURVE key pair ``(public, secret)`` (z85 bytes) to require
             CurveZMQ on the socket, or None for plain TCP (loopback only; :func:`serve`).
         replay_window_s: accepted clock difference for a request's ``sent_at`` (s).
+        executor: what runs the jobs (:mod:`backend.executors`): ``"local"`` or ``"ray"``.
+        executor_options: the executor's options (``ray``: ``address``).
     """
 
     def __init__(self, data_dir: Path, key: bytes, max_message_part_bytes: Optional[int] = None,
-                 curve_keys: Optional[tuple[bytes, bytes]] = None, replay_window_s: float = DEFAULT_WINDOW_S):
+                 curve_keys: Optional[tuple[bytes, bytes]] = None, replay_window_s: float = DEFAULT_WINDOW_S,
+                 executor: str = "local", executor_options: Optional[dict] = None):
         self.key = key
         self.users = Users(data_dir, own_key=key)
         self.curve_keys = curve_keys
@@ -117,7 +120,8 @@ class Server:
             if job.get("request_digest") and job.get("created_at"):
                 self.replay.remember(job["request_digest"].encode("ascii", "replace"), float(job["created_at"]))
         self.outbox: "queue.Queue[tuple[dict, list]]" = queue.Queue()
-        self.worker = Worker(self.store, lambda h, b: self.outbox.put((h, b)))
+        self.worker = make_executor(executor, self.store, lambda h, b: self.outbox.put((h, b)),
+                                    **(executor_options or {}))
         self.subscribers: dict[str, set[bytes]] = defaultdict(set)
         self.sessions: dict[bytes, dict] = {}
         self.sock = None
@@ -273,7 +277,7 @@ class Server:
         job_id = job["job_id"]
         self.subscribers[job_id].add(rid)
         self.worker.enqueue(job_id)
-        self._reply(rid, req, "queued", job_id=job_id, position=self.store.queue_position(job_id))
+        self._reply(rid, req, "queued", job_id=job_id, position=self.worker.queue_position(job_id))
 
     def _on_cancel(self, rid, req, _bufs) -> None:
         self._visible_job(rid, req["job_id"])  # unknown_job check
@@ -429,7 +433,7 @@ def replay_events(job: dict) -> list[dict]:
     if state == "queued":
         return [make_header("queued", job_id=job_id)]
     if state == "running":
-        out = [make_header("started", job_id=job_id)]
+        out = [make_header("started", job_id=job_id, node=job.get("node"))]
         if job.get("progress"):
             out.append(make_header("progress", job_id=job_id, **job["progress"]))
         return out
@@ -482,7 +486,8 @@ def curve_keys_for(address: str, data_dir: Path, curve: Optional[bool] = None) -
 
 
 def serve(address: str = DEFAULT_ADDRESS, data_dir: Optional[Path] = None, key: Optional[bytes] = None,
-          stop_event: Optional[threading.Event] = None, curve: Optional[bool] = None) -> None:
+          stop_event: Optional[threading.Event] = None, curve: Optional[bool] = None, executor: str = "local",
+          executor_options: Optional[dict] = None) -> None:
     """Run the backend server until ``stop_event`` is set (or SIGTERM/SIGINT in the main thread).
 
     Prints ``gen4d backend listening on <endpoint> (data dir <dir>)`` to stdout once bound.
@@ -493,10 +498,12 @@ def serve(address: str = DEFAULT_ADDRESS, data_dir: Optional[Path] = None, key: 
         key: HMAC key; if None it is loaded from (or created at) ``<data_dir>/gen4d.key``.
         stop_event: set it from another thread to stop the server.
         curve: see :func:`curve_keys_for` (None: CurveZMQ exactly off loopback).
+        executor, executor_options: what runs the jobs (:func:`backend.executors.make_executor`).
 
     Raises:
         OSError: the address cannot be bound or the data folder is not writable.
         ServeRefused: off loopback without CURVE keys (:func:`curve_keys_for`).
+        ValueError, ImportError: an unknown executor, or ``ray`` without Ray installed.
     """
     _setup_logging()
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
@@ -510,7 +517,8 @@ def serve(address: str = DEFAULT_ADDRESS, data_dir: Optional[Path] = None, key: 
         for sig in (signal.SIGTERM, signal.SIGINT):
             restore[sig] = signal.signal(sig, lambda *_: stop_event.set())
     try:
-        Server(data_dir, key, curve_keys=curve_keys).run(address, stop_event)
+        Server(data_dir, key, curve_keys=curve_keys, executor=executor,
+               executor_options=executor_options).run(address, stop_event)
     finally:
         for sig, handler in restore.items():
             signal.signal(sig, handler)

@@ -23,6 +23,7 @@ import logging
 import math
 import queue
 import shutil
+import socket
 import sys
 import threading
 import uuid
@@ -36,6 +37,8 @@ from protocol import make_header
 log = logging.getLogger("gen4d.worker")
 
 Emit = Callable[[dict, list], None]
+#: where the local executor runs jobs: this machine's host name (the ``started`` event's ``node``).
+NODE_NAME = socket.gethostname()
 
 
 def _finite_or_none(x) -> Optional[float]:
@@ -64,7 +67,8 @@ def _is_oom(e: BaseException) -> bool:
 
 
 class Worker:
-    """Runs queued jobs on one background thread.
+    """The ``local`` executor (:class:`backend.executors.Executor`): runs queued jobs on
+    one background thread of the server's process, one at a time, in submission order.
 
     Args:
         store: the job store.
@@ -90,6 +94,10 @@ class Worker:
     def enqueue(self, job_id: str) -> None:
         """Append a ``queued`` job to the run queue."""
         self._queue.put(job_id)
+
+    def queue_position(self, job_id: str) -> int:
+        """How many jobs run before this queued one (the running one included)."""
+        return self.store.queue_position(job_id)
 
     def cancel(self, job_id: str) -> str:
         """Cancel a job.
@@ -163,10 +171,10 @@ class Worker:
         with self._lock:
             self._cancel_events[job_id] = ev
         try:
-            if not self.store.transition(job_id, {"queued"}, "running"):
+            if not self.store.transition(job_id, {"queued"}, "running", node=NODE_NAME):
                 return  # cancelled while queued
             log.info("job %s started", job_id)
-            self.emit(make_header("started", job_id=job_id), [])
+            self.emit(make_header("started", job_id=job_id, node=NODE_NAME), [])
             stage = {"name": "queued"}
 
             def on_progress(pe: ProgressEvent) -> None:

@@ -42,6 +42,8 @@ class PanelState:
         updated: ``time.time()`` of the last change the timer applied.
         last_ok: ``time.monotonic()`` of the last answered heartbeat, or None.
         unreachable_reason: why the last heartbeat failed.
+        node: the machine running the job (the ``started`` event's ``node``; a cluster
+            node's name under the Ray executor), "" if not said.
     """
     reachable: bool | None = None
     rtt_s: float | None = None
@@ -58,6 +60,7 @@ class PanelState:
     updated: float = 0.0
     last_ok: float | None = None
     unreachable_reason: str = ""
+    node: str = ""
 
     @property
     def busy(self) -> bool:
@@ -113,6 +116,7 @@ class PanelState:
     def submitting(self) -> None:
         """A new job is being uploaded: forget the previous job's display."""
         self.job_id, self.status, self.stage, self.progress, self.last_error = "", "submitting", "", 0.0, ""
+        self.node = ""
         self.result_dir, self.message, self.preview_path = "", "uploading", ""
 
     def submit_failed(self, message: str) -> None:
@@ -126,20 +130,25 @@ class PanelState:
     def reattaching(self, job_id: str) -> None:
         """Follow ``job_id`` again; the backend replays its state next."""
         self.job_id, self.status, self.stage, self.progress, self.eta_s = job_id, "queued", "", 0.0, None
+        self.node = ""
         self.last_error, self.result_dir, self.preview_path, self.message = "", "", "", "reattaching"
 
     def reattach_failed(self, message: str) -> None:
         """The backend refused ``watch`` (e.g. an unknown id)."""
         self.status, self.last_error = "failed", message
 
-    def queued(self) -> None:
-        """The job waits in the backend's queue."""
+    def queued(self, position: int | None = None) -> None:
+        """The job waits in the backend's queue, ``position`` jobs ahead of it (None: unknown)."""
         if self.status in ("idle", "submitting", "queued"):
             self.status = "queued"
+            if position is not None:
+                self.message = "queued, next to run" if position == 0 else f"queued, {position} job(s) ahead"
 
-    def started(self) -> None:
-        """The job started running."""
-        self.status = "running"
+    def started(self, node: str | None = None) -> None:
+        """The job started running, on the machine ``node`` (None: not said)."""
+        self.status, self.node = "running", node or ""
+        if node:
+            self.message = f"running on {node}"
 
     def progressed(self, stage: str, step: int, total: int, eta_s: float | None = None,
                    loss: float | None = None, message: str = "") -> None:

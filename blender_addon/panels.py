@@ -168,7 +168,8 @@ class GEN4D_PT_main(bpy.types.Panel):
 
         if s.status != "idle":
             col = layout.column()
-            text = f"{s.status}" + (f" · {s.stage}" if s.stage else "")
+            text = f"{s.status}" + (f" · {s.stage}" if s.stage else "") + \
+                (f" · on {s.node}" if s.node and s.status == "running" else "")
             eta = _eta(s.eta_s) if s.status == "running" else ""
             col.progress(factor=s.progress, type="BAR", text=f"{text} {eta}".strip())
             if s.message:

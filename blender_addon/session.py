@@ -237,9 +237,9 @@ def _job_event(future: Future, event: dict) -> None:
             JOBS.record(job_id, status=kind)
         return
     if kind == "queued":
-        state.queued()
+        state.queued(event.get("position"))
     elif kind == "started":
-        state.started()
+        state.started(event.get("node"))
         JOBS.record(job_id, status="running")
     elif kind == "progress":
         state.progressed(event.get("stage", ""), event.get("step", 0), event.get("total") or 0,

@@ -64,7 +64,7 @@ SCHEMAS: dict[str, dict] = {
     # server -> client: job events (``in_reply_to`` set when the event answers a request)
     "queued": {"fields": {**_REPLY, "job_id": "str", "position": "int"}, "optional": {"position"},
                "buffers": 0},
-    "started": {"fields": {**_REPLY, "job_id": "str"}, "buffers": 0},
+    "started": {"fields": {**_REPLY, "job_id": "str", "node": "str?"}, "optional": {"node"}, "buffers": 0},
     "progress": {"fields": {**_REPLY, "job_id": "str", "stage": "str", "step": "int", "total": "int",
                             "loss": "float?", "eta_s": "float?", "message": "str?"}, "buffers": 0},
     "preview": {"fields": {**_REPLY, "job_id": "str", "stage": "str"}, "buffers": 1},

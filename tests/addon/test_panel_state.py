@@ -69,3 +69,20 @@ def test_reachability_and_capture():
     assert s.status == "idle" and s.last_error == "capture failed: no geometry"
     s.capture_finished("captured 24 images to /tmp/c")
     assert s.message == "captured 24 images to /tmp/c"
+
+
+def test_queue_position_and_the_node_that_runs_the_job():
+    """Issue 17 item 4: the panel says how many jobs are ahead and where the job runs."""
+    s = panel_state.PanelState()
+    s.submitting()
+    s.accepted("j1")
+    s.queued(3)
+    assert (s.status, s.message) == ("queued", "queued, 3 job(s) ahead")
+    s.queued(0)
+    assert s.message == "queued, next to run"
+    s.started("gpu-node-2")
+    assert (s.status, s.node, s.message) == ("running", "gpu-node-2", "running on gpu-node-2")
+    s.reattaching("j2")
+    assert s.node == ""  # another job: where the old one ran no longer applies
+    s.started(None)
+    assert (s.status, s.node) == ("running", "")
