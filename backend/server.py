@@ -313,10 +313,15 @@ class Server:
                     count=len(files), name=files[index])
 
     def forget_idle_sessions(self) -> None:
-        """Drop sessions silent for longer than :data:`SESSION_IDLE_S`."""
+        """Drop sessions silent for longer than :data:`SESSION_IDLE_S`, and their
+        subscriptions: events are signed with the session user's key, so a subscriber
+        without a session could not read them (the add-on pings every few seconds and
+        watches again after a reconnect)."""
         cutoff = time.time() - SESSION_IDLE_S
         for rid in [r for r, s in self.sessions.items() if s["last_seen"] < cutoff]:
             del self.sessions[rid]
+            for subscribers in self.subscribers.values():
+                subscribers.discard(rid)
 
     # -- loop -----------------------------------------------------------------------
 

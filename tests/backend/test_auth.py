@@ -304,3 +304,16 @@ def test_credentials_files_are_private_and_checked(tmp_path):
     bad.chmod(0o600)
     with pytest.raises(ValueError, match="hex"):
         load_credentials(bad)
+
+
+def test_a_forgotten_session_takes_its_subscriptions_along(tmp_path):
+    """Events are signed with the session user's key: a subscriber whose session was
+    forgotten (idle for an hour) is dropped, not sent events it could not read."""
+    from backend.server import SESSION_IDLE_S, Server
+
+    server = Server(tmp_path / "data", KEY)
+    server.sessions[b"old"] = {"user": "alice", "last_seen": time.time() - SESSION_IDLE_S - 1}
+    server.sessions[b"new"] = {"user": "bob", "last_seen": time.time()}
+    server.subscribers["job"] |= {b"old", b"new"}
+    server.forget_idle_sessions()
+    assert set(server.sessions) == {b"new"} and server.subscribers["job"] == {b"new"}
