@@ -1,0 +1,162 @@
+"""The ``ray`` executor (issue 17) on a real multi-node Ray cluster on this machine
+(:class:`ray.cluster_utils.Cluster`: a head without CPUs and two worker nodes of one CPU
+each, labelled with the custom resources ``node_a`` / ``node_b``), behind a real front door
+(:func:`tests.helpers.backend_proc.server_thread`), with the fake pipeline
+:mod:`tests.helpers.ray_fake_pipeline` imported in the Ray workers (the executor's
+``run_job`` seam)."""
+
+import json
+import logging
+import re
+import threading
+import time
+
+import pytest
+
+ray = pytest.importorskip("ray")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from protocol import BackendClient  # noqa: E402
+from tests.backend.test_server_inprocess import wait_for  # noqa: E402
+from tests.helpers.backend_proc import server_thread  # noqa: E402
+
+KEY = b"test-key-0123456789abcdef"
+FAKE = "tests.helpers.ray_fake_pipeline:run_job"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Head (no CPUs) + worker nodes ``node_a`` and ``node_b`` (1 CPU each); this process is the driver."""
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    workers = {label: c.add_node(num_cpus=1, resources={label: 1}) for label in ("node_a", "node_b")}
+    c.wait_for_nodes()
+    ray.init(address=c.address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    try:
+        yield c, workers
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
+def label_of(node: str) -> str:
+    """Which worker label (``node_a``/``node_b``) ran a job, from its ``node`` string."""
+    short = re.search(r"node ([0-9a-f]{8})$", node).group(1)
+    for n in ray.nodes():
+        if n["NodeID"].startswith(short):
+            return next(k for k in n["Resources"] if k.startswith("node_"))
+    raise AssertionError(f"no Ray node {short}")
+
+
+def ray_server(tmp_path, c, **options):
+    opts = dict(address=c.address, run_job=FAKE, cancel_grace_s=5.0)
+    opts.update(options)
+    return server_thread(tmp_path / "data", KEY, executor="ray", executor_options=opts, join_timeout_s=30)
+
+
+class Pinger:
+    """Pings the front door every 0.2 s on a thread; ``failures`` counts pings not answered."""
+
+    def __init__(self, address):
+        self.address, self.stop, self.count, self.failures = address, threading.Event(), 0, 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        with BackendClient(self.address, KEY, timeout_s=2) as c:
+            while not self.stop.is_set():
+                try:
+                    c.ping()
+                    self.count += 1
+                except Exception:  # noqa: BLE001 - counted
+                    self.failures += 1
+                time.sleep(0.2)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(5)
+
+
+def test_jobs_from_three_clients_spread_over_both_nodes_with_progress(cluster, tmp_path):
+    c, _ = cluster
+    with ray_server(tmp_path, c) as address, Pinger(address) as pings:
+        clients = [BackendClient(address, KEY, timeout_s=10) for _ in range(3)]
+        try:
+            jobs = [cl.submit({"job_type": "footage", "name": "ok", "seconds": 2.0}, {f"in{i}.txt": b"x" * i})
+                    for i, cl in enumerate(clients)]
+            events = [wait_for(cl, job, {"completed", "failed"}, timeout_s=60) for cl, job in zip(clients, jobs)]
+            for evs in events:
+                types = [e["type"] for e in evs]
+                assert types[0] == "started" and types[-1] == "completed", evs[-1]
+                assert "progress" in types and "preview" in types
+            nodes = [evs[0]["node"] for evs in events]
+            assert {label_of(n) for n in nodes} == {"node_a", "node_b"}  # both worker nodes ran jobs
+            listed = {j["job_id"]: j for j in clients[0].list_jobs()}
+            for job, node in zip(jobs, nodes):
+                assert listed[job]["node"] == node
+            data = tmp_path / "data" / "jobs"
+            for i, (job, node) in enumerate(zip(jobs, nodes)):
+                rdir = data / job / "result"
+                assert json.loads((rdir / "node.json").read_text())["node"] == node
+                assert json.loads((rdir / "manifest.json").read_text())["inputs"] == ([f"in{i}.txt"])
+                assert (rdir / "frames" / "frame_0002.ply").read_bytes() == b"ply 2"
+        finally:
+            for cl in clients:
+                cl.close()
+    assert pings.count > 5 and pings.failures == 0
+
+
+def test_cancel_queued_and_running_jobs_and_failures_reach_clients_clean(cluster, tmp_path):
+    c, _ = cluster
+    with ray_server(tmp_path, c) as address, Pinger(address) as pings, \
+            BackendClient(address, KEY, timeout_s=10) as cl:
+        running = [cl.submit({"name": "slow"}, {"a.txt": b"a"}) for _ in range(2)]
+        waiting = cl.submit({"name": "slow"}, {"a.txt": b"a"})
+        for job in running:  # both CPUs busy: the third waits for a node
+            assert [e for e in wait_for(cl, job, {"progress"}, timeout_s=60) if e["type"] == "started"]
+        t0 = time.monotonic()
+        cl.cancel(waiting)
+        assert wait_for(cl, waiting, {"cancelled"}, timeout_s=5)[-1]["type"] == "cancelled"
+        assert time.monotonic() - t0 < 2
+        t0 = time.monotonic()
+        cl.cancel(running[0])
+        assert wait_for(cl, running[0], {"cancelled", "failed", "completed"}, timeout_s=10)[-1]["type"] == "cancelled"
+        assert time.monotonic() - t0 < 5  # stopped on its node within seconds
+        cl.cancel(running[1])
+        wait_for(cl, running[1], {"cancelled"}, timeout_s=10)
+        crash = cl.submit({"name": "crash"}, {"a.txt": b"a"})
+        failed = wait_for(cl, crash, {"failed", "completed"}, timeout_s=60)[-1]
+        assert failed["type"] == "failed" and failed["code"] == "internal_error"
+        assert "secret" not in json.dumps(failed) and "ref " in failed["message"]
+    assert pings.failures == 0
+
+
+def test_a_gpu_job_on_a_cpu_only_cluster_fails_at_once(cluster, tmp_path):
+    c, _ = cluster
+    with ray_server(tmp_path, c, gpus_per_job=1) as address, BackendClient(address, KEY, timeout_s=10) as cl:
+        t0 = time.monotonic()
+        job = cl.submit({"name": "ok"}, {"a.txt": b"a"})
+        ev = wait_for(cl, job, {"failed", "completed", "started"}, timeout_s=10)[-1]
+        assert ev["type"] == "failed" and ev["code"] == "no_resources" and "GPU" in ev["message"]
+        assert time.monotonic() - t0 < 5
+
+
+def test_a_node_killed_mid_job_leads_to_a_retry_on_the_other_node(cluster, tmp_path):
+    c, workers = cluster
+    with ray_server(tmp_path, c) as address, Pinger(address) as pings, \
+            BackendClient(address, KEY, timeout_s=10) as cl:
+        job = cl.submit({"name": "ok", "seconds": 4.0}, {"a.txt": b"a"})
+        first = wait_for(cl, job, {"progress"}, timeout_s=60)
+        node = [e for e in first if e["type"] == "started"][0]["node"]
+        victim = label_of(node)
+        c.remove_node(workers[victim])
+        events = wait_for(cl, job, {"completed", "failed"}, timeout_s=60)
+        started = [e["node"] for e in events if e["type"] == "started"]
+        assert events[-1]["type"] == "completed", events[-1]
+        assert started and label_of(started[-1]) != victim  # retried on the surviving node
+        assert any("retrying" in (e.get("message") or "") for e in events if e["type"] == "progress")
+        assert json.loads((tmp_path / "data" / "jobs" / job / "result" / "node.json").read_text())["attempt"] == 2
+    assert pings.failures == 0
+    workers[victim] = c.add_node(num_cpus=1, resources={victim: 1})  # restore the cluster for later tests
