@@ -304,7 +304,8 @@ class RayExecutor:
 
         here = ray.get_runtime_context().get_node_id()
         self._board = ray.remote(num_cpus=0, max_restarts=-1)(_CancelBoard).options(
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=True)).remote()
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=True),
+            runtime_env={"env_vars": self.env_vars}).remote()
         self._task = ray.remote(_job_task)
         if self.gpus_per_job == "auto":
             self._gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
@@ -348,7 +349,10 @@ class RayExecutor:
                 self._waiting.pop(job_id, None)
                 ref = self._refs.get(job_id)
             if ref is not None:
-                ray.cancel(ref, force=True)
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # noqa: BLE001 - it ended meanwhile
+                    pass
             log.info("job %s cancelled while queued", job_id)
             self.emit(make_header("cancelled", job_id=job_id), [])
             return "cancelled"
