@@ -296,6 +296,7 @@ class RayExecutor:
             ConnectionError: no Ray cluster at ``address`` (Ray's own error, with its text).
         """
         ray = self._ray
+        os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # quiet: no FutureWarning
         if not ray.is_initialized():
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
                      logging_level=logging.WARNING, configure_logging=True)

@@ -1,7 +1,7 @@
 """Wall time of 8 jobs on a Ray cluster of one worker node and of two (issue 17), and the
 ``ray`` executor's per-job overhead against the ``local`` executor.
 
-The jobs are FAKE (:mod:`tests.helpers.ray_fake_pipeline`, ``name="ok"``): each sleeps
+The jobs are FAKE (:mod:`tests.helpers.ray_fake_pipeline`, ``name="ok:<seconds>"``): each sleeps
 ``--job-seconds`` in progress steps and writes three small frame files, so the numbers
 measure scheduling, event streaming and result shipping, not the fit; real ``tiny`` jobs
 on this 2-core machine would make two 1-CPU nodes compete for the same two cores (and
@@ -42,7 +42,7 @@ def _run_jobs(executor, store, events: "queue.Queue", n: int, seconds: float) ->
     t0 = time.perf_counter()
     ids = set()
     for i in range(n):
-        job = store.create({"job_type": "footage", "name": "ok", "seconds": seconds}, [(f"in{i}.txt", b"x" * 1000)])
+        job = store.create({"job_type": "footage", "name": f"ok:{seconds}"}, [(f"in{i}.txt", b"x" * 1000)])
         ids.add(job["job_id"])
         executor.enqueue(job["job_id"])
     done = set()

@@ -84,7 +84,7 @@ def test_jobs_from_three_clients_spread_over_both_nodes_with_progress(cluster, t
     with ray_server(tmp_path, c) as address, Pinger(address) as pings:
         clients = [BackendClient(address, KEY, timeout_s=10) for _ in range(3)]
         try:
-            jobs = [cl.submit({"job_type": "footage", "name": "ok", "seconds": 2.0}, {f"in{i}.txt": b"x" * i})
+            jobs = [cl.submit({"job_type": "footage", "name": "ok:2.0"}, {f"in{i}.txt": b"x" * i})
                     for i, cl in enumerate(clients)]
             events = [wait_for(cl, job, {"completed", "failed"}, timeout_s=60) for cl, job in zip(clients, jobs)]
             for evs in events:
@@ -147,7 +147,7 @@ def test_a_node_killed_mid_job_leads_to_a_retry_on_the_other_node(cluster, tmp_p
     c, workers = cluster
     with ray_server(tmp_path, c) as address, Pinger(address) as pings, \
             BackendClient(address, KEY, timeout_s=10) as cl:
-        job = cl.submit({"name": "ok", "seconds": 4.0}, {"a.txt": b"a"})
+        job = cl.submit({"name": "ok:4.0"}, {"a.txt": b"a"})
         first = wait_for(cl, job, {"progress"}, timeout_s=60)
         node = [e for e in first if e["type"] == "started"][0]["node"]
         victim = label_of(node)

@@ -1,8 +1,8 @@
 """A stand-in for :func:`backend.pipeline.runner.run_job` that Ray workers import (the
 ``run_job`` test seam of :class:`backend.ray_executor.RayExecutor`), steered by the spec:
 
-- ``name="ok"`` (default): ``spec["seconds"]`` (default 1.2) of progress steps, one
-  preview, three frame files and a manifest;
+- ``name="ok"`` (default) or ``"ok:<seconds>"``: that many seconds (default 1.2) of
+  progress steps, one preview, three frame files and a manifest;
 - ``name="slow"``: up to 60 s of progress steps, checking the cancel flag every 0.05 s;
 - ``name="crash"``: raises ``RuntimeError`` with a text that must never reach a client.
 """
@@ -15,7 +15,7 @@ import time
 
 def run_job(spec, input_dir, out_dir, ctx):
     """Fake job: see the module docstring. Returns the manifest dict it wrote."""
-    mode = spec.get("name", "ok")
+    mode, _, seconds = spec.get("name", "ok").partition(":")
     if mode == "crash":
         raise RuntimeError("secret /srv/path boom")
     if mode == "slow":
@@ -27,7 +27,7 @@ def run_job(spec, input_dir, out_dir, ctx):
     for i in range(steps + 1):
         ctx.check_cancelled()
         ctx.progress("reconstruct", i, steps, loss=0.5)
-        time.sleep(float(spec.get("seconds", 1.2)) / steps)
+        time.sleep(float(seconds or 1.2) / steps)
     ctx.preview(b"\x89PNG fake")
     (out_dir / "frames").mkdir()
     for i in range(3):
