@@ -5,6 +5,7 @@ each, labelled with the custom resources ``node_a`` / ``node_b``), behind a real
 :mod:`tests.helpers.ray_fake_pipeline` imported in the Ray workers (the executor's
 ``run_job`` seam)."""
 
+import collections
 import json
 import logging
 import re
@@ -28,9 +29,10 @@ FAKE = "tests.helpers.ray_fake_pipeline:run_job"
 def cluster():
     """Head (no CPUs) + worker nodes ``node_a`` and ``node_b`` (1 CPU each); this process is the driver."""
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    # connected before the workers exist, so the driver attaches to the head's raylet (a worker can be removed)
+    ray.init(address=c.address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     workers = {label: c.add_node(num_cpus=1, resources={label: 1}) for label in ("node_a", "node_b")}
     c.wait_for_nodes()
-    ray.init(address=c.address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     try:
         yield c, workers
     finally:
@@ -45,6 +47,28 @@ def label_of(node: str) -> str:
         if n["NodeID"].startswith(short):
             return next(k for k in n["Resources"] if k.startswith("node_"))
     raise AssertionError(f"no Ray node {short}")
+
+
+class Events:
+    """One client's events, kept per job (``wait_for`` drops other jobs' events)."""
+
+    def __init__(self, client):
+        self.client, self.jobs, self.cursor = client, collections.defaultdict(list), collections.Counter()
+
+    def wait(self, job, types, timeout_s=30.0):
+        """Events of ``job`` since the last call, up to the first of ``types``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            new = self.jobs[job][self.cursor[job]:]
+            hit = next((i for i, e in enumerate(new) if e["type"] in types), None)
+            if hit is not None:
+                self.cursor[job] += hit + 1
+                return new[:hit + 1]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {types} for {job}; got {[e['type'] for e in new]}")
+            ev = self.client.poll_event(0.2)
+            if ev:
+                self.jobs[ev["job_id"]].append(ev)
 
 
 def ray_server(tmp_path, c, **options):
@@ -112,22 +136,26 @@ def test_cancel_queued_and_running_jobs_and_failures_reach_clients_clean(cluster
     c, _ = cluster
     with ray_server(tmp_path, c) as address, Pinger(address) as pings, \
             BackendClient(address, KEY, timeout_s=10) as cl:
+        evs = Events(cl)
         running = [cl.submit({"name": "slow"}, {"a.txt": b"a"}) for _ in range(2)]
         waiting = cl.submit({"name": "slow"}, {"a.txt": b"a"})
+        nodes = []
         for job in running:  # both CPUs busy: the third waits for a node
-            assert [e for e in wait_for(cl, job, {"progress"}, timeout_s=60) if e["type"] == "started"]
+            nodes += [e["node"] for e in evs.wait(job, {"progress"}, timeout_s=60) if e["type"] == "started"]
+        assert {label_of(n) for n in nodes} == {"node_a", "node_b"}
+        assert cl.list_jobs() and {j["job_id"]: j for j in cl.list_jobs()}[waiting]["state"] == "queued"
         t0 = time.monotonic()
         cl.cancel(waiting)
-        assert wait_for(cl, waiting, {"cancelled"}, timeout_s=5)[-1]["type"] == "cancelled"
+        assert evs.wait(waiting, {"cancelled", "started"}, timeout_s=5)[-1]["type"] == "cancelled"
         assert time.monotonic() - t0 < 2
         t0 = time.monotonic()
-        cl.cancel(running[0])
-        assert wait_for(cl, running[0], {"cancelled", "failed", "completed"}, timeout_s=10)[-1]["type"] == "cancelled"
+        cl.cancel(running[0])  # runs on the other node than running[1]
+        assert evs.wait(running[0], {"cancelled", "failed", "completed"}, timeout_s=10)[-1]["type"] == "cancelled"
         assert time.monotonic() - t0 < 5  # stopped on its node within seconds
         cl.cancel(running[1])
-        wait_for(cl, running[1], {"cancelled"}, timeout_s=10)
+        assert evs.wait(running[1], {"cancelled", "failed", "completed"}, timeout_s=10)[-1]["type"] == "cancelled"
         crash = cl.submit({"name": "crash"}, {"a.txt": b"a"})
-        failed = wait_for(cl, crash, {"failed", "completed"}, timeout_s=60)[-1]
+        failed = evs.wait(crash, {"failed", "completed"}, timeout_s=60)[-1]
         assert failed["type"] == "failed" and failed["code"] == "internal_error"
         assert "secret" not in json.dumps(failed) and "ref " in failed["message"]
     assert pings.failures == 0
