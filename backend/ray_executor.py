@@ -29,7 +29,9 @@ so the manifest format of :mod:`protocol.formats.manifest` is unchanged).
 Cancel: a queued job (its task not started on a node) is cancelled at once (``ray.cancel``
 of a task that is still waiting for resources). A running job is cancelled through a small
 *cancel board* actor (zero CPUs, placed on the front door's node): the task polls it every
-``cancel_poll_s`` and sets the JobContext's ``cancel_event``, so the pipeline stops at its
+``cancel_poll_s`` (through ``ObjectRef.future()``, never ``ray.get``: a task blocked in
+``ray.get`` lends its CPU back and Ray would start another job on its node) and sets the
+JobContext's ``cancel_event``, so the pipeline stops at its
 next check the same way as locally; if the job has not ended ``cancel_grace_s`` later, the
 task is killed (``ray.cancel(force=True)``).
 
@@ -153,8 +155,6 @@ def _job_task(job_id: str, spec: dict, inputs: dict, run_job_path: str, board, c
     ``cancelled`` | ``failed`` with ``code``/``message``). Never raises for a job failure:
     exceptions are classified here, and their text stays in this node's log.
     """
-    import ray
-
     from backend.errors import JobCancelled, JobError
     from backend.pipeline.context import JobContext
     from backend.worker import _is_oom, progress_fields
@@ -203,7 +203,9 @@ def _job_task(job_id: str, spec: dict, inputs: dict, run_job_path: str, board, c
 
         thread = threading.Thread(target=body, name=f"gen4d-job-{job_id}", daemon=True)
         thread.start()
-        next_poll = time.monotonic() + cancel_poll_s
+        # The board is polled without ray.get/ray.wait: a task blocked in ray.get lends its
+        # CPU back to Ray, which would start another job on this node meanwhile.
+        next_poll, asked = time.monotonic() + cancel_poll_s, None
         while True:
             try:
                 ev = events.get(timeout=min(0.2, cancel_poll_s))
@@ -213,13 +215,16 @@ def _job_task(job_id: str, spec: dict, inputs: dict, run_job_path: str, board, c
                 break
             if ev:
                 yield ev
-            if not cancel.is_set() and time.monotonic() >= next_poll:
-                next_poll = time.monotonic() + cancel_poll_s
+            if asked is not None and asked.done():
                 try:
-                    if ray.get(board.is_cancelled.remote(job_id), timeout=5):
+                    if asked.result():
                         cancel.set()
-                except Exception:  # noqa: BLE001 - the board is unreachable: keep running
+                except Exception:  # noqa: BLE001 - the board is unreachable: keep running, ask again
                     pass
+                asked = None
+            if asked is None and not cancel.is_set() and time.monotonic() >= next_poll:
+                next_poll = time.monotonic() + cancel_poll_s
+                asked = board.is_cancelled.remote(job_id).future()
         thread.join()
         if outcome.get("state") == "completed":
             for p in sorted(out_dir.rglob("*")):

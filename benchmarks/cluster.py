@@ -76,8 +76,12 @@ def _local(n: int, seconds: float) -> float:
 
 
 def _ray(nodes: int, n: int, seconds: float) -> float:
+    import os
+
     import ray
     from ray.cluster_utils import Cluster
+
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # quiet: no FutureWarning
 
     from backend.jobs import JobStore
     from backend.ray_executor import RayExecutor

@@ -27,7 +27,8 @@ def run_job(spec, input_dir, out_dir, ctx):
     for i in range(steps + 1):
         ctx.check_cancelled()
         ctx.progress("reconstruct", i, steps, loss=0.5)
-        time.sleep(float(seconds or 1.2) / steps)
+        if i < steps:
+            time.sleep(float(seconds or 1.2) / steps)
     ctx.preview(b"\x89PNG fake")
     (out_dir / "frames").mkdir()
     for i in range(3):
