@@ -12,7 +12,10 @@ and N worker nodes of one CPU each (so one job per node at a time). The executor
 driven directly through the job store (no sockets): submit 8 jobs, wait for 8
 ``completed`` events. ``overhead_per_job_s`` = (1-node Ray time − local time) / 8: what a
 job costs extra when it runs as a Ray task (task start, runtime env, shipping inputs,
-events and results) rather than on the front door's thread; cluster start-up is excluded.
+events and results) rather than on the front door's thread, in a queue of jobs (the next
+task's start overlaps the previous one's end); ``latency_overhead_one_job_s`` is the same
+for a single job submitted alone (submit to ``completed``). Cluster start-up and the
+first job per node (worker process start) are excluded.
 
 Run: ``HF_HUB_OFFLINE=1 PYTHONPATH=. python benchmarks/cluster.py`` (about 1 min);
 writes ``benchmarks/results/cluster.json``.
@@ -56,7 +59,8 @@ def _run_jobs(executor, store, events: "queue.Queue", n: int, seconds: float) ->
     return time.perf_counter() - t0
 
 
-def _local(n: int, seconds: float) -> float:
+def _local(n: int, seconds: float) -> tuple[float, float]:
+    """(seconds for ``n`` jobs, seconds for one job) on the local executor."""
     from backend.jobs import JobStore
     from backend.pipeline import runner
     from backend.worker import Worker
@@ -69,13 +73,14 @@ def _local(n: int, seconds: float) -> float:
         w = Worker(store, lambda h, b: events.put((h, b)))
         w.start()
         try:
-            return _run_jobs(w, store, events, n, seconds)
+            return _run_jobs(w, store, events, n, seconds), _run_jobs(w, store, events, 1, seconds)
         finally:
             w.stop()
             store.close()
 
 
-def _ray(nodes: int, n: int, seconds: float) -> float:
+def _ray(nodes: int, n: int, seconds: float) -> tuple[float, float]:
+    """(seconds for ``n`` jobs, seconds for one job) on a Ray cluster of ``nodes`` 1-CPU worker nodes."""
     import os
 
     import ray
@@ -98,7 +103,7 @@ def _ray(nodes: int, n: int, seconds: float) -> float:
             ex.start()
             try:
                 _run_jobs(ex, store, events, nodes, seconds)  # warm-up: worker processes start on every node
-                return _run_jobs(ex, store, events, n, seconds)
+                return _run_jobs(ex, store, events, n, seconds), _run_jobs(ex, store, events, 1, seconds)
             finally:
                 ex.stop()
                 store.close()
@@ -114,14 +119,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--job-seconds", type=float, default=1.5, help="how long each fake job sleeps")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    local = _local(args.jobs, args.job_seconds)
-    one = _ray(1, args.jobs, args.job_seconds)
-    two = _ray(2, args.jobs, args.job_seconds)
+    local, local_1 = _local(args.jobs, args.job_seconds)
+    one, ray_1 = _ray(1, args.jobs, args.job_seconds)
+    two, _ = _ray(2, args.jobs, args.job_seconds)
     result = {
         "jobs": args.jobs, "job_kind": "fake (tests.helpers.ray_fake_pipeline, sleeps)",
         "job_seconds": args.job_seconds,
         "seconds_local": round(local, 3), "seconds_1_node": round(one, 3), "seconds_2_nodes": round(two, 3),
         "speedup_2_nodes": round(one / two, 3), "overhead_per_job_s": round((one - local) / args.jobs, 3),
+        "seconds_one_job_local": round(local_1, 3), "seconds_one_job_ray": round(ray_1, 3),
+        "latency_overhead_one_job_s": round(ray_1 - local_1, 3),
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}, nodes are 1-CPU Ray "
                    f"nodes on this one machine",
     }
