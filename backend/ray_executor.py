@@ -126,6 +126,26 @@ def _node_label() -> tuple[str, str]:
     return f"{socket.gethostname()} ({ip}) node {node_id[:8]}", node_id
 
 
+def _check_reachable(address: Optional[str], timeout_s: float = 5.0) -> None:
+    """Fail fast when a ``host:port`` (or ``ray://host:port``) cluster address does not
+    answer (Ray itself retries for minutes).
+
+    Raises:
+        ConnectionError: nothing accepts TCP connections at the address within ``timeout_s``.
+    """
+    if not address or address == "auto" or address == "local":
+        return
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise ConnectionError(f"no Ray cluster answers at {address} ({e.strerror or type(e).__name__}); "
+                              f"start its head with 'ray start --head' or check --ray-address") from None
+
+
 # -- the task (runs on a node) ------------------------------------------------------------
 
 
@@ -298,11 +318,12 @@ class RayExecutor:
         create the cancel board and submit ``pending`` jobs in order.
 
         Raises:
-            ConnectionError: no Ray cluster at ``address`` (Ray's own error, with its text).
+            ConnectionError: no Ray cluster at ``address``.
         """
         ray = self._ray
         os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # quiet: no FutureWarning
         if not ray.is_initialized():
+            _check_reachable(self.address)
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
                      logging_level=logging.WARNING, configure_logging=True)
             self._owns_ray = True

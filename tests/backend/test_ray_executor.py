@@ -174,6 +174,34 @@ def test_a_gpu_job_on_a_cpu_only_cluster_fails_at_once(cluster, tmp_path):
         assert time.monotonic() - t0 < 5
 
 
+def test_stopping_the_front_door_interrupts_running_jobs_and_keeps_waiting_ones_queued(cluster, tmp_path):
+    from backend.jobs import JobStore
+
+    c, _ = cluster
+    with ray_server(tmp_path, c) as address, BackendClient(address, KEY, timeout_s=10) as cl:
+        evs = Events(cl)
+        running = [cl.submit({"name": "slow"}, {"a.txt": b"a"}) for _ in range(2)]
+        waiting = cl.submit({"name": "slow"}, {"a.txt": b"a"})
+        for job in running:
+            evs.wait(job, {"progress"}, timeout_s=60)
+        t0 = time.monotonic()
+    assert time.monotonic() - t0 < 15
+    store = JobStore(tmp_path / "data")
+    try:
+        jobs = {j["job_id"]: j for j in store.list()}
+        assert [(jobs[j]["state"], jobs[j]["error_code"]) for j in running] == [("failed", "interrupted")] * 2
+        assert jobs[waiting]["state"] == "queued" and store.pending == [waiting]  # submitted again on restart
+    finally:
+        store.close()
+
+
+def test_an_unreachable_cluster_address_is_a_clear_error():
+    from backend.ray_executor import _check_reachable
+
+    with pytest.raises(ConnectionError, match="no Ray cluster answers at 127.0.0.1:1"):
+        _check_reachable("127.0.0.1:1")
+
+
 def test_a_node_killed_mid_job_leads_to_a_retry_on_the_other_node(cluster, tmp_path):
     c, workers = cluster
     with ray_server(tmp_path, c) as address, Pinger(address) as pings, \
