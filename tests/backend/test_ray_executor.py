@@ -174,6 +174,24 @@ def test_a_gpu_job_on_a_cpu_only_cluster_fails_at_once(cluster, tmp_path):
         assert time.monotonic() - t0 < 5
 
 
+def test_a_real_tiny_job_runs_on_a_node_through_the_default_pipeline(cluster, tmp_path):
+    from tests.helpers.footage import make_tiny_footage
+
+    c, _ = cluster
+    footage = make_tiny_footage(tmp_path / "footage")
+    with ray_server(tmp_path, c, run_job=None) as address, BackendClient(address, KEY, timeout_s=30) as cl:
+        evs = Events(cl)
+        job = cl.submit_footage(footage, {"job_type": "footage", "preset": "tiny"})
+        events = evs.wait(job, {"completed", "failed", "cancelled"}, timeout_s=150)
+        assert events[-1]["type"] == "completed", events[-1]
+        assert any(e["type"] == "progress" and e["stage"] == "reconstruct" for e in events)
+        rdir = tmp_path / "data" / "jobs" / job / "result"
+        manifest = json.loads((rdir / "manifest.json").read_text())
+        assert manifest["frame_count"] == events[-1]["frame_count"] == 3
+        assert all((rdir / f).stat().st_size > 0 for f in manifest["frame_files"])
+        assert json.loads((rdir / "node.json").read_text())["node"] == events[0]["node"]
+
+
 def test_stopping_the_front_door_interrupts_running_jobs_and_keeps_waiting_ones_queued(cluster, tmp_path):
     from backend.jobs import JobStore
 
@@ -219,3 +237,17 @@ def test_a_node_killed_mid_job_leads_to_a_retry_on_the_other_node(cluster, tmp_p
         assert json.loads((tmp_path / "data" / "jobs" / job / "result" / "node.json").read_text())["attempt"] == 2
     assert pings.failures == 0
     workers[victim] = c.add_node(num_cpus=1, resources={victim: 1})  # restore the cluster for later tests
+
+
+def test_a_job_whose_node_dies_more_often_than_allowed_fails_with_node_lost(cluster, tmp_path):
+    c, workers = cluster
+    with ray_server(tmp_path, c, max_attempts=1) as address, BackendClient(address, KEY, timeout_s=10) as cl:
+        evs = Events(cl)
+        job = cl.submit({"name": "slow"}, {"a.txt": b"a"})
+        node = [e for e in evs.wait(job, {"progress"}, timeout_s=60) if e["type"] == "started"][0]["node"]
+        victim = label_of(node)
+        c.remove_node(workers[victim])
+        ev = evs.wait(job, {"completed", "failed", "cancelled"}, timeout_s=60)[-1]
+        assert ev["type"] == "failed" and ev["code"] == "node_lost", ev
+        assert cl.ping() < 5
+    workers[victim] = c.add_node(num_cpus=1, resources={victim: 1})
