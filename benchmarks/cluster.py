@@ -17,8 +17,13 @@ task's start overlaps the previous one's end); ``latency_overhead_one_job_s`` is
 for a single job submitted alone (submit to ``completed``). Cluster start-up and the
 first job per node (worker process start) are excluded.
 
-Run: ``HF_HUB_OFFLINE=1 PYTHONPATH=. python benchmarks/cluster.py`` (about 1 min);
-writes ``benchmarks/results/cluster.json``.
+With ``--tiny`` the jobs are real ``tiny`` preset fits of :func:`tests.helpers.footage.make_tiny_footage`
+(written to ``benchmarks/results/cluster_tiny.json``): each Ray node is one CPU (Ray sets
+``OMP_NUM_THREADS=1`` in its workers) while the local executor's fit uses the machine's
+threads, so there the 1-node/local comparison mixes thread counts.
+
+Run: ``HF_HUB_OFFLINE=1 PYTHONPATH=. python benchmarks/cluster.py [--tiny]`` (about 1 min
+each); writes ``benchmarks/results/cluster.json``.
 """
 
 from __future__ import annotations
@@ -36,8 +41,9 @@ RESULT = Path(__file__).resolve().parent / "results" / "cluster.json"
 FAKE = "tests.helpers.ray_fake_pipeline:run_job"
 
 
-def _run_jobs(executor, store, events: "queue.Queue", n: int, seconds: float) -> float:
-    """Submit ``n`` fake jobs, wait for all to complete; returns the wall seconds.
+def _run_jobs(executor, store, events: "queue.Queue", n: int, job: tuple) -> float:
+    """Submit ``n`` jobs (``job`` = (spec, [(name, bytes)])), wait for all to complete;
+    returns the wall seconds.
 
     Raises:
         RuntimeError: a job ended other than ``completed``, or 300 s passed.
@@ -45,9 +51,9 @@ def _run_jobs(executor, store, events: "queue.Queue", n: int, seconds: float) ->
     t0 = time.perf_counter()
     ids = set()
     for i in range(n):
-        job = store.create({"job_type": "footage", "name": f"ok:{seconds}"}, [(f"in{i}.txt", b"x" * 1000)])
-        ids.add(job["job_id"])
-        executor.enqueue(job["job_id"])
+        rec = store.create(*job)
+        ids.add(rec["job_id"])
+        executor.enqueue(rec["job_id"])
     done = set()
     deadline = time.monotonic() + 300
     while done != ids:
@@ -59,27 +65,29 @@ def _run_jobs(executor, store, events: "queue.Queue", n: int, seconds: float) ->
     return time.perf_counter() - t0
 
 
-def _local(n: int, seconds: float) -> tuple[float, float]:
+def _local(n: int, job: tuple, fake: bool) -> tuple[float, float]:
     """(seconds for ``n`` jobs, seconds for one job) on the local executor."""
     from backend.jobs import JobStore
     from backend.pipeline import runner
     from backend.worker import Worker
     from tests.helpers import ray_fake_pipeline
 
-    runner.run_job = ray_fake_pipeline.run_job  # the local worker calls runner.run_job
+    if fake:
+        runner.run_job = ray_fake_pipeline.run_job  # the local worker calls runner.run_job
     with tempfile.TemporaryDirectory() as d:
         store = JobStore(Path(d))
         events: "queue.Queue" = queue.Queue()
         w = Worker(store, lambda h, b: events.put((h, b)))
         w.start()
         try:
-            return _run_jobs(w, store, events, n, seconds), _run_jobs(w, store, events, 1, seconds)
+            _run_jobs(w, store, events, 1, job)  # warm-up: imports (torch for real jobs)
+            return _run_jobs(w, store, events, n, job), _run_jobs(w, store, events, 1, job)
         finally:
             w.stop()
             store.close()
 
 
-def _ray(nodes: int, n: int, seconds: float) -> tuple[float, float]:
+def _ray(nodes: int, n: int, job: tuple, run_job) -> tuple[float, float]:
     """(seconds for ``n`` jobs, seconds for one job) on a Ray cluster of ``nodes`` 1-CPU worker nodes."""
     import os
 
@@ -99,11 +107,11 @@ def _ray(nodes: int, n: int, seconds: float) -> tuple[float, float]:
         with tempfile.TemporaryDirectory() as d:
             store = JobStore(Path(d))
             events: "queue.Queue" = queue.Queue()
-            ex = RayExecutor(store, lambda h, b: events.put((h, b)), address=cluster.address, run_job=FAKE)
+            ex = RayExecutor(store, lambda h, b: events.put((h, b)), address=cluster.address, run_job=run_job)
             ex.start()
             try:
-                _run_jobs(ex, store, events, nodes, seconds)  # warm-up: worker processes start on every node
-                return _run_jobs(ex, store, events, n, seconds), _run_jobs(ex, store, events, 1, seconds)
+                _run_jobs(ex, store, events, nodes, job)  # warm-up: worker processes start on every node
+                return _run_jobs(ex, store, events, n, job), _run_jobs(ex, store, events, 1, job)
             finally:
                 ex.stop()
                 store.close()
@@ -117,14 +125,26 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=8)
     parser.add_argument("--job-seconds", type=float, default=1.5, help="how long each fake job sleeps")
+    parser.add_argument("--tiny", action="store_true",
+                        help="real 'tiny' preset jobs on 4x3 32-px footage instead of fake ones; writes "
+                             "results/cluster_tiny.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    local, local_1 = _local(args.jobs, args.job_seconds)
-    one, ray_1 = _ray(1, args.jobs, args.job_seconds)
-    two, _ = _ray(2, args.jobs, args.job_seconds)
+    if args.tiny:
+        from tests.helpers.footage import make_tiny_footage
+
+        folder = make_tiny_footage(Path(tempfile.mkdtemp(prefix="gen4d-bench-")) / "footage")
+        files = [(p.relative_to(folder).as_posix(), p.read_bytes()) for p in sorted(folder.rglob("*")) if p.is_file()]
+        job, run_job, kind = ({"job_type": "footage", "preset": "tiny"}, files), None, \
+            "real tiny preset, make_tiny_footage (4 cameras x 3 times, 32 px)"
+    else:
+        job, run_job, kind = ({"job_type": "footage", "name": f"ok:{args.job_seconds}"}, [("in.txt", b"x" * 1000)]), \
+            FAKE, "fake (tests.helpers.ray_fake_pipeline, sleeps)"
+    local, local_1 = _local(args.jobs, job, fake=not args.tiny)
+    one, ray_1 = _ray(1, args.jobs, job, run_job)
+    two, _ = _ray(2, args.jobs, job, run_job)
     result = {
-        "jobs": args.jobs, "job_kind": "fake (tests.helpers.ray_fake_pipeline, sleeps)",
-        "job_seconds": args.job_seconds,
+        "jobs": args.jobs, "job_kind": kind, "job_seconds": None if args.tiny else args.job_seconds,
         "seconds_local": round(local, 3), "seconds_1_node": round(one, 3), "seconds_2_nodes": round(two, 3),
         "speedup_2_nodes": round(one / two, 3), "overhead_per_job_s": round((one - local) / args.jobs, 3),
         "seconds_one_job_local": round(local_1, 3), "seconds_one_job_ray": round(ray_1, 3),
@@ -132,8 +152,9 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}, nodes are 1-CPU Ray "
                    f"nodes on this one machine",
     }
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(result, indent=2) + "\n")
+    out = RESULT.with_name("cluster_tiny.json") if args.tiny else RESULT
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return result
 
