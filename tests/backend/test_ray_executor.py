@@ -251,3 +251,32 @@ def test_a_job_whose_node_dies_more_often_than_allowed_fails_with_node_lost(clus
         assert ev["type"] == "failed" and ev["code"] == "node_lost", ev
         assert cl.ping() < 5
     workers[victim] = c.add_node(num_cpus=1, resources={victim: 1})
+
+
+def test_queue_position_counts_the_jobs_not_started_on_a_node_yet(cluster, tmp_path):
+    import queue
+
+    from backend.jobs import JobStore
+    from backend.ray_executor import RayExecutor
+
+    c, _ = cluster
+    store = JobStore(tmp_path / "data")
+    events: "queue.Queue" = queue.Queue()
+    ex = RayExecutor(store, lambda h, b: events.put(h), address=c.address, run_job=FAKE)
+    ex.start()
+    try:
+        ids = [store.create({"name": "slow"}, [("a.txt", b"a")])["job_id"] for _ in range(4)]
+        for job in ids:
+            ex.enqueue(job)
+        started, deadline = set(), time.monotonic() + 60
+        while len(started) < 2 and time.monotonic() < deadline:  # two 1-CPU nodes: two start
+            h = events.get(timeout=60)
+            if h["type"] == "started":
+                started.add(h["job_id"])
+        time.sleep(1.0)
+        waiting = [j for j in ids if store.get(j)["state"] == "queued"]
+        assert len(started) == 2 and len(waiting) == 2
+        assert [ex.queue_position(j) for j in waiting] == [0, 1]
+    finally:
+        ex.stop()
+        store.close()
