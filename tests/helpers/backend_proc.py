@@ -32,12 +32,14 @@ def free_port() -> int:
 
 @contextmanager
 def server_thread(data_dir: Path, key: bytes, ping_timeout_s: float = 5.0, join_timeout_s: float = 15.0,
-                  curve: Optional[bool] = None, ping_credentials: Optional[Path] = None) -> Iterator[str]:
+                  curve: Optional[bool] = None, ping_credentials: Optional[Path] = None,
+                  executor: str = "local", executor_options: Optional[dict] = None) -> Iterator[str]:
     """A real server (:func:`backend.server.serve`) on a thread, on a free loopback port.
 
     Yields the address once the server answers a ping (sent with ``key``, or as the user of
     ``ping_credentials`` over CurveZMQ when given); on exit stops it and asserts that its
-    thread ended within ``join_timeout_s``. ``curve`` is passed to ``serve``.
+    thread ended within ``join_timeout_s``. ``curve``, ``executor`` and ``executor_options``
+    are passed to ``serve``.
     """
     from backend import server
     from protocol import BackendClient
@@ -45,7 +47,8 @@ def server_thread(data_dir: Path, key: bytes, ping_timeout_s: float = 5.0, join_
     address = f"tcp://127.0.0.1:{free_port()}"
     stop = threading.Event()
     thread = threading.Thread(target=server.serve, kwargs=dict(address=address, data_dir=data_dir, key=key,
-                                                               stop_event=stop, curve=curve), daemon=True)
+                                                               stop_event=stop, curve=curve, executor=executor,
+                                                               executor_options=executor_options), daemon=True)
     thread.start()
     try:
         client = (BackendClient.from_credentials(address, ping_credentials, timeout_s=ping_timeout_s)
