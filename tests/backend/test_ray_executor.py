@@ -149,12 +149,12 @@ def test_cancel_queued_and_running_jobs_and_failures_reach_clients_clean(cluster
         assert {j["job_id"]: j for j in cl.list_jobs()}[waiting]["state"] == "queued"
         t0 = time.monotonic()
         cl.cancel(waiting)
-        assert evs.wait(waiting, {"cancelled", "started"}, timeout_s=5)[-1]["type"] == "cancelled"
-        assert time.monotonic() - t0 < 2
+        assert evs.wait(waiting, {"cancelled", "started"}, timeout_s=10)[-1]["type"] == "cancelled"
+        assert time.monotonic() - t0 < 5  # (under 1 s on an idle machine)
         t0 = time.monotonic()
         cl.cancel(running[0])  # runs on the other node than running[1]
-        assert evs.wait(running[0], {"cancelled", "failed", "completed"}, timeout_s=10)[-1]["type"] == "cancelled"
-        assert time.monotonic() - t0 < 5  # stopped on its node within seconds
+        assert evs.wait(running[0], {"cancelled", "failed", "completed"}, timeout_s=20)[-1]["type"] == "cancelled"
+        assert time.monotonic() - t0 < 10  # stopped on its node within seconds (the task polls every 0.5 s)
         cl.cancel(running[1])
         assert evs.wait(running[1], {"cancelled", "failed", "completed"}, timeout_s=10)[-1]["type"] == "cancelled"
         crash = cl.submit({"name": "crash"}, {"a.txt": b"a"})
