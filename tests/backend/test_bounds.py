@@ -133,22 +133,30 @@ def test_a_transforms_file_with_too_many_frames_is_refused_before_any_image_is_r
         ingest.load_footage(tmp_path / "f")
 
 
+class _Stop(Exception):
+    """Raised by the check of :func:`_cancel_after`, standing in for ``JobCancelled``."""
+
+
+def _cancel_after(n: int):
+    """``(calls, check)``: ``check()`` records each call in ``calls`` and raises
+    :class:`_Stop` on the ``n``-th, as a cancel flag set at that moment would."""
+    calls = []
+
+    def check():
+        calls.append(1)
+        if len(calls) == n:
+            raise _Stop
+
+    return calls, check
+
+
 def test_cancel_reaches_the_ingest_loop(tmp_path):
     folder = tmp_path / "f"
     _transforms(folder, 50)
     for i in range(50):
         Image.new("RGBA", (8, 8), (255, 0, 0, 255)).save(folder / f"f{i}.png")
-    calls = []
-
-    class Stop(Exception):
-        pass
-
-    def check():
-        calls.append(1)
-        if len(calls) == 3:
-            raise Stop
-
-    with pytest.raises(Stop):
+    calls, check = _cancel_after(3)
+    with pytest.raises(_Stop):
         ingest.load_footage(folder, check_cancelled=check)
     assert len(calls) == 3  # stopped before the third image, not after all 50
 
@@ -214,18 +222,9 @@ def test_cancel_reaches_the_confidence_maps_between_frames():
     each frame, so even 4096-pixel footage stops within one frame's flows."""
     from backend.optim.confidence import confidence_maps
 
-    calls = []
-
-    class Stop(Exception):
-        pass
-
-    def check():
-        calls.append(1)
-        if len(calls) == 4:
-            raise Stop
-
+    calls, check = _cancel_after(4)
     images = torch.rand(2, 8, 24, 24, 3)
-    with pytest.raises(Stop):
+    with pytest.raises(_Stop):
         confidence_maps(images, check_cancelled=check)
     assert len(calls) == 4  # stopped at the fourth frame of the first view, not after all 12
     calls.clear()
