@@ -22,9 +22,10 @@ the store exactly like the local :class:`backend.worker.Worker` (same events, sa
 codes; exception text stays in the node's Ray worker log under a reference).
 
 The node that ran a job is ``"<hostname> (<ip>) node <first 8 hex of the Ray node id>"``:
-the ``started`` event's ``node``, the store's ``node`` field, and ``result/node.json``
-(``{"node": ..., "ray_node_id": ..., "attempt": n}``; kept apart from ``manifest.json``
-so the manifest format of :mod:`protocol.formats.manifest` is unchanged).
+the ``started`` event's ``node``, the store's ``node`` field, ``result/node.json``
+(``{"node": ..., "ray_node_id": ..., "attempt": n}``) and the same record under
+``stats["node"]`` of the result's ``manifest.json`` (``stats`` is the manifest's free-form
+field, so its format is unchanged).
 
 Cancel: a queued job (its task not started on a node) is cancelled at once (``ray.cancel``
 of a task that is still waiting for resources). A running job is cancelled through a small
@@ -565,7 +566,7 @@ class RayExecutor:
                 with self._lock:
                     stopping = self._stopping
                 if state == "completed":
-                    (rdir / "node.json").write_text(json.dumps(node_info))
+                    _record_node(rdir, node_info)
                     files = self.store.result_files(job_id)
                     log.info("job %s completed on %s: %d file(s)", job_id, node, len(files))
                     self._finish(job_id, "completed", frame_count=int(ev["frame_count"]), files=files)
@@ -581,3 +582,21 @@ class RayExecutor:
                 self._board.forget.remote(job_id)
                 return True
         return False  # the stream ended without an outcome: treated like a lost node
+
+
+def _record_node(result_dir: Path, node_info: dict) -> None:
+    """Write ``node_info`` to ``result/node.json`` and into the manifest's free-form
+    ``stats["node"]`` (when the result has a manifest with a ``stats`` object or none),
+    atomically."""
+    (result_dir / "node.json").write_text(json.dumps(node_info))
+    manifest_path = result_dir / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # no manifest (a test pipeline) or an unreadable one: node.json still says it
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("stats") or {}, dict):
+        return
+    manifest["stats"] = {**(manifest.get("stats") or {}), "node": node_info}
+    tmp = manifest_path.with_name("manifest.json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    os.replace(tmp, manifest_path)

@@ -190,6 +190,7 @@ def test_a_real_tiny_job_runs_on_a_node_through_the_default_pipeline(cluster, tm
         assert manifest["frame_count"] == events[-1]["frame_count"] == 3
         assert all((rdir / f).stat().st_size > 0 for f in manifest["frame_files"])
         assert json.loads((rdir / "node.json").read_text())["node"] == events[0]["node"]
+        assert manifest["stats"]["node"]["node"] == events[0]["node"]  # the node, in the job's manifest
 
 
 def test_stopping_the_front_door_interrupts_running_jobs_and_keeps_waiting_ones_queued(cluster, tmp_path):
