@@ -18,9 +18,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO))
 import bpy  # noqa: E402
+from scene_camera import add_render_camera  # noqa: E402
 import imageio.v3 as iio  # noqa: E402
 import torch  # noqa: E402
-from mathutils import Matrix  # noqa: E402
 
 from backend.cameras import c2w_blender_to_viewmat, intrinsics_from_fov, look_at_c2w  # noqa: E402
 from backend.eval.fidelity import compare_renders  # noqa: E402
@@ -28,7 +28,6 @@ from backend.gaussians.ply import read_gaussians_ply  # noqa: E402
 from backend.render import rasterize, sh0_to_rgb  # noqa: E402
 from backend.render.frames import premultiplied_to_straight  # noqa: E402
 from blender_addon.importer import import_result  # noqa: E402
-from blender_addon.scene_prep import apply_recommended  # noqa: E402
 from samples.synthetic_result import write_result  # noqa: E402
 
 work, SIZE, SAMPLES = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
@@ -41,14 +40,7 @@ scene = bpy.context.scene
 scene.frame_start, scene.frame_end = 1, 2
 import_result(work / "result", name="asset", cache_dir=work / "cache")
 c2w = look_at_c2w(EYE)
-cam = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
-scene.collection.objects.link(cam)
-cam.matrix_world = Matrix(c2w.tolist())
-cam.data.sensor_fit, cam.data.angle, cam.data.clip_start = "HORIZONTAL", FOV, 0.01
-scene.camera = cam
-scene.render.engine = "CYCLES"
-changes = apply_recommended(scene)
-scene.cycles.device, scene.cycles.samples = "CPU", SAMPLES
+changes = add_render_camera(scene, c2w.tolist(), FOV, SAMPLES)
 scene.render.resolution_x = scene.render.resolution_y = SIZE
 scene.render.resolution_percentage = 100
 scene.render.image_settings.file_format, scene.render.image_settings.color_mode = "PNG", "RGBA"

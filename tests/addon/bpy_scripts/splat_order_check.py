@@ -30,12 +30,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO))
 import bpy  # noqa: E402
-from mathutils import Matrix  # noqa: E402
+from scene_camera import add_render_camera  # noqa: E402
 
 from backend.gaussians.ply import write_gaussians_ply  # noqa: E402
 from blender_addon.importer import import_result  # noqa: E402
 from blender_addon.importer.nodes import CAMERA_FACING_INPUT, input_identifier  # noqa: E402
-from blender_addon.scene_prep import apply_recommended  # noqa: E402
 from protocol.formats.manifest import Manifest, frame_file_name, write_manifest  # noqa: E402
 
 work = Path(sys.argv[1])
@@ -62,14 +61,7 @@ bpy.ops.wm.read_factory_settings(use_empty=True)
 scene = bpy.context.scene
 obj = import_result(result, name="asset", cache_dir=work / "cache")
 c2w = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, -1.0, -4.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
-cam = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
-scene.collection.objects.link(cam)
-cam.matrix_world = Matrix(c2w.tolist())
-cam.data.sensor_fit, cam.data.angle, cam.data.clip_start = "HORIZONTAL", FOV, 0.01
-scene.camera = cam
-scene.render.engine = "CYCLES"
-apply_recommended(scene)
-scene.cycles.device, scene.cycles.samples = "CPU", SAMPLES
+add_render_camera(scene, c2w.tolist(), FOV, SAMPLES)
 scene.render.resolution_x = scene.render.resolution_y = SIZE
 scene.render.resolution_percentage = 100
 scene.render.image_settings.file_format, scene.render.image_settings.color_mode = "PNG", "RGBA"
