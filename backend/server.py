@@ -45,7 +45,8 @@ from backend.jobs import JobStore, JobStoreError
 from backend.replay import DEFAULT_WINDOW_S, ReplayGuard
 from backend.users import UserError, Users, server_curve_keys
 from backend.executors import make_executor
-from protocol import PROTOCOL_VERSION, TERMINAL_EVENTS, ProtocolError, encode_message, load_or_create_key, make_header
+from protocol import (PROTOCOL_VERSION, TERMINAL_EVENTS, ProtocolError, encode_message, is_loopback,
+                      load_or_create_key, make_header)
 from protocol.errors import InvalidOptionError
 from protocol.framing import decode_signed, split_signature
 from protocol.formats.job_states import TERMINAL_STATES
@@ -57,7 +58,7 @@ log = logging.getLogger("gen4d.server")
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 #: How long one poll of the socket waits (s); bounds event latency and stop reaction time.
 POLL_S = 0.05
-#: Sessions silent for longer than this are forgotten (their subscriptions stay).
+#: Sessions silent for longer than this are forgotten, with their subscriptions.
 SESSION_IDLE_S = 3600.0
 #: ZMTP heartbeats: a peer that answers none for this long is disconnected, which frees
 #: its routing id for the same client's reconnection (``ROUTER_HANDOVER`` is off).
@@ -67,19 +68,6 @@ HEARTBEAT_TIMEOUT_MS = 10000
 
 class ServeRefused(RuntimeError):
     """The server will not start with this configuration (the message says how to fix it)."""
-
-
-def is_loopback(address: str) -> bool:
-    """True for ``ipc://``, ``inproc://`` and ``tcp://`` on 127.0.0.0/8, ``localhost`` or ``::1``.
-
-    ``tcp://*:port`` and ``tcp://0.0.0.0:port`` listen on every interface: not loopback.
-    """
-    if address.startswith(("ipc://", "inproc://")):
-        return True
-    if not address.startswith("tcp://"):
-        return False
-    host = address[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
-    return host.startswith("127.") or host in ("localhost", "::1")
 
 
 def default_data_dir() -> Path:

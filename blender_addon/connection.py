@@ -26,13 +26,11 @@ Plain Python (no ``bpy``): tested without Blender in ``tests/addon/test_addon_co
 
 from __future__ import annotations
 
-import ipaddress
 import queue
 import threading
 import time
 from pathlib import Path
 from typing import Callable
-from urllib.parse import urlsplit
 
 from ._vendor import get_protocol
 from .futures import Future, MainThreadQueue
@@ -45,17 +43,8 @@ TERMINAL_EVENTS = get_protocol().TERMINAL_EVENTS
 _STOP = object()
 
 
-def is_loopback(address: str) -> bool:
-    """True for ``ipc://``/``inproc://`` endpoints and TCP endpoints on localhost/127.x/::1."""
-    if address.startswith(("ipc://", "inproc://")):
-        return True
-    host = urlsplit(address).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+#: True for loopback endpoints (:func:`protocol.addresses.is_loopback`, shared with the backend).
+is_loopback = get_protocol().is_loopback
 
 
 class Connection:

@@ -9,6 +9,7 @@ imported only when the client is first used (``protocol.BackendClient`` or
 """
 
 from . import formats
+from .addresses import is_loopback
 from .errors import BackendUnavailable, ProtocolError, RemoteError
 from .framing import decode_message, encode_message, sign
 from .keys import load_credentials, load_key, load_or_create_key
@@ -25,7 +26,7 @@ __all__ = [
     "decode_message", "encode_message", "sign",
     "load_credentials", "load_key", "load_or_create_key",
     "CLIENT_TYPES", "EVENT_TYPES", "PROTOCOL_VERSION", "SCHEMAS", "SERVER_TYPES", "TERMINAL_EVENTS",
-    "check_relative_name", "make_header", "new_msg_id", "validate_message",
+    "check_relative_name", "make_header", "new_msg_id", "validate_message", "is_loopback",
 ]
 
 
