@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Optional
 
 from protocol.framing import USER_NAME_RE
-from protocol.keys import CREDENTIALS_FORMAT, load_or_create_key
+from protocol.keys import CREDENTIALS_FORMAT, check_private, load_or_create_key
 
 log = logging.getLogger("gen4d.users")
 
@@ -74,12 +74,11 @@ def _read_private(path: Path) -> dict:
         UserError: unreadable, not a JSON object, or mode open to others.
     """
     try:
-        if os.name == "posix" and path.stat().st_mode & 0o077:
-            raise UserError(f"{path} is readable or writable by others; run `chmod 600 {path}`")
+        check_private(path, "user record")
         data = json.loads(path.read_text(encoding="utf-8"))
+    except PermissionError as e:
+        raise UserError(str(e)) from None
     except (OSError, ValueError) as e:
-        if isinstance(e, UserError):
-            raise
         raise UserError(f"cannot read {path}: {e}") from None
     if not isinstance(data, dict):
         raise UserError(f"{path} does not hold a JSON object")
@@ -119,8 +118,10 @@ def server_curve_keys(data_dir, create: bool = False) -> Optional[tuple[bytes, b
         os.chmod(folder, 0o700)
         zmq.auth.create_certificates(folder, "server")
         os.chmod(secret_file, 0o600)
-    if os.name == "posix" and secret_file.stat().st_mode & 0o077:
-        raise UserError(f"{secret_file} is readable or writable by others; run `chmod 600 {secret_file}`")
+    try:
+        check_private(secret_file, "the server's CURVE secret key")
+    except PermissionError as e:
+        raise UserError(str(e)) from None
     try:
         public, secret = zmq.auth.load_certificate(secret_file)
     except (OSError, ValueError) as e:

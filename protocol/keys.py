@@ -19,14 +19,29 @@ import re
 import secrets
 from pathlib import Path
 
+from .framing import USER_NAME_RE
+
 #: the credentials file's format tag.
 CREDENTIALS_FORMAT = "gen4d-credentials/1"
-_USER_RE = re.compile(r"^[a-z0-9_][a-z0-9_.-]{0,63}$")
 _Z85_RE = re.compile(r"^[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$")
 
 
 #: shortest accepted key: 64 hex digits, 32 bytes of randomness (what load_or_create_key makes).
 MIN_KEY_HEX_DIGITS = 64
+
+
+def check_private(path, what: str = "key file") -> None:
+    """Refuse a secret file that its group or others may read or write (POSIX only).
+
+    Raises:
+        PermissionError: naming the file, its mode and the ``chmod 600`` that fixes it.
+    """
+    if os.name != "posix":
+        return
+    mode = Path(path).stat().st_mode & 0o777
+    if mode & 0o077:
+        raise PermissionError(f"{what} {path} has mode {mode:03o}: others can read or change it; "
+                              f"run `chmod 600 {path}`")
 
 
 def load_key(path) -> bytes:
@@ -47,11 +62,7 @@ def load_key(path) -> bytes:
     """
     path = Path(path)
     text = path.read_text(encoding="ascii").strip()
-    if os.name == "posix":
-        mode = path.stat().st_mode & 0o777
-        if mode & 0o077:
-            raise PermissionError(f"key file {path} has mode {mode:03o}: others can read or change it; "
-                                  f"run `chmod 600 {path}`")
+    check_private(path)
     if not text:
         raise ValueError(f"key file {path} is empty")
     try:
@@ -111,8 +122,7 @@ def load_credentials(path) -> dict:
     """
     path = Path(path)
     text = path.read_text(encoding="utf-8")
-    if os.name == "posix" and path.stat().st_mode & 0o077:
-        raise PermissionError(f"credentials file {path} can be read by others; run `chmod 600 {path}`")
+    check_private(path, "credentials file")
     try:
         data = json.loads(text)
     except ValueError as e:
@@ -121,7 +131,7 @@ def load_credentials(path) -> dict:
         raise ValueError(f"{path} is not a gen4d credentials file (expected format {CREDENTIALS_FORMAT!r})")
     out = {}
     user = data.get("user")
-    if not isinstance(user, str) or not _USER_RE.match(user):
+    if not isinstance(user, str) or not USER_NAME_RE.match(user):
         raise ValueError(f"{path}: 'user' is missing or not a valid user name")
     out["user"] = user
     key = data.get("key")
