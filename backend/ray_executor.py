@@ -176,9 +176,9 @@ def _job_task(job_id: str, spec: dict, inputs: dict, run_job_path: str, board, c
     ``cancelled`` | ``failed`` with ``code``/``message``). Never raises for a job failure:
     exceptions are classified here, and their text stays in this node's log.
     """
-    from backend.errors import JobCancelled, JobError
+    from backend.errors import JobCancelled
     from backend.pipeline.context import JobContext
-    from backend.worker import _is_oom, progress_fields
+    from backend.worker import failure_outcome, progress_fields
 
     os.environ.setdefault("TORCH_EXTENSIONS_DIR",
                           str(Path.home() / ".cache" / "gen4d" / "torch_extensions" / socket.gethostname()))
@@ -206,19 +206,10 @@ def _job_task(job_id: str, spec: dict, inputs: dict, run_job_path: str, board, c
                 outcome.update(state="completed", frame_count=int(manifest["frame_count"]))
             except JobCancelled:
                 outcome.update(state="cancelled")
-            except JobError as e:
-                outcome.update(state="failed", code=str(e.code), message=str(e.message))
             except BaseException as e:  # noqa: BLE001 - every failure must end the job as an outcome
-                if _is_oom(e):
-                    outcome.update(state="failed", code="out_of_memory",
-                                   message=f"ran out of memory ({type(e).__name__}); try a smaller preset, "
-                                           f"fewer frames or a lower resolution")
-                else:
-                    ref = uuid.uuid4().hex[:12]
-                    log.exception("job %s failed with an unexpected error (ref %s)", job_id, ref)
-                    outcome.update(state="failed", code="internal_error",
-                                   message=f"the job failed on {label} ({type(e).__name__}); that node's Ray "
-                                           f"worker log has the details under ref {ref}")
+                code, message = failure_outcome(e, job_id, where=f"on {label}",
+                                                log_place="that node's Ray worker log")
+                outcome.update(state="failed", code=code, message=message)
             finally:
                 events.put(None)
 

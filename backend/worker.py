@@ -66,6 +66,32 @@ def _is_oom(e: BaseException) -> bool:
     return oom is not None and isinstance(e, oom)
 
 
+def failure_outcome(e: BaseException, job_id: str, where: str = "on the backend",
+                    log_place: str = "the backend's log") -> tuple[str, str]:
+    """The ``(code, message)`` a job that raised ``e`` fails with, for every executor:
+    :class:`JobError` -> its code and message; out of memory -> ``out_of_memory``; anything
+    else -> ``internal_error`` naming the exception type and a reference into the log (the
+    exception's text and traceback are logged here, never sent: they may hold server paths).
+
+    Args:
+        e: the exception (not :class:`JobCancelled`).
+        job_id: for the log.
+        where: where it ran, for the message (``"on <node>"``).
+        log_place: the log that holds the details, for the message.
+    """
+    if isinstance(e, JobError):
+        log.info("job %s failed [%s]: %s", job_id, e.code, e.message)
+        return str(e.code), str(e.message)
+    if _is_oom(e):
+        log.warning("job %s ran out of memory: %s", job_id, e)
+        return "out_of_memory", (f"ran out of memory ({type(e).__name__}); try a smaller preset, "
+                                 f"fewer frames or a lower resolution")
+    ref = uuid.uuid4().hex[:12]
+    log.error("job %s failed with an unexpected error (ref %s)", job_id, ref, exc_info=e)
+    return "internal_error", (f"the job failed {where} ({type(e).__name__}); {log_place} has the details "
+                              f"under ref {ref}")
+
+
 class Worker:
     """The ``local`` executor (:class:`backend.executors.Executor`): runs queued jobs on
     one background thread of the server's process, one at a time, in submission order.
@@ -213,23 +239,9 @@ class Worker:
                 log.info("job %s cancelled", job_id)
                 self._finish(job_id, "cancelled")
             return
-        except JobError as e:
-            log.info("job %s failed [%s]: %s", job_id, e.code, e.message)
-            self._finish(job_id, "failed", code=str(e.code), message=str(e.message))
-            return
         except Exception as e:  # noqa: BLE001 - every failure must end the job, never the server
-            if _is_oom(e):
-                log.warning("job %s ran out of memory: %s", job_id, e)
-                self._finish(job_id, "failed", code="out_of_memory",
-                             message=f"ran out of memory ({type(e).__name__}); try a smaller preset, "
-                                     f"fewer frames or a lower resolution")
-            else:
-                ref = uuid.uuid4().hex[:12]
-                log.exception("job %s failed with an unexpected error (ref %s)", job_id, ref)
-                # the exception's text stays in the log: it may hold server paths
-                self._finish(job_id, "failed", code="internal_error",
-                             message=f"the job failed on the backend ({type(e).__name__}); the backend's log "
-                                     f"has the details under ref {ref}")
+            code, message = failure_outcome(e, job_id)
+            self._finish(job_id, "failed", code=code, message=message)
             return
         files = self.store.result_files(job_id)
         frame_count = int(manifest["frame_count"])
